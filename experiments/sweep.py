@@ -2,6 +2,8 @@ r"""Runs a grid of configs, skipping finished runs, then writes the tables and p
 
   python -m experiments.sweep --config=configs/paper/focal.py --workdir=runs/focal_sweep
   python -m experiments.sweep --config=configs/paper/focal.py:smoke --workdir=/tmp/sweep
+  python -m experiments.sweep --config=configs/paper/focal.py:full --workdir=results/focal_full \
+      --only=model=tiny            # train one slice of a grid; the report covers every finished run
 
 The grid comes from `get_sweep(arg)` in the config file (a list of
 {"dotted.field": value} overrides, big_vision's get_hyper style). Each run goes
@@ -21,6 +23,9 @@ config_flags.DEFINE_config_file("config", None, "A config file that defines get_
                                 lock_config=True)
 flags.DEFINE_string("workdir", None, "Where the runs and the summary go.", required=True)
 flags.DEFINE_bool("report_only", False, "Only rebuild results.csv, summary.md and the plots.")
+flags.DEFINE_multi_string("only", None, "Train only grid points whose FIELD=VALUE[,VALUE...] "
+                          "matches, e.g. --only=model=tiny (repeatable); the report covers all "
+                          "finished runs.")
 FLAGS = flags.FLAGS
 
 
@@ -39,7 +44,8 @@ def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
   grid = _get_sweep()
-  summary = sweep.run_sweep(FLAGS.config, grid, FLAGS.workdir, train=not FLAGS.report_only)
+  summary = sweep.run_sweep(FLAGS.config, grid, FLAGS.workdir, train=not FLAGS.report_only,
+                            only=sweep.parse_only(FLAGS.only))
   print(summary)
   print(f"wrote {os.path.join(FLAGS.workdir, 'summary.md')}")
 

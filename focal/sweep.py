@@ -38,18 +38,47 @@ def is_finished(run_dir: str, total_steps: int) -> bool:
   return any(r["step"] == total_steps and "eval/mean_rubric_reward" in r for r in rows)
 
 
-def run_sweep(config, grid: list[dict], workdir: str, train: bool = True) -> str:
+def parse_only(specs) -> dict[str, set[str]]:
+  """`["model=tiny", "task=keywords,digitsum"]` -> {"model": {"tiny"}, "task": {...}}."""
+  only: dict[str, set[str]] = {}
+  for spec in specs or ():
+    field, sep, values = spec.partition("=")
+    if not sep or not field or not values:
+      raise ValueError(f"--only {spec!r}: expected FIELD=VALUE[,VALUE...], e.g. model=tiny")
+    only.setdefault(field, set()).update(values.split(","))
+  return only
+
+
+def select(grid: list[dict], only: dict[str, set[str]] | None) -> list[dict]:
+  """The grid points whose overrides match every `only` field (values compared as text)."""
+  if not only:
+    return list(grid)
+  fields = {k for o in grid for k in o}
+  for field, values in only.items():
+    if field not in fields:
+      raise ValueError(f"--only {field}=...: the grid sets no {field!r}; it sets {sorted(fields)}")
+    known = {str(o[field]) for o in grid if field in o}
+    if values - known:
+      raise ValueError(f"--only {field}: {sorted(values - known)} not in the grid; "
+                       f"it has {sorted(known)}")
+  return [o for o in grid if all(str(o.get(f)) in v for f, v in only.items())]
+
+
+def run_sweep(config, grid: list[dict], workdir: str, train: bool = True,
+              only: dict[str, set[str]] | None = None) -> str:
   """Trains every grid point not finished yet and writes results.csv, summary.md and plots.
 
-  Returns the summary markdown.
+  `only` restricts training to a slice of the grid (see `select`); the report
+  always covers every finished run of the whole grid. Returns the summary markdown.
   """
   os.makedirs(workdir, exist_ok=True)
   configs = [(o, apply_overrides(config, o)) for o in grid]
   for overrides, cfg in configs:  # fail on any bad grid point before training anything
     trainer.validate(cfg)
   if train:
-    todo = [(o, c) for o, c in configs
-            if not is_finished(os.path.join(workdir, run_name(o)), c.total_steps)]
+    chosen = {run_name(o) for o in select(grid, only)}
+    todo = [(o, c) for o, c in configs if run_name(o) in chosen
+            and not is_finished(os.path.join(workdir, run_name(o)), c.total_steps)]
     for group in tqdm(seed_groups(todo), desc="sweep", unit="group"):
       dirs = [os.path.join(workdir, run_name(o)) for o, _ in group]
       if len(group) > 1:
@@ -73,26 +102,43 @@ def seed_groups(points: list) -> list[list]:
 
 
 def write_report(configs, workdir: str) -> str:
+  """Tables and plots over the finished runs; a run still training is left out."""
   rows, curves = [], {}
   for overrides, cfg in configs:
     run_dir = os.path.join(workdir, run_name(overrides))
+    if not is_finished(run_dir, cfg.total_steps):
+      continue
     row = report.summarize_run(run_dir, {"aggregator.name": cfg.aggregator.name, "task": cfg.task,
                                          "model": cfg.model, "seed": cfg.seed, **overrides})
-    if row is None:
-      continue
     rows.append(row)
-    curves.setdefault(cfg.aggregator.name, report.read_rows(run_dir))
+    # One run per (model, aggregator, task) for the per-category curves: the first seed.
+    # Category keys carry the task's name, so the tasks' rows can share one list.
+    by_task = curves.setdefault(cfg.model, {}).setdefault(cfg.aggregator.name, {})
+    by_task.setdefault(cfg.task, report.read_rows(run_dir))
   if not rows:
     return "no finished runs yet"
   report.write_csv(rows, os.path.join(workdir, "results.csv"))
-  report.plot_category_curves(curves, os.path.join(workdir, "category_curves.png"))
+  plots = []
+  for model, per_agg in curves.items():
+    name = "category_curves.png" if len(curves) == 1 else f"category_curves_{model}.png"
+    report.plot_category_curves({a: [r for t in sorted(ts) for r in ts[t]]
+                                 for a, ts in per_agg.items()}, os.path.join(workdir, name))
+    plots.append(name)
   report.plot_polarization(rows, os.path.join(workdir, "polarization.png"))
+  settings = {(c.task, c.model) for _, c in configs}
+  done = {(r["task"], r["model"]) for r in rows}
+  complete = sum(
+      all(is_finished(os.path.join(workdir, run_name(o)), c.total_steps)
+          for o, c in configs if (c.task, c.model) == s) for s in settings)
   summary = "\n\n".join([
+      f"Finished: {len(rows)} of {len(configs)} runs; {complete} of {len(settings)} (task, model) "
+      f"settings complete ({len(done)} with at least one finished run).",
       "## Final held-out metrics (mean ± std over seeds)", report.results_table(rows),
       "## Wins", report.wins_section(rows) or "(no comparable aggregators in this grid)",
       "## Steps to reach each mean-rubric-reward threshold (greedy eval; n reached / seeds; "
       "×speed-up over weighted_sum)", report.steps_table(rows),
-      "Plots: category_curves.png (per-category pass rate by aggregator), polarization.png."])
+      f"Plots: {', '.join(plots)} (per-category pass rate by aggregator, first seed), "
+      "polarization.png."])
   with open(os.path.join(workdir, "summary.md"), "w") as f:
     f.write(summary + "\n")
   return summary

@@ -326,6 +326,9 @@ class RunLog:
     """The latest checkpoint restored onto `state`'s structure (and shardings), or `state`."""
     restored = self.ckpt.restore(state)
     if restored is None:
+      # A run that died before its first checkpoint starts over: drop its rows, so the
+      # log never holds a step twice.
+      _truncate_log(os.path.join(self.workdir, "metrics.jsonl"), -1)
       return state
     state, meta = restored
     _truncate_log(os.path.join(self.workdir, "metrics.jsonl"), int(meta["step"]))

@@ -1,5 +1,6 @@
 """The sweep runner on the smoke grid: trains, skips finished runs, writes tables and plots."""
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -21,6 +22,54 @@ def test_paper_configs_select_their_aggregator_and_recipe():
   full = focal_paper.get_sweep("full")
   assert len(full) == 4 * 6 * 3 * 3
   assert len({sweep.run_name(o) for o in full}) == len(full)
+  assert focal_paper.get_config("full").vmap_seeds and not focal_paper.get_config().vmap_seeds
+
+
+def test_full_grid_is_scale_major_and_settings_are_contiguous():
+  full = focal_paper.get_sweep("full")
+  assert [o["model"] for o in full] == ["tiny"] * 72 + ["small"] * 72 + ["base"] * 72
+  settings = [(o["task"], o["model"]) for o in full]
+  starts = [i for i, s in enumerate(settings) if i == 0 or settings[i - 1] != s]
+  assert len(starts) == 18  # each setting's 4 aggregators x 3 seeds sit together
+
+
+def test_only_selects_a_slice_and_rejects_what_the_grid_lacks():
+  grid = focal_paper.get_sweep("full")
+  only = sweep.parse_only(["model=tiny", "task=keywords,digitsum", "seed=0"])
+  assert only == {"model": {"tiny"}, "task": {"keywords", "digitsum"}, "seed": {"0"}}
+  picked = sweep.select(grid, only)
+  assert len(picked) == 2 * 4 and all(o["model"] == "tiny" and o["seed"] == 0 for o in picked)
+  assert sweep.select(grid, {}) == grid
+  with pytest.raises(ValueError, match="FIELD=VALUE"):
+    sweep.parse_only(["model"])
+  with pytest.raises(ValueError, match="sets no 'scale'"):
+    sweep.select(grid, sweep.parse_only(["scale=tiny"]))
+  with pytest.raises(ValueError, match=r"\['huge'\] not in the grid"):
+    sweep.select(grid, sweep.parse_only(["model=huge"]))
+
+
+def _write_run(run_dir, last_step, total_steps):
+  os.makedirs(run_dir)
+  with open(os.path.join(run_dir, "metrics.jsonl"), "w") as f:
+    for step in range(0, last_step + 1, 2):
+      f.write(json.dumps({"step": step, "eval/mean_rubric_reward": 40.0 + step,
+                          "eval/category/t/c": 0.1 * step}) + "\n")
+
+
+def test_report_counts_only_finished_runs(tmp_path):
+  config = focal_paper.get_config("smoke")
+  config.total_steps = 4
+  grid = [{"aggregator.name": a, "task": t, "seed": s}
+          for t in ("keywords", "digitsum") for a in ("weighted_sum", "focal") for s in (0, 1)]
+  configs = [(o, sweep.apply_overrides(config, o)) for o in grid]
+  for o in grid:  # keywords all finished; digitsum's focal seed 1 stopped at step 2
+    unfinished = o["task"] == "digitsum" and o["aggregator.name"] == "focal" and o["seed"] == 1
+    _write_run(str(tmp_path / sweep.run_name(o)), 2 if unfinished else 4, 4)
+  summary = sweep.write_report(configs, str(tmp_path))
+  assert summary.startswith("Finished: 7 of 8 runs; 1 of 2 (task, model) settings complete")
+  rows = list(csv.DictReader(open(tmp_path / "results.csv")))
+  assert len(rows) == 7 and all(r["step"] == "4" for r in rows)
+  assert os.path.getsize(tmp_path / "category_curves.png") > 1000
 
 
 def test_apply_overrides_rejects_unknown_fields():

@@ -74,6 +74,19 @@ def test_resume_continues_without_repeating_steps(tiny_run):
   assert final["step"] == 6
 
 
+def test_restart_before_the_first_checkpoint_logs_each_step_once(tmp_path):
+  config = tiny_config(checkpoint_every=100)  # the only checkpoint is the final one
+  workdir = str(tmp_path)
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, "metrics.jsonl"), "w") as f:  # a run killed at step 3
+    for step in range(4):
+      f.write(json.dumps({"step": step, "train/reward_mean": -1.0}) + "\n")
+  trainer.run(config, workdir, progress=False)
+  rows = _rows(workdir)
+  assert [r["step"] for r in rows] == [0, 1, 2, 3, 4]
+  assert all(r.get("train/reward_mean") != -1.0 for r in rows)
+
+
 def test_batch_indices_cover_each_epoch_once():
   n, b = 10, 4
   seen = np.concatenate([trainer.batch_indices(s, n, b, seed=3) for s in range(5)])

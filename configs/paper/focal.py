@@ -19,7 +19,12 @@ from configs import base
 
 
 def get_config(arg=None):
+  """`arg`: None (the paper recipe), 'full' (the same, seeds vmapped for the grid), 'smoke'."""
+  if arg not in (None, "full", "smoke"):
+    raise ValueError(f"unknown variant {arg!r}; choose None, 'full' or 'smoke'")
   c = base.get_config("tiny" if arg == "smoke" else None)
+  # A grid point's three seeds train as one vmapped program (benchmarks/seeds.py times it).
+  c.vmap_seeds = arg == "full"
   c.aggregator.name = "focal"
   c.aggregator.focal.temperature = 1.0
   c.aggregator.focal.gamma = 3.0
@@ -35,9 +40,11 @@ def get_sweep(arg=None):
     return [{"aggregator.name": a, "seed": s} for a, s in itertools.product(aggregators[:2], (0, 1))]
   if arg == "full":
     from focal import tasks
+    # Scale-major, so a grid trained slice by slice (--only=model=tiny) completes whole
+    # (task, model) settings in order, cheapest first.
     return [{"aggregator.name": a, "task": t, "model": m, "seed": s}
-            for a, t, m, s in itertools.product(aggregators, tasks.names(), ("tiny", "small", "base"),
-                                                (0, 1, 2))]
+            for m, t, a, s in itertools.product(("tiny", "small", "base"), tasks.names(),
+                                                aggregators, (0, 1, 2))]
   if arg is not None:
     raise ValueError(f"unknown sweep {arg!r}; choose None, 'full' or 'smoke'")
   return [{"aggregator.name": a, "seed": s} for a, s in itertools.product(aggregators, (0, 1, 2))]
