@@ -239,3 +239,38 @@ def plot_polarization(rows: Sequence[dict], path: str):
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)
+
+
+def plot_gaps(rows: Sequence[dict], path: str, metric: str = "eval/mean_rubric_reward",
+              reference: str = "weighted_sum"):
+  """Per (task, model): each aggregator's seed-mean `metric` minus `reference`'s, with the seed
+  std of both as error bars (sqrt(sd_a^2 + sd_ref^2)), so a gap can be read against the noise."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  settings = sorted(_group(rows, ("task", "model")).items())
+  aggs = sorted({r["aggregator.name"] for r in rows} - {reference})
+  fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(settings) + 1.5), 3.6))
+  width = 0.8 / max(len(aggs), 1)
+  for j, agg in enumerate(aggs):
+    xs, gaps, errs = [], [], []
+    for i, (_, rs) in enumerate(settings):
+      by_agg = _group(rs, ("aggregator.name",))
+      if (agg,) not in by_agg or (reference,) not in by_agg:
+        continue
+      mu, sd, _ = mean_std(r[metric] for r in by_agg[(agg,)])
+      ref_mu, ref_sd, _ = mean_std(r[metric] for r in by_agg[(reference,)])
+      xs.append(i + (j - (len(aggs) - 1) / 2) * width)
+      gaps.append(mu - ref_mu)
+      errs.append(math.hypot(sd, ref_sd))
+    ax.bar(xs, gaps, width, yerr=errs, capsize=2, label=agg)
+  ax.axhline(0.0, color="k", lw=0.8)
+  ax.set_xticks(range(len(settings)))
+  ax.set_xticklabels([f"{t}\n{m}" for (t, m), _ in settings], fontsize=8)
+  ax.set_ylabel(f"{metric.split('/', 1)[1]}\nminus {reference}")
+  ax.set_title("gap to the static weighted sum (bars: seed std of both)", fontsize=9)
+  ax.legend(fontsize=7, ncol=len(aggs))
+  ax.grid(alpha=0.3, axis="y")
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)

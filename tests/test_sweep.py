@@ -69,7 +69,8 @@ def test_report_counts_only_finished_runs(tmp_path):
   assert summary.startswith("Finished: 7 of 8 runs; 1 of 2 (task, model) settings complete")
   rows = list(csv.DictReader(open(tmp_path / "results.csv")))
   assert len(rows) == 7 and all(r["step"] == "4" for r in rows)
-  assert os.path.getsize(tmp_path / "category_curves.png") > 1000
+  for png in ("category_curves.png", "polarization.png", "gaps.png"):
+    assert os.path.getsize(tmp_path / png) > 1000
 
 
 def test_apply_overrides_rejects_unknown_fields():
