@@ -21,6 +21,9 @@ HEADLINE = ("eval/mean_rubric_reward", "eval/strict_completion", "eval/worst_cat
             "eval/polarization", "eval/task_worst_category", "eval/task_polarization",
             "eval_sampled/mean_rubric_reward", "eval_sampled/strict_completion")
 THRESHOLDS = (45.0, 50.0, 55.0, 60.0)
+# Where the learning signal is: of the (held-out prompt, criterion) groups of the sampled
+# evaluation, the share no sample passes (dead) and the share every sample passes (saturated).
+SIGNAL = ("eval_sampled/dead_share", "eval_sampled/saturated_share")
 
 
 def read_rows(run_dir: str) -> list[dict]:
@@ -67,8 +70,10 @@ def summarize_run(run_dir: str, overrides: dict, thresholds=THRESHOLDS) -> dict 
   out["step"] = final["step"]
   final = dict(final)
   final["eval/task_worst_category"], final["eval/task_polarization"] = task_polarization(final)
-  for key in HEADLINE:
+  for key in HEADLINE + SIGNAL:
     out[key] = final.get(key, float("nan"))
+  for key in SIGNAL:
+    out[f"start/{key}"] = evals[0].get(key, float("nan")) if evals[0]["step"] == 0 else float("nan")
   steps, values = eval_curve(rows)
   for t, s in steps_to_threshold(steps, values, thresholds).items():
     out[f"steps_to_{t:g}"] = "" if s is None else s
@@ -112,6 +117,18 @@ def results_table(rows: Sequence[dict], metrics=HEADLINE) -> str:
       mu, sd, _ = mean_std(r[m] for r in rs)
       cells.append(f"{mu:.2f} ± {sd:.2f}" if "reward" in m else f"{mu:.3f} ± {sd:.3f}")
     lines.append(f"| {task} | {model} | {agg} | {len(rs)} | " + " | ".join(cells) + " |")
+  return "\n".join(lines)
+
+
+def signal_table(rows: Sequence[dict]) -> str:
+  """Markdown: dead and saturated shares at step 0 -> the final step, mean over seeds."""
+  names = [k.split("/", 1)[1] for k in SIGNAL]
+  lines = ["| task | model | aggregator | " + " | ".join(f"{n} (step 0 → final)" for n in names) + " |",
+           "|" + "---|" * (3 + len(SIGNAL))]
+  for (task, model, agg), rs in sorted(_group(rows, ("task", "model", "aggregator.name")).items()):
+    cells = [f"{mean_std(r.get('start/' + k, float('nan')) for r in rs)[0]:.3f} → "
+             f"{mean_std(r.get(k, float('nan')) for r in rs)[0]:.3f}" for k in SIGNAL]
+    lines.append(f"| {task} | {model} | {agg} | " + " | ".join(cells) + " |")
   return "\n".join(lines)
 
 

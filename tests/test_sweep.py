@@ -136,6 +136,15 @@ def test_steps_table_reports_speedups_and_never():
   assert "10 (2/2) ×4.0" in focal_line and "never" in focal_line
 
 
+def test_signal_table_reports_start_and_final_shares_over_seeds():
+  rows = [{"task": "a", "model": "tiny", "aggregator.name": "focal",
+           "start/eval_sampled/dead_share": 0.5, "eval_sampled/dead_share": d,
+           "start/eval_sampled/saturated_share": 0.1, "eval_sampled/saturated_share": 0.2}
+          for d in (0.2, 0.4)]
+  line = report.signal_table(rows).splitlines()[-1]
+  assert line == "| a | tiny | focal | 0.500 → 0.300 | 0.100 → 0.200 |"
+
+
 def test_task_polarization_groups_categories_by_task():
   row = {"eval/category/a/x": 0.2, "eval/category/a/y": 1.0, "eval/category/b/z": 0.5,
          "eval/category/b/w": 0.6, "eval/mean_rubric_reward": 10.0}

@@ -10,8 +10,15 @@ One run alone:
 
 Expected results on this 2-core CPU: see docs/RESULTS.md, which records the
 numbers this exact command produced and the command next to them.
-The paper's full grid is 6 benchmarks x 3 model scales (18 comparisons):
-`get_sweep('full')` defines it (about 2 CPU-days here).
+The paper's full grid is 6 benchmarks x 3 model scales (18 comparisons), 216 runs:
+
+  python -m experiments.sweep --config=configs/paper/focal.py:full --workdir=results/focal_full \
+      --only=model=tiny     # then model=small, model=base; finished runs are skipped
+
+On this CPU the tiny slice takes about 75 min, the small one about 4.5 h and
+the base one about 13 h (estimates from benchmarks/step.py and the tiny slice's
+wall time), so the grid is trained slice by slice; results/focal_full keeps the
+finished runs' metrics in git. docs/RESULTS.md reads what has finished.
 """
 import itertools
 
