@@ -6,7 +6,7 @@ Usage (from the repository root):
   python -m benchmarks.seeds --task suite --seeds 2 4 --steps 30
 
 For each seed count N it trains the same N runs twice from the same warm starts (filled once,
-untimed, in a temporary cache): `trainer.run` once per seed, then `trainer.run_seeds` (one jitted
+untimed; in a temporary cache unless --cache-dir names one): `trainer.run` once per seed, then `trainer.run_seeds` (one jitted
 `vmap(train_step)` over a leading seed axis). Both write their metrics, evaluations and checkpoints
 exactly as the sweep does, so the wall times include everything a sweep pays per run: building
 the prompts, compiling, the GRPO loop, held-out evaluation (not vmapped: one seed at a time) and
@@ -51,10 +51,12 @@ def main(argv=None) -> None:
   p.add_argument("--aggregator", default="focal")
   p.add_argument("--seeds", type=int, nargs="+", default=[3], help="seed counts N to compare")
   p.add_argument("--steps", type=int, default=50, help="GRPO iterations per run")
+  p.add_argument("--cache-dir", default="", help="warm-start cache to fill and reuse "
+                 "(e.g. ~/.cache/focal/warm_start); default: a temporary one")
   args = p.parse_args(argv)
 
   with tempfile.TemporaryDirectory() as tmp:
-    cache = os.path.join(tmp, "warm_start")
+    cache = args.cache_dir or os.path.join(tmp, "warm_start")
     cfg = make_config(args, cache)
     for seed in range(max(args.seeds)):  # fill the warm-start cache outside the timings
       c = make_config(args, cache)

@@ -140,8 +140,11 @@ def wins(rows: Sequence[dict], method: str, baselines: Sequence[str], metric: st
   by_setting = _group(rows, ("task", "model"))
   won, total, lines = 0, 0, []
   for (task, model), rs in sorted(by_setting.items()):
+    if not any(r["aggregator.name"] == method for r in rs):
+      continue
     means = {a: mean_std(r[metric] for r in g)[0]
-             for (a,), g in _group(rs, ("aggregator.name",)).items()}
+             for (a,), g in _group(rs, ("aggregator.name",)).items()
+             if a == method or a in baselines}
     present = [b for b in baselines if b in means]
     if method not in means or not present:
       continue
@@ -149,8 +152,12 @@ def wins(rows: Sequence[dict], method: str, baselines: Sequence[str], metric: st
     total += 1
     ok = means[method] > means[best]
     won += ok
+    # Equal seed means (both 0 on a dead category, say) are reported as ties, counted as no win.
+    result = "win" if ok else "tie" if means[method] == means[best] else "loss"
+    by_agg = _group(rs, ("aggregator.name",))
+    gap, sd = paired_gap(by_agg[(method,)], by_agg[(best,)], metric)
     lines.append(f"| {task} | {model} | {means[method]:.3f} | {best} {means[best]:.3f} | "
-                 f"{'win' if ok else 'loss'} |")
+                 f"{gap:+.3f} ± {sd:.3f} | {result} |")
   return won, total, lines
 
 
@@ -173,8 +180,10 @@ def wins_section(rows: Sequence[dict]) -> str:
     won, total, lines = wins(rows, method, baselines, metric)
     if not total:
       continue
-    out.append(f"### {title}: {won} wins out of {total}\n")
-    out.append("| task | model | " + method + " | best baseline | result |\n|---|---|---|---|---|")
+    ties = sum(line.endswith("| tie |") for line in lines)
+    header = f"| task | model | {method} | best baseline | gap (paired by seed) | result |"
+    out.append(f"### {title}: {won} wins out of {total}" + (f" ({ties} ties)" if ties else "") + "\n")
+    out.append(header + "\n|---|---|---|---|---|---|")
     out += lines
     out.append("")
   return "\n".join(out)
@@ -258,10 +267,26 @@ def plot_polarization(rows: Sequence[dict], path: str):
   plt.close(fig)
 
 
+def paired_gap(rs: Sequence[dict], rs_ref: Sequence[dict], metric: str) -> tuple[float, float]:
+  """(mean, std) over seeds of `metric` minus the reference run's with the same seed.
+
+  Runs of one seed share the warm start, the prompts and the evaluation draws, so the
+  per-seed difference removes that shared noise. Without a common seed set it falls
+  back to the difference of means with sqrt(sd^2 + sd_ref^2)."""
+  a = {r.get("seed"): r[metric] for r in rs}
+  b = {r.get("seed"): r[metric] for r in rs_ref}
+  if set(a) == set(b) and None not in a:
+    mu, sd, _ = mean_std(a[s] - b[s] for s in a)
+    return mu, sd
+  mu, sd, _ = mean_std(a.values())
+  ref_mu, ref_sd, _ = mean_std(b.values())
+  return mu - ref_mu, math.hypot(sd, ref_sd)
+
+
 def plot_gaps(rows: Sequence[dict], path: str, metric: str = "eval/mean_rubric_reward",
               reference: str = "weighted_sum"):
-  """Per (task, model): each aggregator's seed-mean `metric` minus `reference`'s, with the seed
-  std of both as error bars (sqrt(sd_a^2 + sd_ref^2)), so a gap can be read against the noise."""
+  """Per (task, model): each aggregator's `metric` minus `reference`'s, paired by seed, with
+  the seed std of the difference as error bars, so a gap can be read against the noise."""
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
@@ -275,17 +300,16 @@ def plot_gaps(rows: Sequence[dict], path: str, metric: str = "eval/mean_rubric_r
       by_agg = _group(rs, ("aggregator.name",))
       if (agg,) not in by_agg or (reference,) not in by_agg:
         continue
-      mu, sd, _ = mean_std(r[metric] for r in by_agg[(agg,)])
-      ref_mu, ref_sd, _ = mean_std(r[metric] for r in by_agg[(reference,)])
+      gap, err = paired_gap(by_agg[(agg,)], by_agg[(reference,)], metric)
       xs.append(i + (j - (len(aggs) - 1) / 2) * width)
-      gaps.append(mu - ref_mu)
-      errs.append(math.hypot(sd, ref_sd))
+      gaps.append(gap)
+      errs.append(err)
     ax.bar(xs, gaps, width, yerr=errs, capsize=2, label=agg)
   ax.axhline(0.0, color="k", lw=0.8)
   ax.set_xticks(range(len(settings)))
   ax.set_xticklabels([f"{t}\n{m}" for (t, m), _ in settings], fontsize=8)
   ax.set_ylabel(f"{metric.split('/', 1)[1]}\nminus {reference}")
-  ax.set_title("gap to the static weighted sum (bars: seed std of both)", fontsize=9)
+  ax.set_title("gap to the static weighted sum, paired by seed (bars: std over seeds)", fontsize=9)
   ax.legend(fontsize=7, ncol=len(aggs))
   ax.grid(alpha=0.3, axis="y")
   fig.tight_layout()

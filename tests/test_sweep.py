@@ -1,6 +1,7 @@
 """The sweep runner on the smoke grid: trains, skips finished runs, writes tables and plots."""
 import csv
 import json
+import math
 import os
 import subprocess
 import sys
@@ -126,8 +127,30 @@ def test_wins_counts_against_the_best_baseline():
   # Task a: focal 55.5 beats the best static 52.5; task b: weighted sum 60.5 beats focal.
   assert (won, total) == (1, 2)
   assert "win" in lines[0] and "loss" in lines[1]
+  # Paired by seed: focal - category_balanced is 3.0 for both seeds in task a.
+  assert "| +3.000 ± 0.000 | win |" in lines[0]
   won, total, _ = report.wins(rows, "pow3r", ("category_balanced",), "eval/mean_rubric_reward")
   assert (won, total) == (0, 2)
+
+
+def test_wins_reports_ties_and_paired_gaps():
+  rows = [{"task": "t", "model": "tiny", "aggregator.name": a, "seed": s, "m": v}
+          for a, vals in (("focal", (0.0, 0.0)), ("weighted_sum", (0.0, 0.0))) for s, v in zip((0, 1), vals)]
+  won, total, lines = report.wins(rows, "focal", ("weighted_sum",), "m")
+  assert (won, total) == (0, 1) and lines[0].endswith("| tie |")
+  section_rows = [dict(r, **{"eval/mean_rubric_reward": r["m"], "eval/task_worst_category": 0.0})
+                  for r in rows]
+  section = report.wins_section(section_rows)
+  assert "(mean rubric reward): 0 wins out of 1 (1 ties)" in section
+
+
+def test_paired_gap_removes_the_noise_seeds_share():
+  a = [{"seed": s, "m": v} for s, v in ((0, 10.0), (1, 20.0), (2, 30.0))]
+  b = [{"seed": s, "m": v - 1.0} for s, v in ((0, 10.0), (1, 20.0), (2, 30.0))]
+  assert report.paired_gap(a, b, "m") == pytest.approx((1.0, 0.0))
+  unpaired = [{"seed": s, "m": v} for s, v in ((5, 9.0), (6, 19.0), (7, 29.0))]
+  gap, sd = report.paired_gap(a, unpaired, "m")
+  assert gap == pytest.approx(1.0) and sd == pytest.approx(math.hypot(10.0, 10.0))
 
 
 def test_steps_table_reports_speedups_and_never():
