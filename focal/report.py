@@ -72,7 +72,7 @@ def summarize_run(run_dir: str, overrides: dict, thresholds=THRESHOLDS) -> dict 
   final["eval/task_worst_category"], final["eval/task_polarization"] = task_polarization(final)
   for key in HEADLINE + SIGNAL:
     out[key] = final.get(key, float("nan"))
-  for key in SIGNAL:
+  for key in ("eval/mean_rubric_reward",) + SIGNAL:
     out[f"start/{key}"] = evals[0].get(key, float("nan")) if evals[0]["step"] == 0 else float("nan")
   steps, values = eval_curve(rows)
   for t, s in steps_to_threshold(steps, values, thresholds).items():
@@ -121,13 +121,16 @@ def results_table(rows: Sequence[dict], metrics=HEADLINE) -> str:
 
 
 def signal_table(rows: Sequence[dict]) -> str:
-  """Markdown: dead and saturated shares at step 0 -> the final step, mean over seeds."""
-  names = [k.split("/", 1)[1] for k in SIGNAL]
-  lines = ["| task | model | aggregator | " + " | ".join(f"{n} (step 0 → final)" for n in names) + " |",
-           "|" + "---|" * (3 + len(SIGNAL))]
+  """Markdown: greedy mean rubric reward, and the sampled dead and saturated shares, at
+  step 0 (the warm-started policy) -> the final step; means over seeds."""
+  keys = ("eval/mean_rubric_reward",) + SIGNAL
+  names = ["mean_rubric_reward"] + [k.split("/", 1)[1] + " (sampled)" for k in SIGNAL]
+  lines = ["| task | model | aggregator | " + " | ".join(f"{n}, step 0 → final" for n in names) + " |",
+           "|" + "---|" * (3 + len(keys))]
   for (task, model, agg), rs in sorted(_group(rows, ("task", "model", "aggregator.name")).items()):
-    cells = [f"{mean_std(r.get('start/' + k, float('nan')) for r in rs)[0]:.3f} → "
-             f"{mean_std(r.get(k, float('nan')) for r in rs)[0]:.3f}" for k in SIGNAL]
+    cells = [f"{mean_std(r.get('start/' + k, float('nan')) for r in rs)[0]:.{1 if 'reward' in k else 3}f} → "
+             f"{mean_std(r.get(k, float('nan')) for r in rs)[0]:.{1 if 'reward' in k else 3}f}"
+             for k in keys]
     lines.append(f"| {task} | {model} | {agg} | " + " | ".join(cells) + " |")
   return "\n".join(lines)
 

@@ -138,7 +138,8 @@ def write_report(configs, workdir: str) -> str:
       "## Wins", report.wins_section(rows) or "(no comparable aggregators in this grid)",
       "## Steps to reach each mean-rubric-reward threshold (greedy eval; n reached / seeds; "
       "×speed-up over weighted_sum)", report.steps_table(rows),
-      "## Where the signal is (held-out sampled groups no sample passes / every sample passes)",
+      "## Learning and where the signal is (held-out; dead / saturated: groups of sampled "
+      "responses no sample passes / every sample passes)",
       report.signal_table(rows),
       f"Plots: {', '.join(plots)} (per-category pass rate by aggregator, first seed), "
       "polarization.png, gaps.png (each aggregator minus weighted sum, with the seed noise)."])

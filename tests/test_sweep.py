@@ -161,11 +161,12 @@ def test_steps_table_reports_speedups_and_never():
 
 def test_signal_table_reports_start_and_final_shares_over_seeds():
   rows = [{"task": "a", "model": "tiny", "aggregator.name": "focal",
+           "start/eval/mean_rubric_reward": 30.0, "eval/mean_rubric_reward": 40.0 + d,
            "start/eval_sampled/dead_share": 0.5, "eval_sampled/dead_share": d,
            "start/eval_sampled/saturated_share": 0.1, "eval_sampled/saturated_share": 0.2}
           for d in (0.2, 0.4)]
   line = report.signal_table(rows).splitlines()[-1]
-  assert line == "| a | tiny | focal | 0.500 → 0.300 | 0.100 → 0.200 |"
+  assert line == "| a | tiny | focal | 30.0 → 40.3 | 0.500 → 0.300 | 0.100 → 0.200 |"
 
 
 def test_task_polarization_groups_categories_by_task():
