@@ -1,0 +1,56 @@
+"""Per-criterion trace of one run: the aggregator's weight (train) and the held-out pass rate.
+
+  python tools/criterion_trace.py "results/focal_full/agg=focal,model=tiny,seed=0,task=digitsum"
+  python tools/criterion_trace.py RUN_DIR --steps 10 100 200
+
+Reads RUN_DIR/metrics.jsonl only. Weights are `train/weight/<task>/<criterion>` (abs-normalised
+per prompt, averaged over the step's prompts); pass rates are `eval/criterion/<task>/<criterion>`
+(greedy responses to the held-out prompts). A step without the metric prints '-'.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+
+def load(run_dir: str) -> dict[int, dict]:
+  path = os.path.join(run_dir, "metrics.jsonl")
+  if not os.path.exists(path):
+    raise SystemExit(f"no metrics.jsonl in {run_dir!r}")
+  rows: dict[int, dict] = {}
+  with open(path) as f:
+    for line in f:
+      if line.strip():
+        row = json.loads(line)
+        rows.setdefault(row["step"], {}).update(row)
+  return rows
+
+
+def table(rows: dict[int, dict], prefix: str, steps) -> str:
+  names = sorted({k[len(prefix):] for r in rows.values() for k in r if k.startswith(prefix)})
+  if not names:
+    return f"(no {prefix}* metrics)"
+  width = max(len(n) for n in names)
+  out = [f"{prefix + '*':<{width}}  " + "  ".join(f"{'step ' + str(s):>9}" for s in steps)]
+  for n in names:
+    cells = [rows.get(s, {}).get(prefix + n) for s in steps]
+    out.append(f"{n:<{width}}  " + "  ".join(f"{c:>9.3f}" if c is not None else f"{'-':>9}"
+                                              for c in cells))
+  return "\n".join(out)
+
+
+def main(argv=None) -> None:
+  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("run_dir")
+  p.add_argument("--steps", type=int, nargs="+", help="steps to show (default: every eval step)")
+  args = p.parse_args(argv)
+  rows = load(args.run_dir)
+  steps = args.steps or sorted(s for s, r in rows.items() if any(k.startswith("eval/") for k in r))
+  print(table(rows, "train/weight/", [s for s in steps if s > 0]))
+  print()
+  print(table(rows, "eval/criterion/", steps))
+
+
+if __name__ == "__main__":
+  main()
