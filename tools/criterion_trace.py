@@ -4,7 +4,8 @@
   python tools/criterion_trace.py RUN_DIR --steps 10 100 200
 
 Reads RUN_DIR/metrics.jsonl only. Weights are `train/weight/<task>/<criterion>` (abs-normalised
-per prompt, averaged over the step's prompts); pass rates are `eval/criterion/<task>/<criterion>`
+per prompt, averaged over the step's prompts); POW3R's factors `train/factor/...` (the same
+average, printed when the run logs them); pass rates are `eval/criterion/<task>/<criterion>`
 (greedy responses to the held-out prompts). A step without the metric prints '-'.
 """
 from __future__ import annotations
@@ -48,6 +49,9 @@ def main(argv=None) -> None:
   rows = load(args.run_dir)
   steps = args.steps or sorted(s for s, r in rows.items() if any(k.startswith("eval/") for k in r))
   print(table(rows, "train/weight/", [s for s in steps if s > 0]))
+  if any(k.startswith("train/factor/") for r in rows.values() for k in r):
+    print()
+    print(table(rows, "train/factor/", [s for s in steps if s > 0]))
   print()
   print(table(rows, "eval/criterion/", steps))
 
