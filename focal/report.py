@@ -78,15 +78,16 @@ def summarize_run(run_dir: str, overrides: dict, thresholds=THRESHOLDS) -> dict 
   for t, s in steps_to_threshold(steps, values, thresholds).items():
     out[f"steps_to_{t:g}"] = "" if s is None else s
   out["run_dir"] = run_dir
+  out["_curve"] = (steps, values)  # for the relative-gain table; not written to the CSV
   return out
 
 
 def write_csv(rows: Sequence[dict], path: str) -> None:
   keys: list[str] = []
   for r in rows:
-    keys += [k for k in r if k not in keys]
+    keys += [k for k in r if k not in keys and not k.startswith("_")]
   with open(path, "w", newline="") as f:
-    w = csv.DictWriter(f, fieldnames=keys)
+    w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
     w.writeheader()
     w.writerows(rows)
 
@@ -212,6 +213,61 @@ def steps_table(rows: Sequence[dict], thresholds=THRESHOLDS, reference: str = "w
           cell += f" ×{ref[t][0] / mu:.1f}"
         cells.append(cell)
       lines.append(f"| {task} | {model} | {agg} | " + " | ".join(cells) + " |")
+  return "\n".join(lines)
+
+
+GAIN_FRACTIONS = (0.5, 0.75, 1.0)
+
+
+def gain_steps_table(rows: Sequence[dict], fractions=GAIN_FRACTIONS,
+                     reference: str = "weighted_sum") -> str:
+  """Steps to reach a share of `reference`'s final gain, per (task, model) setting.
+
+  Absolute thresholds suit one task's scale and not another's (a hard task never
+  reaches 45%); this table measures every task on its own scale. The gain is the
+  reference's seed-mean final reward minus the seed-mean step-0 reward (the warm-started
+  policy, shared by all aggregators of a seed); a run reaches fraction f at its first
+  evaluation with reward >= its own step-0 reward + f * gain. Fraction 1.0 is "the
+  reference's plateau", the POW3R paper's "same plateau in fewer steps". Rows need
+  "_curve" and "start/eval/mean_rubric_reward" (from `summarize_run`).
+  """
+  head = "| task | model | gain (points) | aggregator | " + " | ".join(
+      f"{f:.0%} of gain" for f in fractions) + " |"
+  lines = [head, "|" + "---|" * (4 + len(fractions))]
+  for (task, model), rs in sorted(_group(rows, ("task", "model")).items()):
+    per_agg = _group(rs, ("aggregator.name",))
+    if (reference,) not in per_agg:
+      continue
+    start = mean_std(r.get("start/eval/mean_rubric_reward", float("nan")) for r in rs)[0]
+    final = mean_std(r["eval/mean_rubric_reward"] for r in per_agg[(reference,)])[0]
+    gain = final - start
+    if not gain > 0:
+      lines.append(f"| {task} | {model} | {gain:.1f} | (no gain to measure) |" + " |" * len(fractions))
+      continue
+    steps = {}
+    for (agg,), g in per_agg.items():
+      for f in fractions:
+        hits = []
+        for r in g:
+          xs, ys = r["_curve"]
+          target = r["start/eval/mean_rubric_reward"] + f * gain
+          hit = steps_to_threshold(xs, ys, (target,))[float(target)]
+          if hit is not None:
+            hits.append(hit)
+        steps[agg, f] = (float(np.mean(hits)) if hits else None, len(hits), len(g))
+    for (agg,), _ in sorted(per_agg.items()):
+      cells = []
+      for f in fractions:
+        mu, n, total = steps[agg, f]
+        if mu is None:
+          cells.append("never")
+          continue
+        cell = f"{mu:.0f} ({n}/{total})"
+        ref = steps[reference, f][0]
+        if agg != reference and ref and mu > 0:
+          cell += f" ×{ref / mu:.1f}"
+        cells.append(cell)
+      lines.append(f"| {task} | {model} | {gain:.1f} | {agg} | " + " | ".join(cells) + " |")
   return "\n".join(lines)
 
 

@@ -138,6 +138,9 @@ def write_report(configs, workdir: str) -> str:
       "## Wins", report.wins_section(rows) or "(no comparable aggregators in this grid)",
       "## Steps to reach each mean-rubric-reward threshold (greedy eval; n reached / seeds; "
       "×speed-up over weighted_sum)", report.steps_table(rows),
+      "## Steps to reach a share of weighted sum's final gain over the warm start (each task on "
+      "its own scale; 100% = weighted sum's plateau; n reached / seeds; ×speed-up)",
+      report.gain_steps_table(rows),
       "## Learning and where the signal is (held-out; dead / saturated: groups of sampled "
       "responses no sample passes / every sample passes)",
       report.signal_table(rows),

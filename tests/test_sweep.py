@@ -159,6 +159,27 @@ def test_steps_table_reports_speedups_and_never():
   assert "10 (2/2) ×4.0" in focal_line and "never" in focal_line
 
 
+def test_gain_steps_table_measures_each_task_on_its_own_scale():
+  def run(agg, seed, start, curve):
+    steps = [0, 50, 100, 150]
+    return {"task": "t", "model": "tiny", "aggregator.name": agg, "seed": seed,
+            "start/eval/mean_rubric_reward": start, "eval/mean_rubric_reward": curve[-1],
+            "_curve": (steps, [start] + curve)}
+  rows = [run("weighted_sum", 0, 10.0, [12.0, 15.0, 20.0]),  # reference gain: mean final 20 ...
+          run("weighted_sum", 1, 10.0, [11.0, 14.0, 20.0]),  # ... minus mean start 10 = 10 points
+          run("focal", 0, 10.0, [15.0, 20.0, 20.0]),
+          run("focal", 1, 10.0, [16.0, 17.0, 18.0])]
+  table = report.gain_steps_table(rows, fractions=(0.5, 1.0))
+  lines = table.splitlines()
+  # weighted sum reaches +5 at step 100 (15 >= 15) in seed 0 and step 150 in seed 1 (14 < 15);
+  # +10 at step 150 in both. Focal: +5 at step 50 in both; +10 at step 100 in seed 0 only.
+  assert lines[3] == "| t | tiny | 10.0 | weighted_sum | 125 (2/2) | 150 (2/2) |"
+  assert lines[2] == "| t | tiny | 10.0 | focal | 50 (2/2) ×2.5 | 100 (1/2) ×1.5 |"
+  flat = [dict(r, **{"eval/mean_rubric_reward": 9.0}) if r["aggregator.name"] == "weighted_sum"
+          else r for r in rows]
+  assert "(no gain to measure)" in report.gain_steps_table(flat)
+
+
 def test_signal_table_reports_start_and_final_shares_over_seeds():
   rows = [{"task": "a", "model": "tiny", "aggregator.name": "focal",
            "start/eval/mean_rubric_reward": 30.0, "eval/mean_rubric_reward": 40.0 + d,
