@@ -343,14 +343,19 @@ def paired_gap(rs: Sequence[dict], rs_ref: Sequence[dict], metric: str) -> tuple
 
 
 def plot_gaps(rows: Sequence[dict], path: str, metric: str = "eval/mean_rubric_reward",
-              reference: str = "weighted_sum"):
+              reference: str = "weighted_sum") -> bool:
   """Per (task, model): each aggregator's `metric` minus `reference`'s, paired by seed, with
-  the seed std of the difference as error bars, so a gap can be read against the noise."""
+  the seed std of the difference as error bars, so a gap can be read against the noise.
+
+  Returns False, writing nothing, when the rows hold no other aggregator or no reference."""
+  names = {r["aggregator.name"] for r in rows}
+  aggs = sorted(names - {reference})
+  if reference not in names or not aggs:
+    return False
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
   settings = sorted(_group(rows, ("task", "model")).items())
-  aggs = sorted({r["aggregator.name"] for r in rows} - {reference})
   fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(settings) + 1.5), 3.6))
   width = 0.8 / max(len(aggs), 1)
   for j, agg in enumerate(aggs):
@@ -374,3 +379,4 @@ def plot_gaps(rows: Sequence[dict], path: str, metric: str = "eval/mean_rubric_r
   fig.tight_layout()
   fig.savefig(path, dpi=110)
   plt.close(fig)
+  return True

@@ -125,7 +125,7 @@ def write_report(configs, workdir: str) -> str:
                                  for a, ts in per_agg.items()}, os.path.join(workdir, name))
     plots.append(name)
   report.plot_polarization(rows, os.path.join(workdir, "polarization.png"))
-  report.plot_gaps(rows, os.path.join(workdir, "gaps.png"))
+  gaps = report.plot_gaps(rows, os.path.join(workdir, "gaps.png"))
   settings = {(c.task, c.model) for _, c in configs}
   done = {(r["task"], r["model"]) for r in rows}
   complete = sum(
@@ -145,7 +145,8 @@ def write_report(configs, workdir: str) -> str:
       "responses no sample passes / every sample passes)",
       report.signal_table(rows),
       f"Plots: {', '.join(plots)} (per-category pass rate by aggregator, first seed), "
-      "polarization.png, gaps.png (each aggregator minus weighted sum, with the seed noise)."])
+      "polarization.png" + (", gaps.png (each aggregator minus weighted sum, paired by seed)."
+                            if gaps else ".")])
   with open(os.path.join(workdir, "summary.md"), "w") as f:
     f.write(summary + "\n")
   return summary

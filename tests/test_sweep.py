@@ -72,6 +72,11 @@ def test_report_counts_only_finished_runs(tmp_path):
   assert len(rows) == 7 and all(r["step"] == "4" for r in rows)
   for png in ("category_curves.png", "polarization.png", "gaps.png"):
     assert os.path.getsize(tmp_path / png) > 1000
+  # A grid with one aggregator has nothing to compare: no gaps plot, and no crash.
+  alone = [(o, c) for o, c in configs if o["aggregator.name"] == "weighted_sum"]
+  os.remove(tmp_path / "gaps.png")
+  summary = sweep.write_report(alone, str(tmp_path))
+  assert "gaps.png" not in summary and not os.path.exists(tmp_path / "gaps.png")
 
 
 def test_apply_overrides_rejects_unknown_fields():
