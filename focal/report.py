@@ -24,6 +24,9 @@ THRESHOLDS = (45.0, 50.0, 55.0, 60.0)
 # Where the learning signal is: of the (held-out prompt, criterion) groups of the sampled
 # evaluation, the share no sample passes (dead) and the share every sample passes (saturated).
 SIGNAL = ("eval_sampled/dead_share", "eval_sampled/saturated_share")
+# Seed means closer than this (relative, and absolute near 0) are a tie: metrics are float32
+# sums, so one score reached in two runs can differ by a few ulps (about 1e-7 relative).
+TIE_RTOL = 1e-5
 
 
 def read_rows(run_dir: str) -> list[dict]:
@@ -154,10 +157,13 @@ def wins(rows: Sequence[dict], method: str, baselines: Sequence[str], metric: st
       continue
     best = max(present, key=lambda b: means[b])
     total += 1
-    ok = means[method] > means[best]
+    # Equal seed means (both 0 on a dead category, say) are ties, counted as no win. "Equal"
+    # allows float32 rounding: the same held-out score summed in another order differs in
+    # its last bits (41.666660 against 41.666653), and that is no win or loss.
+    tie = math.isclose(means[method], means[best], rel_tol=TIE_RTOL, abs_tol=TIE_RTOL)
+    ok = means[method] > means[best] and not tie
     won += ok
-    # Equal seed means (both 0 on a dead category, say) are reported as ties, counted as no win.
-    result = "win" if ok else "tie" if means[method] == means[best] else "loss"
+    result = "win" if ok else "tie" if tie else "loss"
     by_agg = _group(rs, ("aggregator.name",))
     gap, sd = paired_gap(by_agg[(method,)], by_agg[(best,)], metric)
     lines.append(f"| {task} | {model} | {means[method]:.3f} | {best} {means[best]:.3f} | "

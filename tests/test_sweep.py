@@ -149,6 +149,22 @@ def test_wins_reports_ties_and_paired_gaps():
   assert "(mean rubric reward): 0 wins out of 1 (1 ties)" in section
 
 
+def test_wins_treats_float32_rounding_as_a_tie():
+  # Seed values of a real grid (arith, small): the same held-out scores, summed in another
+  # order in float32, so the means differ in the 7th digit.
+  values = {"pow3r": (41.66666030883789, 40.416656494140625, 41.66665267944336),
+            "category_balanced": (40.83332443237305, 41.66666030883789, 41.24999237060547)}
+  rows = [{"task": "t", "model": "tiny", "aggregator.name": a, "seed": s, "m": v}
+          for a, vals in values.items() for s, v in enumerate(vals)]
+  assert report.wins(rows, "pow3r", ("category_balanced",), "m")[2][0].endswith("| tie |")
+  # A difference of one held-out verdict (far above rounding) still decides.
+  bumped = [dict(r, m=r["m"] + 0.01) if r["aggregator.name"] == "pow3r" else r for r in rows]
+  won, total, lines = report.wins(bumped, "pow3r", ("category_balanced",), "m")
+  assert (won, total) == (1, 1) and lines[0].endswith("| win |")
+  lowered = [dict(r, m=r["m"] - 0.01) if r["aggregator.name"] == "pow3r" else r for r in rows]
+  assert report.wins(lowered, "pow3r", ("category_balanced",), "m")[2][0].endswith("| loss |")
+
+
 def test_paired_gap_removes_the_noise_seeds_share():
   a = [{"seed": s, "m": v} for s, v in ((0, 10.0), (1, 20.0), (2, 30.0))]
   b = [{"seed": s, "m": v - 1.0} for s, v in ((0, 10.0), (1, 20.0), (2, 30.0))]
