@@ -22,6 +22,14 @@ def test_criterion_trace_prints_weights_and_pass_rates_per_step(tmp_path):
   assert lines[4].split() == ["train/factor/*", "step", "10"] and lines[5].split() == ["t/a", "1.500"]
   assert lines[7].split() == ["eval/criterion/*", "step", "0", "step", "10"]
   assert lines[8].split() == ["t/a", "0.250", "0.500"]
+  # --train adds the training rollouts' pass rates before the held-out ones.
+  with open(tmp_path / "metrics.jsonl", "a") as f:
+    f.write(json.dumps({"step": 10, "train/pass_rate/t/a": 0.875}) + "\n")
+  out = subprocess.run([sys.executable, "tools/criterion_trace.py", str(tmp_path), "--train"],
+                       cwd=REPO, capture_output=True, text=True, check=True).stdout
+  lines = out.splitlines()
+  assert lines[7].split() == ["train/pass_rate/*", "step", "10"] and lines[8].split() == ["t/a", "0.875"]
+  assert lines[10].split() == ["eval/criterion/*", "step", "0", "step", "10"]
   missing = subprocess.run([sys.executable, "tools/criterion_trace.py", str(tmp_path / "nope")],
                            cwd=REPO, capture_output=True, text=True)
   assert missing.returncode != 0 and "no metrics.jsonl" in missing.stderr

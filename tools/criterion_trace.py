@@ -5,8 +5,11 @@
 
 Reads RUN_DIR/metrics.jsonl only. Weights are `train/weight/<task>/<criterion>` (abs-normalised
 per prompt, averaged over the step's prompts); POW3R's factors `train/factor/...` (the same
-average, printed when the run logs them); pass rates are `eval/criterion/<task>/<criterion>`
-(greedy responses to the held-out prompts). A step without the metric prints '-'.
+average, printed when the run logs them); training pass rates `train/pass_rate/...` (the
+step's sampled rollouts on training prompts; printed with --train) and held-out pass rates
+`eval/criterion/<task>/<criterion>` (greedy responses to the held-out prompts). The two pass
+rates side by side show a criterion the policy learns on its training prompts but not beyond
+them. A step without the metric prints '-'.
 """
 from __future__ import annotations
 
@@ -45,6 +48,8 @@ def main(argv=None) -> None:
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("run_dir")
   p.add_argument("--steps", type=int, nargs="+", help="steps to show (default: every eval step)")
+  p.add_argument("--train", action="store_true",
+                 help="also print the training rollouts' pass rate per criterion")
   args = p.parse_args(argv)
   rows = load(args.run_dir)
   steps = args.steps or sorted(s for s, r in rows.items() if any(k.startswith("eval/") for k in r))
@@ -52,6 +57,9 @@ def main(argv=None) -> None:
   if any(k.startswith("train/factor/") for r in rows.values() for k in r):
     print()
     print(table(rows, "train/factor/", [s for s in steps if s > 0]))
+  if args.train:
+    print()
+    print(table(rows, "train/pass_rate/", [s for s in steps if s > 0]))
   print()
   print(table(rows, "eval/criterion/", steps))
 
