@@ -65,11 +65,13 @@ def select(grid: list[dict], only: dict[str, set[str]] | None) -> list[dict]:
 
 
 def run_sweep(config, grid: list[dict], workdir: str, train: bool = True,
-              only: dict[str, set[str]] | None = None) -> str:
+              only: dict[str, set[str]] | None = None, progress: bool = True) -> str:
   """Trains every grid point not finished yet and writes results.csv, summary.md and plots.
 
   `only` restricts training to a slice of the grid (see `select`); the report
-  always covers every finished run of the whole grid. Returns the summary markdown.
+  always covers every finished run of the whole grid. With `progress`, each grid
+  point shows its own step bar under the sweep's, and a line with its final
+  held-out reward when it finishes. Returns the summary markdown.
   """
   os.makedirs(workdir, exist_ok=True)
   configs = [(o, apply_overrides(config, o)) for o in grid]
@@ -82,9 +84,14 @@ def run_sweep(config, grid: list[dict], workdir: str, train: bool = True,
     for group in tqdm(seed_groups(todo), desc="sweep", unit="group"):
       dirs = [os.path.join(workdir, run_name(o)) for o, _ in group]
       if len(group) > 1:
-        trainer.run_seeds(group[0][1], [c.seed for _, c in group], dirs, progress=False)
+        trainer.run_seeds(group[0][1], [c.seed for _, c in group], dirs, progress=progress)
       else:
-        trainer.run(group[0][1], dirs[0], progress=False)
+        trainer.run(group[0][1], dirs[0], progress=progress)
+      if progress:
+        for d in dirs:
+          reward = trainer.last_eval_row(os.path.join(d, "metrics.jsonl")).get(
+              "eval/mean_rubric_reward", float("nan"))
+          tqdm.write(f"finished {os.path.basename(d)}: held-out mean rubric reward {reward:.2f}")
   return write_report(configs, workdir)
 
 

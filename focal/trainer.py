@@ -388,7 +388,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, progress: bool = True) 
   step_fn = sharding.shard_train_step(setup.engine.train_step, mesh, state_sh, batch_sh)
   if start == 0:
     log.begin(state.params)
-  bar = tqdm(range(start, config.total_steps), desc=f"train {config.aggregator.name}",
+  bar = tqdm(range(start, config.total_steps), desc=f"train {_label(config)}",
              initial=start, total=config.total_steps, disable=not progress)
   t0 = time.time()
   for step in bar:
@@ -436,7 +436,7 @@ def run_seeds(config: ml_collections.ConfigDict, seeds, workdirs, progress: bool
     for log, s in zip(logs, states):
       log.begin(s.params)
   b = config.data.prompts_per_step
-  bar = tqdm(range(start, config.total_steps), desc=f"train {config.aggregator.name} x{len(seeds)} seeds",
+  bar = tqdm(range(start, config.total_steps), desc=f"train {_label(config)} x{len(seeds)} seeds",
              initial=start, total=config.total_steps, disable=not progress)
   t0 = time.time()
   for step in bar:
@@ -448,6 +448,11 @@ def run_seeds(config: ml_collections.ConfigDict, seeds, workdirs, progress: bool
       log.after_step(step + 1, jax.tree.map(lambda x: x[i], m), idxs[i], time.time() - t0,
                      lambda: jax.tree.map(lambda x: x[i], state))
   return [log.close() for log in logs]
+
+
+def _label(config) -> str:
+  """What a progress bar trains, e.g. 'keywords/base focal': a sweep runs many of them."""
+  return f"{config.task}/{config.model} {config.aggregator.name}"
 
 
 def last_eval_row(path: str) -> dict:

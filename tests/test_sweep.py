@@ -95,6 +95,10 @@ def test_smoke_sweep_end_to_end(tmp_path):
          "--config.eval_every=1"]
   out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
   assert out.returncode == 0, out.stderr[-3000:]
+  # Each grid point shows a step bar naming what it trains, and a line when it finishes.
+  assert "train keywords/tiny weighted_sum" in out.stderr
+  finished = [l for l in out.stdout.splitlines() if l.startswith("finished agg=")]
+  assert len(finished) == 4 and all("held-out mean rubric reward" in l for l in finished)
   rows = list(csv.DictReader(open(os.path.join(workdir, "results.csv"))))
   assert len(rows) == 4 and {r["aggregator.name"] for r in rows} == {"weighted_sum", "category_balanced"}
   summary = open(os.path.join(workdir, "summary.md")).read()
