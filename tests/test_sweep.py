@@ -55,6 +55,8 @@ def _write_run(run_dir, last_step, total_steps):
     for step in range(0, last_step + 1, 2):
       f.write(json.dumps({"step": step, "eval/mean_rubric_reward": 40.0 + step,
                           "eval/category/t/c": 0.1 * step}) + "\n")
+      if step:
+        f.write(json.dumps({"step": step, "train/seconds": 1.5 * step}) + "\n")
 
 
 def test_report_counts_only_finished_runs(tmp_path):
@@ -70,6 +72,7 @@ def test_report_counts_only_finished_runs(tmp_path):
   assert summary.startswith("Finished: 7 of 8 runs; 1 of 2 (task, model) settings complete")
   rows = list(csv.DictReader(open(tmp_path / "results.csv")))
   assert len(rows) == 7 and all(r["step"] == "4" for r in rows)
+  assert all(r["train_seconds"] == "6.0" for r in rows)  # the loop's time at the last step
   for png in ("category_curves.png", "polarization.png", "gaps.png"):
     assert os.path.getsize(tmp_path / png) > 1000
   # A grid with one aggregator has nothing to compare: no gaps plot, and no crash.
