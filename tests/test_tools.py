@@ -1,4 +1,4 @@
-"""tools/criterion_trace.py on a hand-written metrics.jsonl."""
+"""tools/criterion_trace.py on a hand-written metrics.jsonl; tools/splice_summary.py on hand-written docs."""
 import json
 import os
 import subprocess
@@ -33,3 +33,75 @@ def test_criterion_trace_prints_weights_and_pass_rates_per_step(tmp_path):
   missing = subprocess.run([sys.executable, "tools/criterion_trace.py", str(tmp_path / "nope")],
                            cwd=REPO, capture_output=True, text=True)
   assert missing.returncode != 0 and "no metrics.jsonl" in missing.stderr
+
+
+SUMMARY = """Finished: 3 of 8 runs.
+
+## Final held-out metrics (mean ± std over seeds)
+
+| task | value |
+|---|---|
+| arith | 2.0 ± 0.1 |
+
+## Wins
+
+### Focal vs the strongest static baseline: 1 wins out of 1
+
+Plots: gaps.png (each aggregator minus weighted sum).
+"""
+
+RESULTS = """# Results
+
+## 1. Other section
+
+#### Final held-out metrics (mean ± std over seeds)
+
+| untouched | 1 |
+
+## 4. The grid
+
+Prose kept above the tables.
+
+#### Final held-out metrics (mean ± std over seeds)
+
+| task | value |
+|---|---|
+| arith | 1.0 ± 0.5 |
+
+#### Wins
+
+![gaps](img/gaps.png)
+
+### Reading kept below
+
+## 5. Next
+"""
+
+
+def test_splice_summary_replaces_only_the_sections_tables(tmp_path):
+  sys.path.insert(0, REPO)
+  from tools.splice_summary import splice
+  out = splice(RESULTS, SUMMARY, "## 4. ")
+  head, grid = out.split("## 4. The grid")
+  assert head == RESULTS.split("## 4. The grid")[0]  # other sections untouched
+  assert "| arith | 2.0 ± 0.1 |" in grid and "1.0 ± 0.5" not in grid
+  assert "##### Focal vs the strongest static baseline: 1 wins out of 1" in grid
+  assert "Finished:" not in out and "Plots:" not in out
+  assert grid.index("Prose kept") < grid.index("#### Final") < grid.index("#### Wins") \
+      < grid.index("![gaps]") < grid.index("### Reading kept below") < grid.index("## 5. Next")
+  assert splice(out, SUMMARY, "## 4. ") == out  # idempotent
+
+  (tmp_path / "R.md").write_text(RESULTS)
+  (tmp_path / "S.md").write_text(SUMMARY)
+  (tmp_path / "gaps.png").write_bytes(b"png")
+  run = subprocess.run([sys.executable, "tools/splice_summary.py", str(tmp_path / "S.md"),
+                        str(tmp_path / "R.md"), "--section", "## 4. ",
+                        "--image", f"{tmp_path / 'gaps.png'}={tmp_path / 'copy.png'}"],
+                       cwd=REPO, capture_output=True, text=True)
+  assert run.returncode == 0, run.stderr
+  assert (tmp_path / "R.md").read_text() == out
+  assert (tmp_path / "copy.png").read_bytes() == b"png"
+  missing = subprocess.run([sys.executable, "tools/splice_summary.py", str(tmp_path / "S.md"),
+                            str(tmp_path / "R.md"), "--section", "## 9. "],
+                           cwd=REPO, capture_output=True, text=True)
+  assert missing.returncode != 0 and "found 0" in missing.stderr
