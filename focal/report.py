@@ -89,6 +89,31 @@ def summarize_run(run_dir: str, overrides: dict, thresholds=THRESHOLDS) -> dict 
   return out
 
 
+# The step-0 held-out evaluation of a run: a fingerprint of the warm-started policy it trains from.
+START_KEYS = ("start/eval/mean_rubric_reward",) + tuple(f"start/{k}" for k in SIGNAL)
+
+
+def start_mismatches(rows: Sequence[dict]) -> list[str]:
+  """The (task, model, seed) points whose aggregators did not start from one policy.
+
+  Paired-by-seed gaps and wins assume a seed's runs share their warm start, and the step-0
+  held-out metrics (greedy reward, sampled dead and saturated shares) tell whether they did:
+  a warm start recomputed on another machine, whose CPU rounds floats differently over its
+  300 supervised steps, lands elsewhere. Returns one line per point where they differ.
+  """
+  out = []
+  for (task, model, seed), rs in sorted(_group(rows, ("task", "model", "seed")).items(),
+                                        key=lambda kv: tuple(map(str, kv[0]))):
+    starts = {r["aggregator.name"]: tuple(r.get(k, float("nan")) for k in START_KEYS) for r in rs}
+    first = next(iter(starts.values()))
+    same = all(all(math.isclose(a, b, rel_tol=TIE_RTOL, abs_tol=TIE_RTOL) or (a != a and b != b)
+                   for a, b in zip(v, first)) for v in starts.values())
+    if not same:
+      out.append(f"{task}/{model} seed {seed}: step-0 reward " + ", ".join(
+          f"{agg} {v[0]:.2f}" for agg, v in sorted(starts.items())))
+  return out
+
+
 def write_csv(rows: Sequence[dict], path: str) -> None:
   keys: list[str] = []
   for r in rows:

@@ -108,6 +108,19 @@ def seed_groups(points: list) -> list[list]:
   return list(groups.values())
 
 
+def _start_check(rows) -> str:
+  """One line saying whether each seed's aggregators trained from the same warm start."""
+  bad = report.start_mismatches(rows)
+  if not bad:
+    return ("Shared starts: at every (task, model, seed), all aggregators start from the same "
+            "warm-started policy (equal step-0 held-out metrics), so the paired gaps compare like "
+            "with like.")
+  return ("**Warning: different starts.** These seeds' aggregators trained from different "
+          "warm-started policies (a warm start recomputed on another machine), so their paired "
+          "gaps and wins mix in the start's difference; retrain them from one warm start: "
+          + "; ".join(bad) + ".")
+
+
 def write_report(configs, workdir: str) -> str:
   """Tables and plots over the finished runs; a run still training is left out."""
   rows, curves = [], {}
@@ -141,6 +154,7 @@ def write_report(configs, workdir: str) -> str:
   summary = "\n\n".join([
       f"Finished: {len(rows)} of {len(configs)} runs; {complete} of {len(settings)} (task, model) "
       f"settings complete ({len(done)} with at least one finished run).",
+      _start_check(rows),
       "## Final held-out metrics (mean ± std over seeds)", report.results_table(rows),
       "## Wins", report.wins_section(rows) or "(no comparable aggregators in this grid)",
       "## Steps to reach each mean-rubric-reward threshold (greedy eval; n reached / seeds; "

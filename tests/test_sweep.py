@@ -75,6 +75,7 @@ def test_report_counts_only_finished_runs(tmp_path):
   assert all(r["train_seconds"] == "6.0" for r in rows)  # the loop's time at the last step
   for png in ("category_curves.png", "polarization.png", "gaps.png"):
     assert os.path.getsize(tmp_path / png) > 1000
+  assert "Shared starts: at every (task, model, seed)" in summary and "Warning" not in summary
   # A grid with one aggregator has nothing to compare: no gaps plot, and no crash.
   alone = [(o, c) for o, c in configs if o["aggregator.name"] == "weighted_sum"]
   os.remove(tmp_path / "gaps.png")
@@ -224,3 +225,32 @@ def test_task_polarization_groups_categories_by_task():
   worst, spread = report.task_polarization(row)
   assert worst == pytest.approx((0.2 + 0.5) / 2)
   assert spread == pytest.approx((0.8 + 0.1) / 2)
+
+
+def test_start_mismatches_flags_seeds_trained_from_different_warm_starts():
+  def run(agg, seed, start, dead=0.25):
+    return {"task": "repeat", "model": "base", "aggregator.name": agg, "seed": seed,
+            "start/eval/mean_rubric_reward": start, "start/eval_sampled/dead_share": dead,
+            "start/eval_sampled/saturated_share": float("nan")}
+  rows = [run("weighted_sum", 0, 41.66666030883789), run("pow3r", 0, 41.66665267944336),  # f32 rounding
+          run("weighted_sum", 1, 31.770837783813477), run("pow3r", 1, 33.07292175292969),
+          run("weighted_sum", 2, 35.0), run("pow3r", 2, 35.0, dead=0.3)]
+  assert report.start_mismatches(rows) == [
+      "repeat/base seed 1: step-0 reward pow3r 33.07, weighted_sum 31.77",
+      "repeat/base seed 2: step-0 reward pow3r 35.00, weighted_sum 35.00"]
+  assert report.start_mismatches(rows[:2]) == []
+
+
+def test_report_warns_when_a_seed_trained_from_another_warm_start(tmp_path):
+  config = focal_paper.get_config("smoke")
+  config.total_steps = 4
+  grid = [{"aggregator.name": a, "task": "keywords", "seed": 0} for a in ("weighted_sum", "focal")]
+  for o in grid:
+    _write_run(str(tmp_path / sweep.run_name(o)), 4, 4)
+  path = tmp_path / sweep.run_name(grid[1]) / "metrics.jsonl"
+  rows = [json.loads(line) for line in open(path)]
+  rows[0]["eval/mean_rubric_reward"] = 38.5  # focal's step 0: another warm start
+  path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+  summary = sweep.write_report([(o, sweep.apply_overrides(config, o)) for o in grid], str(tmp_path))
+  assert ("**Warning: different starts.**" in summary
+          and "keywords/tiny seed 0: step-0 reward focal 38.50, weighted_sum 40.00" in summary)
