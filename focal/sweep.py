@@ -154,9 +154,8 @@ def write_report(configs, workdir: str) -> str:
   summary = "\n\n".join([
       f"Finished: {len(rows)} of {len(configs)} runs; {complete} of {len(settings)} (task, model) "
       f"settings complete ({len(done)} with at least one finished run).",
-      _start_check(rows),
       "## Final held-out metrics (mean ± std over seeds)", report.results_table(rows),
-      "## Wins", report.wins_section(rows) or "(no comparable aggregators in this grid)",
+      "## Wins", _start_check(rows), report.wins_section(rows) or "(no comparable aggregators in this grid)",
       "## Steps to reach each mean-rubric-reward threshold (greedy eval; n reached / seeds; "
       "×speed-up over weighted_sum)", report.steps_table(rows),
       "## Steps to reach a share of weighted sum's final gain over the warm start (each task on "
