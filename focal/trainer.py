@@ -17,6 +17,9 @@ Metric keys (stable; scripts rely on them):
   train/reward_mean            the exact scalar the aggregator fed to GRPO, mean over rollouts
   train/reward_std, train/zero_variance_groups, train/loss, train/kl, train/grad_norm,
   train/clip_frac, train/response_length, train/invalid_verdict_frac
+  train/seconds                wall seconds of the training loop so far, across restarts
+                               (warm start, compilation before the loop and evaluations
+                               inside it as they fall)
   train/pass_rate/<task>/<criterion>   raw per-criterion pass rate this step
   train/weight/<task>/<criterion>      aggregator weight (abs-normalised per prompt)
   train/factor/<task>/<criterion>      POW3R factors (pow3r, pow3r_focal)
@@ -48,6 +51,9 @@ from focal.models.scales import get_scale
 from focal.models.transformer import init_model
 from focal.train import GRPOSettings, PromptBatch, init_train_state, make_engine, make_optimizer
 from focal.warm_start import cache_key, make_reference_sequences, supervised_warm_start
+
+# Wall clock of the training loop's train/seconds (a module attribute, so a test can swap it).
+_clock = time.time
 
 
 @dataclasses.dataclass
@@ -321,6 +327,9 @@ class RunLog:
     self.eval_rng = eval_key(config)
     self.final: dict = {}
     self._writer = None
+    # Loop seconds of the run's earlier segments, restored with its checkpoint, so that
+    # train/seconds counts the whole run's training loop across restarts.
+    self.seconds_before = 0.0
 
   def restore(self, state):
     """The latest checkpoint restored onto `state`'s structure (and shardings), or `state`."""
@@ -332,6 +341,7 @@ class RunLog:
       return state
     state, meta = restored
     _truncate_log(os.path.join(self.workdir, "metrics.jsonl"), int(meta["step"]))
+    self.seconds_before = float(meta.get("train_seconds", 0.0))  # absent in older checkpoints
     return state
 
   @property
@@ -346,8 +356,11 @@ class RunLog:
     self.writer.write(self.final)
 
   def after_step(self, done: int, metrics, idx, seconds: float, state_fn) -> dict | None:
-    """Logs, evaluates and checkpoints as the config says; `state_fn()` gives the state."""
+    """Logs, evaluates and checkpoints as the config says; `state_fn()` gives the state.
+
+    `seconds`: the training loop's wall time since this process (re)started it."""
     c = self.config
+    seconds += self.seconds_before
     row = None
     if done % c.log_every == 0 or done == c.total_steps:
       row = train_log(metrics, self.setup.criterion_names[idx], done)
@@ -359,7 +372,8 @@ class RunLog:
     if row is not None:
       self.writer.write(row)
     if done % c.checkpoint_every == 0 or done == c.total_steps:
-      self.ckpt.save(done, state_fn(), {"step": done, "data_position": done})
+      self.ckpt.save(done, state_fn(), {"step": done, "data_position": done,
+                                         "train_seconds": seconds})
     return row
 
   def close(self) -> dict:
@@ -390,13 +404,13 @@ def run(config: ml_collections.ConfigDict, workdir: str, progress: bool = True) 
     log.begin(state.params)
   bar = tqdm(range(start, config.total_steps), desc=f"train {_label(config)}",
              initial=start, total=config.total_steps, disable=not progress)
-  t0 = time.time()
+  t0 = _clock()
   for step in bar:
     idx = batch_indices(step, len(setup.train_set), b, config.seed)
     batch = make_batch(setup.train_set, setup.train_prompts, idx, setup.train_rubric)
     batch = sharding.put_process_batch(distributed.process_slice(batch, rows), batch_sh, b)
     state, m = step_fn(state, batch)
-    row = log.after_step(step + 1, m, idx, time.time() - t0, lambda: state)
+    row = log.after_step(step + 1, m, idx, _clock() - t0, lambda: state)
     if row is not None and "train/reward_mean" in row:
       bar.set_postfix(reward=f"{row['train/reward_mean']:.3f}")
   return log.close()
@@ -438,14 +452,15 @@ def run_seeds(config: ml_collections.ConfigDict, seeds, workdirs, progress: bool
   b = config.data.prompts_per_step
   bar = tqdm(range(start, config.total_steps), desc=f"train {_label(config)} x{len(seeds)} seeds",
              initial=start, total=config.total_steps, disable=not progress)
-  t0 = time.time()
+  t0 = _clock()
   for step in bar:
     idxs = [batch_indices(step, len(s.train_set), b, c.seed) for s, c in zip(setups, configs)]
     batches = [make_batch(s.train_set, s.train_prompts, i, s.train_rubric)
                for s, i in zip(setups, idxs)]
     state, m = step_fn(state, jax.tree.map(lambda *x: jnp.stack(x), *batches))
+    seconds = _clock() - t0
     for i, log in enumerate(logs):
-      log.after_step(step + 1, jax.tree.map(lambda x: x[i], m), idxs[i], time.time() - t0,
+      log.after_step(step + 1, jax.tree.map(lambda x: x[i], m), idxs[i], seconds,
                      lambda: jax.tree.map(lambda x: x[i], state))
   return [log.close() for log in logs]
 

@@ -74,6 +74,17 @@ def test_resume_continues_without_repeating_steps(tiny_run):
   assert final["step"] == 6
 
 
+def test_train_seconds_count_the_whole_loop_across_a_restart(tmp_path, monkeypatch):
+  ticks = iter(range(1000))  # a clock that reads 0, 1, 2, ...: one tick per read
+  monkeypatch.setattr(trainer, "_clock", lambda: float(next(ticks)))
+  workdir = str(tmp_path)
+  trainer.run(tiny_config(total_steps=2, checkpoint_every=1), workdir, progress=False)
+  # The second process's loop starts at step 2's checkpoint, 2 s into the run.
+  trainer.run(tiny_config(total_steps=4, checkpoint_every=1), workdir, progress=False)
+  seconds = [r["train/seconds"] for r in _rows(workdir) if "train/seconds" in r]
+  assert seconds == [1.0, 2.0, 3.0, 4.0]
+
+
 def test_restart_before_the_first_checkpoint_logs_each_step_once(tmp_path):
   config = tiny_config(checkpoint_every=100)  # the only checkpoint is the final one
   workdir = str(tmp_path)
