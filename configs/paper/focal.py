@@ -26,7 +26,8 @@ The paper's full grid is 6 benchmarks x 3 model scales (18 comparisons), 216 run
 On this CPU one grid point (3 vmapped seeds, 200 steps) trains in a median of
 2.2 min at tiny, 9 min at small and 70-90 min at base (the train_seconds column of
 results/focal_full/results.csv), plus a warm start per (task, scale, seed) of up
-to 10-20 min at base: about 1 h, 4-5 h and 30 h a slice. The grid is trained slice
+to 10-20 min at base: about 1 h, 4-5 h and 30 h a slice. A faster 2-core machine
+(an AMD EPYC) halves the base figures: 29-36 min a group, 6 min a warm start. The grid is trained slice
 by slice (a stopped sweep resumes from its checkpoints); results/focal_full keeps
 the finished runs' metrics in git. docs/RESULTS.md reads what has finished.
 """
