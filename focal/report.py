@@ -82,7 +82,8 @@ def summarize_run(run_dir: str, overrides: dict, thresholds=THRESHOLDS) -> dict 
     out[f"steps_to_{t:g}"] = "" if s is None else s
   # Wall seconds of the training loop at its last logged step (warm start excluded), summed
   # over restarts; vmapped seeds share one loop. Checkpoints written before the trainer kept
-  # this sum count only from the last restart (arith/base's weighted-sum and Focal groups).
+  # this sum count only from the last restart (arith/base's weighted-sum and Focal groups,
+  # sort/base's weighted-sum group).
   seconds = [r["train/seconds"] for r in rows if "train/seconds" in r]
   out["train_seconds"] = round(seconds[-1], 1) if seconds else float("nan")
   out["run_dir"] = run_dir

@@ -17,9 +17,9 @@ Metric keys (stable; scripts rely on them):
   train/reward_mean            the exact scalar the aggregator fed to GRPO, mean over rollouts
   train/reward_std, train/zero_variance_groups, train/loss, train/kl, train/grad_norm,
   train/clip_frac, train/response_length, train/invalid_verdict_frac
-  train/seconds                wall seconds of the training loop so far, across restarts
-                               (warm start, compilation before the loop and evaluations
-                               inside it as they fall)
+  train/seconds                wall seconds of the training loop so far, summed across
+                               restarts: the warm start and step-0 evaluation excluded,
+                               the first step's compilation and later evaluations included
   train/pass_rate/<task>/<criterion>   raw per-criterion pass rate this step
   train/weight/<task>/<criterion>      aggregator weight (abs-normalised per prompt)
   train/factor/<task>/<criterion>      POW3R factors (pow3r, pow3r_focal)
