@@ -50,7 +50,7 @@ from focal.checkpoint import Checkpointer
 from focal.models.scales import get_scale
 from focal.models.transformer import init_model
 from focal.train import GRPOSettings, PromptBatch, init_train_state, make_engine, make_optimizer
-from focal.warm_start import cache_key, fingerprint, make_reference_sequences, supervised_warm_start
+from focal.warm_start import cache_file, fingerprint, make_reference_sequences, supervised_warm_start
 
 # Wall clock of the training loop's train/seconds (a module attribute, so a test can swap it).
 _clock = time.time
@@ -138,10 +138,10 @@ def build(config, progress: bool = True, width: int | None = None) -> Setup:
   sequences = make_reference_sequences(suite, *train_prompts, train_set.features,
                                        per_prompt=ws.responses_per_prompt, quality=ws.quality,
                                        seed=config.seed)
-  key = cache_key(task=config.task, model=config.model, seed=config.seed,
-                  max_new=config.grpo.max_new_tokens,  # sizes the model's context
-                  sequences=fingerprint(sequences), init=fingerprint(params), **ws.to_dict())
-  cache = os.path.join(os.path.expanduser(ws.cache_dir), f"{key}.msgpack") if ws.cache_dir else None
+  recipe = {k: v for k, v in ws.to_dict().items() if k != "cache_dir"}
+  cache = cache_file(ws.cache_dir, task=config.task, model=config.model, seed=config.seed,
+                     max_new=config.grpo.max_new_tokens,  # sizes the model's context
+                     sequences=fingerprint(sequences), init=fingerprint(params), **recipe)
   params, losses = supervised_warm_start(graphdef, params, sequences, steps=ws.steps,
                                          batch_size=ws.batch_size, learning_rate=ws.learning_rate,
                                          seed=config.seed, cache_path=cache, progress=progress)

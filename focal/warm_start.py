@@ -85,6 +85,25 @@ def cache_key(**setting) -> str:
   return hashlib.sha256(json.dumps(setting, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def cache_file(cache_dir: str, **setting) -> str | None:
+  """The file caching the warm start of `setting` under `cache_dir` (None when `cache_dir` is
+  empty: no caching).
+
+  The key leaves `cache_dir` out, so a cache copied or moved to another directory (or another
+  machine's home) still hits: recomputing a warm start on another CPU gives another policy.
+  A file written under the older key, which hashed `cache_dir` with the setting, is renamed
+  to the new key on first use rather than recomputed.
+  """
+  if not cache_dir:
+    return None
+  root = os.path.expanduser(cache_dir)
+  path = os.path.join(root, f"{cache_key(**setting)}.msgpack")
+  legacy = os.path.join(root, f"{cache_key(**setting, cache_dir=cache_dir)}.msgpack")
+  if not os.path.exists(path) and os.path.exists(legacy):
+    os.replace(legacy, path)
+  return path
+
+
 def fingerprint(tree) -> str:
   """A short hash of the shapes, dtypes and bytes of every array in `tree`.
 
