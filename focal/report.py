@@ -170,36 +170,61 @@ def signal_table(rows: Sequence[dict]) -> str:
   return "\n".join(lines)
 
 
-def wins(rows: Sequence[dict], method: str, baselines: Sequence[str], metric: str) -> tuple:
-  """How often `method` beats the best of `baselines` (by seed-mean of `metric`).
+def comparisons(rows: Sequence[dict], method: str, baselines: Sequence[str], metric: str) -> list[dict]:
+  """`method` against the best of `baselines` (by seed-mean of `metric`), one dict per (task, model).
 
-  Returns (wins, comparisons, lines) with one line per (task, model) setting.
+  Each dict: task, model, mean, best, best_mean, gap and gap_std (paired by seed, see
+  `paired_gap`), seeds (runs of `method`), result ("win", "tie" or "loss").
   """
   by_setting = _group(rows, ("task", "model"))
-  won, total, lines = 0, 0, []
+  out = []
   for (task, model), rs in sorted(by_setting.items()):
-    if not any(r["aggregator.name"] == method for r in rs):
+    by_agg = _group(rs, ("aggregator.name",))
+    if (method,) not in by_agg:
       continue
-    means = {a: mean_std(r[metric] for r in g)[0]
-             for (a,), g in _group(rs, ("aggregator.name",)).items()
+    means = {a: mean_std(r[metric] for r in g)[0] for (a,), g in by_agg.items()
              if a == method or a in baselines}
     present = [b for b in baselines if b in means]
     if method not in means or not present:
       continue
     best = max(present, key=lambda b: means[b])
-    total += 1
     # Equal seed means (both 0 on a dead category, say) are ties, counted as no win. "Equal"
     # allows float32 rounding: the same held-out score summed in another order differs in
     # its last bits (41.666660 against 41.666653), and that is no win or loss.
     tie = math.isclose(means[method], means[best], rel_tol=TIE_RTOL, abs_tol=TIE_RTOL)
-    ok = means[method] > means[best] and not tie
-    won += ok
-    result = "win" if ok else "tie" if tie else "loss"
-    by_agg = _group(rs, ("aggregator.name",))
+    result = "tie" if tie else "win" if means[method] > means[best] else "loss"
     gap, sd = paired_gap(by_agg[(method,)], by_agg[(best,)], metric)
-    lines.append(f"| {task} | {model} | {means[method]:.3f} | {best} {means[best]:.3f} | "
-                 f"{gap:+.3f} ± {sd:.3f} | {result} |")
-  return won, total, lines
+    out.append({"task": task, "model": model, "mean": means[method], "best": best,
+                "best_mean": means[best], "gap": gap, "gap_std": sd,
+                "seeds": len(by_agg[(method,)]), "result": result})
+  return out
+
+
+def wins(rows: Sequence[dict], method: str, baselines: Sequence[str], metric: str) -> tuple:
+  """How often `method` beats the best of `baselines` (by seed-mean of `metric`).
+
+  Returns (wins, comparisons, lines) with one line per (task, model) setting.
+  """
+  cs = comparisons(rows, method, baselines, metric)
+  lines = [f"| {c['task']} | {c['model']} | {c['mean']:.3f} | {c['best']} {c['best_mean']:.3f} | "
+           f"{c['gap']:+.3f} ± {c['gap_std']:.3f} | {c['result']} |" for c in cs]
+  return sum(c["result"] == "win" for c in cs), len(cs), lines
+
+
+def clear_of_noise(cs: Sequence[dict]) -> str:
+  """Which wins and losses of `comparisons` exceed their paired seed std, as one line.
+
+  Wins are counted by seed means, as the papers do; this says which of them a reader can
+  tell from seed noise. A single seed has no spread, so its gaps are never "clear".
+  """
+  def clear(result):
+    return [f"{c['task']}/{c['model']}" for c in cs
+            if c["result"] == result and c["seeds"] > 1 and abs(c["gap"]) > c["gap_std"]]
+  won, lost = clear("win"), clear("loss")
+  n_won, n_lost = (sum(c["result"] == r for c in cs) for r in ("win", "loss"))
+  return (f"Clear of seed noise (|paired gap| > its std): {len(won)} of {n_won} wins"
+          + (f" ({', '.join(won)})" if won else "") + f", {len(lost)} of {n_lost} losses"
+          + (f" ({', '.join(lost)})" if lost else "") + ".")
 
 
 def wins_section(rows: Sequence[dict]) -> str:
@@ -221,12 +246,14 @@ def wins_section(rows: Sequence[dict]) -> str:
     won, total, lines = wins(rows, method, baselines, metric)
     if not total:
       continue
-    ties = sum(line.endswith("| tie |") for line in lines)
+    cs = comparisons(rows, method, baselines, metric)
+    ties = sum(c["result"] == "tie" for c in cs)
     header = f"| task | model | {method} | best baseline | gap (paired by seed) | result |"
     out.append(f"### {title}: {won} wins out of {total}" + (f" ({ties} ties)" if ties else "") + "\n")
     out.append(header + "\n|---|---|---|---|---|---|")
     out += lines
     out.append("")
+    out.append(clear_of_noise(cs) + "\n")
   return "\n".join(out)
 
 

@@ -254,3 +254,28 @@ def test_report_warns_when_a_seed_trained_from_another_warm_start(tmp_path):
   summary = sweep.write_report([(o, sweep.apply_overrides(config, o)) for o in grid], str(tmp_path))
   assert ("**Warning: different starts.**" in summary
           and "keywords/tiny seed 0: step-0 reward focal 38.50, weighted_sum 40.00" in summary)
+
+
+def test_clear_of_noise_names_only_gaps_beyond_their_paired_std():
+  # Setting a: focal is 5.0 above weighted sum on both seeds (std 0: a clear win).
+  # Setting b: weighted sum is 10 above focal on seed 0 and 5 above on seed 1, while
+  # focal's mean is 4 below: paired gap -7.5 ± 3.5 (clear loss). Setting c: gaps +4 and
+  # -2 (mean +1 ± 4.2: a win inside the noise).
+  rows = []
+  for task, focal, ws in (("a", (55.0, 56.0), (50.0, 51.0)), ("b", (50.0, 55.0), (60.0, 60.0)),
+                          ("c", (54.0, 50.0), (50.0, 52.0))):
+    for agg, vals in (("focal", focal), ("weighted_sum", ws)):
+      rows += [{"task": task, "model": "tiny", "aggregator.name": agg, "seed": s, "m": v}
+               for s, v in enumerate(vals)]
+  cs = report.comparisons(rows, "focal", ("weighted_sum",), "m")
+  assert [c["result"] for c in cs] == ["win", "loss", "win"]
+  assert cs[1]["gap"] == pytest.approx(-7.5) and cs[1]["gap_std"] == pytest.approx(math.sqrt(12.5))
+  assert report.clear_of_noise(cs) == (
+      "Clear of seed noise (|paired gap| > its std): 1 of 2 wins (a/tiny), 1 of 1 losses (b/tiny).")
+  # One seed has no spread: its gap is never called clear, however large.
+  single = [r for r in rows if r["seed"] == 0]
+  assert report.clear_of_noise(report.comparisons(single, "focal", ("weighted_sum",), "m")) == (
+      "Clear of seed noise (|paired gap| > its std): 0 of 2 wins, 0 of 1 losses.")
+  section = report.wins_section([dict(r, **{"eval/mean_rubric_reward": r["m"],
+                                           "eval/task_worst_category": 0.0}) for r in rows])
+  assert "1 of 2 wins (a/tiny), 1 of 1 losses (b/tiny)" in section
