@@ -24,12 +24,15 @@ The paper's full grid is 6 benchmarks x 3 model scales (18 comparisons), 216 run
       --only=model=tiny     # then model=small, model=base; finished runs are skipped
 
 On this CPU one grid point (3 vmapped seeds, 200 steps) trains in a median of
-2.2 min at tiny, 9 min at small and 70-90 min at base (the train_seconds column of
-results/focal_full/results.csv), plus a warm start per (task, scale, seed) of up
-to 10-20 min at base: about 1 h, 4-5 h and 30 h a slice. A faster 2-core machine
-(an AMD EPYC) halves the base figures: 29-36 min a group, 6 min a warm start. The grid is trained slice
-by slice (a stopped sweep resumes from its checkpoints); results/focal_full keeps
-the finished runs' metrics in git. docs/RESULTS.md reads what has finished.
+2.2 min at tiny, 9 min at small and 20-91 min at base (the train_seconds column of
+results/focal_full/results.csv: 20-36 min on an AMD EPYC, 42-66 min on an
+Intel Xeon, 54-91 min on the first machine), plus a warm start per (task, scale,
+seed) of 6-20 min at base: about 1 h, 4-5 h and 30 h a slice. The grid is trained
+slice by slice (a stopped sweep resumes from its checkpoints); results/focal_full
+keeps every run's metrics in git. Expected (docs/RESULTS.md section 4, all 216 runs):
+Focal beats the strongest static baseline in 4 of the 18 (task, scale) settings on
+held-out mean rubric reward (2 ties), none by more than its paired seed std; POW3R
+beats weighted sum in 7 of 18 and category-balanced in 7 of 18.
 """
 import itertools
 
