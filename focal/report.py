@@ -206,9 +206,12 @@ def wins(rows: Sequence[dict], method: str, baselines: Sequence[str], metric: st
   Returns (wins, comparisons, lines) with one line per (task, model) setting.
   """
   cs = comparisons(rows, method, baselines, metric)
-  lines = [f"| {c['task']} | {c['model']} | {c['mean']:.3f} | {c['best']} {c['best_mean']:.3f} | "
-           f"{c['gap']:+.3f} ± {c['gap_std']:.3f} | {c['result']} |" for c in cs]
-  return sum(c["result"] == "win" for c in cs), len(cs), lines
+  return sum(c["result"] == "win" for c in cs), len(cs), [_wins_line(c) for c in cs]
+
+
+def _wins_line(c: dict) -> str:
+  return (f"| {c['task']} | {c['model']} | {c['mean']:.3f} | {c['best']} {c['best_mean']:.3f} | "
+          f"{c['gap']:+.3f} ± {c['gap_std']:.3f} | {c['result']} |")
 
 
 def clear_of_noise(cs: Sequence[dict]) -> str:
@@ -243,15 +246,14 @@ def wins_section(rows: Sequence[dict]) -> str:
        "POW3R vs category-balanced (strict completion)"),
   ]
   for method, baselines, metric, title in specs:
-    won, total, lines = wins(rows, method, baselines, metric)
-    if not total:
-      continue
     cs = comparisons(rows, method, baselines, metric)
-    ties = sum(c["result"] == "tie" for c in cs)
+    if not cs:
+      continue
+    won, ties = (sum(c["result"] == r for c in cs) for r in ("win", "tie"))
     header = f"| task | model | {method} | best baseline | gap (paired by seed) | result |"
-    out.append(f"### {title}: {won} wins out of {total}" + (f" ({ties} ties)" if ties else "") + "\n")
+    out.append(f"### {title}: {won} wins out of {len(cs)}" + (f" ({ties} ties)" if ties else "") + "\n")
     out.append(header + "\n|---|---|---|---|---|---|")
-    out += lines
+    out += [_wins_line(c) for c in cs]
     out.append("")
     out.append(clear_of_noise(cs) + "\n")
   return "\n".join(out)
