@@ -47,15 +47,26 @@ class Server:
           owner.counts[mode] = n + 1
           owner.in_flight += 1
           owner.max_in_flight = max(owner.max_in_flight, owner.in_flight)
+        self._answered = False
         try:
           self._serve(mode, n)
         except (BrokenPipeError, ConnectionResetError):
           pass  # the client gave up on a stalled answer
         finally:
+          self._leave_flight()
+
+      def _leave_flight(self):
+        # A request stops being in flight before its answer is written: once the client reads
+        # the answer it may send the next request, which must not find this one still counted.
+        # The server's window thus lies inside the client's, so its maximum bounds nothing
+        # the client did not do.
+        if not self._answered:
+          self._answered = True
           with owner.lock:
             owner.in_flight -= 1
 
       def _send(self, code, payload, headers=()):
+        self._leave_flight()
         data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
         self.send_response(code)
         for k, v in headers:
