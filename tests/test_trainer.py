@@ -121,7 +121,7 @@ def test_cli_rejects_unknown_fields_and_names(tmp_path):
   def cli(*args):
     return subprocess.run([sys.executable, "-m", "experiments.train", "--config=configs/base.py:tiny",
                            f"--workdir={tmp_path}", *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=120)
+                          text=True, timeout=600)  # a hang guard
   out = cli("--config.aggregator.nmae=pow3r")
   assert out.returncode != 0 and "nmae" in out.stderr
   out = cli("--config.aggregator.name=focal_loss")
