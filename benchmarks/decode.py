@@ -33,53 +33,53 @@ from focal.sampling import left_pad, sample  # noqa: E402
 
 
 def _time_sample(graphdef, state, tokens, mask, length, repeats):
-    """Median wall time (s) of one sample() call of `length` new tokens, after a warm-up call."""
-    def run(seed):
-        out = sample(graphdef, state, tokens, mask, jax.random.key(seed), max_new_tokens=length,
-                     temperature=1.0, eos_id=None, pad_id=PAD_ID)
-        jax.block_until_ready(out)
-    run(0)
-    times = []
-    for seed in range(1, repeats + 1):
-        start = time.perf_counter()
-        run(seed)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+  """Median wall time (s) of one sample() call of `length` new tokens, after a warm-up call."""
+  def run(seed):
+    out = sample(graphdef, state, tokens, mask, jax.random.key(seed), max_new_tokens=length,
+                 temperature=1.0, eos_id=None, pad_id=PAD_ID)
+    jax.block_until_ready(out)
+  run(0)
+  times = []
+  for seed in range(1, repeats + 1):
+    start = time.perf_counter()
+    run(seed)
+    times.append(time.perf_counter() - start)
+  return statistics.median(times)
 
 
 def _prompts(batch, prompt_len, seed=0):
-    """Byte prompts of varied lengths (up to prompt_len) so left padding is exercised."""
-    rng = np.random.default_rng(seed)
-    lengths = rng.integers(prompt_len // 2, prompt_len + 1, size=batch)
-    return [[BOS_ID] + rng.integers(0, 256, size=n - 1).tolist() for n in lengths]
+  """Byte prompts of varied lengths (up to prompt_len) so left padding is exercised."""
+  rng = np.random.default_rng(seed)
+  lengths = rng.integers(prompt_len // 2, prompt_len + 1, size=batch)
+  return [[BOS_ID] + rng.integers(0, 256, size=n - 1).tolist() for n in lengths]
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--scales', nargs='+', default=['tiny', 'small', 'base'])
-    parser.add_argument('--lengths', nargs='+', type=int, default=[32, 128, 512])
-    parser.add_argument('--batch', type=int, default=16, help='rollouts decoded together')
-    parser.add_argument('--prompt-len', type=int, default=64)
-    parser.add_argument('--repeats', type=int, default=3)
-    parser.add_argument('--dtype', default='float32', choices=['float32', 'bfloat16'])
-    args = parser.parse_args(argv)
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--scales", nargs="+", default=["tiny", "small", "base"])
+  parser.add_argument("--lengths", nargs="+", type=int, default=[32, 128, 512])
+  parser.add_argument("--batch", type=int, default=16, help="rollouts decoded together")
+  parser.add_argument("--prompt-len", type=int, default=64)
+  parser.add_argument("--repeats", type=int, default=3)
+  parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+  args = parser.parse_args(argv)
 
-    print(f"backend={jax.default_backend()} devices={jax.device_count()} batch={args.batch} "
-          f"prompt_len<={args.prompt_len} dtype={args.dtype}")
-    print(f"{'scale':>6} {'params':>9} {'L':>5} {'total s':>8} {'decode ms/tok':>14} "
-          f"{'rollout tok/s':>14}")
-    for name in args.scales:
-        config = get_scale(name, dtype=args.dtype)
-        graphdef, state = init_model(config, 0)
-        tokens, mask = left_pad(_prompts(args.batch, args.prompt_len), pad_id=PAD_ID,
-                                max_new_tokens=max(args.lengths), max_seq_len=config.max_seq_len)
-        prefill = _time_sample(graphdef, state, tokens, mask, 1, args.repeats)
-        for length in args.lengths:
-            total = _time_sample(graphdef, state, tokens, mask, length, args.repeats)
-            per_token_ms = 1e3 * (total - prefill) / max(length - 1, 1)
-            print(f"{name:>6} {param_count(state):>9,} {length:>5} {total:>8.3f} "
-                  f"{per_token_ms:>14.3f} {args.batch * length / total:>14,.0f}", flush=True)
+  print(f"backend={jax.default_backend()} devices={jax.device_count()} batch={args.batch} "
+        f"prompt_len<={args.prompt_len} dtype={args.dtype}")
+  print(f"{'scale':>6} {'params':>9} {'L':>5} {'total s':>8} {'decode ms/tok':>14} "
+        f"{'rollout tok/s':>14}")
+  for name in args.scales:
+    config = get_scale(name, dtype=args.dtype)
+    graphdef, state = init_model(config, 0)
+    tokens, mask = left_pad(_prompts(args.batch, args.prompt_len), pad_id=PAD_ID,
+                            max_new_tokens=max(args.lengths), max_seq_len=config.max_seq_len)
+    prefill = _time_sample(graphdef, state, tokens, mask, 1, args.repeats)
+    for length in args.lengths:
+      total = _time_sample(graphdef, state, tokens, mask, length, args.repeats)
+      per_token_ms = 1e3 * (total - prefill) / max(length - 1, 1)
+      print(f"{name:>6} {param_count(state):>9,} {length:>5} {total:>8.3f} "
+            f"{per_token_ms:>14.3f} {args.batch * length / total:>14,.0f}", flush=True)
 
 
-if __name__ == '__main__':
-    main()
+if __name__ == "__main__":
+  main()

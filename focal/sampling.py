@@ -27,189 +27,189 @@ from focal.models.transformer import init_cache, positions_from_mask
 
 
 class SampleOutput(NamedTuple):
-    """Generated continuations, L = max_new_tokens.
+  """Generated continuations, L = max_new_tokens.
 
-    tokens: [N, L] int32; pad_id after a row's EOS (and after early exit).
-    mask: [N, L] bool; True on real generated tokens, including the EOS itself.
-    logprobs: [N, L] float32; log-prob under softmax(logits / temperature), 0 where mask is False.
-    logprobs_t1: [N, L] float32; log-prob under softmax(logits), 0 where mask is False.
-    """
-    tokens: jax.Array
-    mask: jax.Array
-    logprobs: jax.Array
-    logprobs_t1: jax.Array
+  tokens: [N, L] int32; pad_id after a row's EOS (and after early exit).
+  mask: [N, L] bool; True on real generated tokens, including the EOS itself.
+  logprobs: [N, L] float32; log-prob under softmax(logits / temperature), 0 where mask is False.
+  logprobs_t1: [N, L] float32; log-prob under softmax(logits), 0 where mask is False.
+  """
+  tokens: jax.Array
+  mask: jax.Array
+  logprobs: jax.Array
+  logprobs_t1: jax.Array
 
 
 def left_pad(prompts: Sequence[Sequence[int]], *, pad_id: int, max_new_tokens: int = 0,
              max_seq_len: int | None = None, width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Left-pad variable-length prompts: returns (tokens [N, P] int32, mask [N, P] bool).
+  """Left-pad variable-length prompts: returns (tokens [N, P] int32, mask [N, P] bool).
 
-    P is `width` if given, else the longest prompt. Raises ValueError for an empty prompt, a prompt
-    longer than `width`, or one whose length + max_new_tokens exceeds max_seq_len (the model's
-    context), naming the offending prompt.
-    """
-    lengths = [len(p) for p in prompts]
-    if not prompts:
-        raise ValueError("no prompts given")
-    width = max(lengths) if width is None else width
-    for i, n in enumerate(lengths):
-        if n == 0:
-            raise ValueError(f"prompt {i} is empty; start prompts with at least a BOS token")
-        if n > width:
-            raise ValueError(f"prompt {i} has {n} tokens, more than the padded width {width}")
-        if max_seq_len is not None and n + max_new_tokens > max_seq_len:
-            raise ValueError(f"prompt {i} has {n} tokens; with max_new_tokens={max_new_tokens} that "
-                             f"exceeds the model context of {max_seq_len}")
-    tokens = np.full((len(prompts), width), pad_id, np.int32)
-    mask = np.zeros((len(prompts), width), bool)
-    for i, p in enumerate(prompts):
-        tokens[i, width - len(p):] = p
-        mask[i, width - len(p):] = True
-    return tokens, mask
+  P is `width` if given, else the longest prompt. Raises ValueError for an empty prompt, a prompt
+  longer than `width`, or one whose length + max_new_tokens exceeds max_seq_len (the model's
+  context), naming the offending prompt.
+  """
+  lengths = [len(p) for p in prompts]
+  if not prompts:
+    raise ValueError("no prompts given")
+  width = max(lengths) if width is None else width
+  for i, n in enumerate(lengths):
+    if n == 0:
+      raise ValueError(f"prompt {i} is empty; start prompts with at least a BOS token")
+    if n > width:
+      raise ValueError(f"prompt {i} has {n} tokens, more than the padded width {width}")
+    if max_seq_len is not None and n + max_new_tokens > max_seq_len:
+      raise ValueError(f"prompt {i} has {n} tokens; with max_new_tokens={max_new_tokens} that "
+                       f"exceeds the model context of {max_seq_len}")
+  tokens = np.full((len(prompts), width), pad_id, np.int32)
+  mask = np.zeros((len(prompts), width), bool)
+  for i, p in enumerate(prompts):
+    tokens[i, width - len(p):] = p
+    mask[i, width - len(p):] = True
+  return tokens, mask
 
 
 def top_k_filter(logits: jax.Array, k: int) -> jax.Array:
-    """Keep the k largest logits per row ([..., V]), set the rest to -inf; k=0 keeps all.
+  """Keep the k largest logits per row ([..., V]), set the rest to -inf; k=0 keeps all.
 
-    Ties with the k-th largest value are kept.
-    """
-    if k <= 0 or k >= logits.shape[-1]:
-        return logits
-    kth = jax.lax.top_k(logits, k)[0][..., -1:]
-    return jnp.where(logits >= kth, logits, -jnp.inf)
+  Ties with the k-th largest value are kept.
+  """
+  if k <= 0 or k >= logits.shape[-1]:
+    return logits
+  kth = jax.lax.top_k(logits, k)[0][..., -1:]
+  return jnp.where(logits >= kth, logits, -jnp.inf)
 
 
 def top_p_filter(logits: jax.Array, p: float) -> jax.Array:
-    """Nucleus filter on [..., V]: keep the smallest set of most-likely tokens whose probability
-    reaches p (always at least the top token); others -> -inf. p >= 1 keeps all."""
-    if p >= 1.0:
-        return logits
-    sorted_logits = jnp.sort(logits, axis=-1)[..., ::-1]
-    probs = jax.nn.softmax(sorted_logits, axis=-1)
-    mass_before = jnp.cumsum(probs, axis=-1) - probs
-    # A token is kept if the tokens ranked above it have not yet reached p.
-    kept = jnp.where(mass_before < p, sorted_logits, jnp.inf)
-    threshold = jnp.min(kept, axis=-1, keepdims=True)
-    return jnp.where(logits >= threshold, logits, -jnp.inf)
+  """Nucleus filter on [..., V]: keep the smallest set of most-likely tokens whose probability
+  reaches p (always at least the top token); others -> -inf. p >= 1 keeps all."""
+  if p >= 1.0:
+    return logits
+  sorted_logits = jnp.sort(logits, axis=-1)[..., ::-1]
+  probs = jax.nn.softmax(sorted_logits, axis=-1)
+  mass_before = jnp.cumsum(probs, axis=-1) - probs
+  # A token is kept if the tokens ranked above it have not yet reached p.
+  kept = jnp.where(mass_before < p, sorted_logits, jnp.inf)
+  threshold = jnp.min(kept, axis=-1, keepdims=True)
+  return jnp.where(logits >= threshold, logits, -jnp.inf)
 
 
 def sampling_logits(logits: jax.Array, temperature, top_k: int = 0, top_p: float = 1.0) -> jax.Array:
-    """The logits actually sampled from: temperature-scaled, then top-k, then top-p (HF order)."""
-    return top_p_filter(top_k_filter(logits / temperature, top_k), top_p)
+  """The logits actually sampled from: temperature-scaled, then top-k, then top-p (HF order)."""
+  return top_p_filter(top_k_filter(logits / temperature, top_k), top_p)
 
 
 def _token_logprob(logits, tokens, temperature=1.0):
-    """logits [N, V], tokens [N] -> [N] log softmax(logits / temperature)[token]."""
-    logp = jax.nn.log_softmax(logits / temperature, axis=-1)
-    return jnp.take_along_axis(logp, tokens[:, None], axis=-1)[:, 0]
+  """logits [N, V], tokens [N] -> [N] log softmax(logits / temperature)[token]."""
+  logp = jax.nn.log_softmax(logits / temperature, axis=-1)
+  return jnp.take_along_axis(logp, tokens[:, None], axis=-1)[:, 0]
 
 
 def _choose(rng, logits, temperature, *, top_k, top_p, greedy):
-    """Pick one token per row from logits [N, V] -> (token [N], logprob [N], logprob_t1 [N])."""
-    if greedy:
-        token = jnp.argmax(logits, axis=-1).astype(jnp.int32)
-    else:
-        filtered = sampling_logits(logits, temperature, top_k, top_p)
-        token = jax.random.categorical(rng, filtered, axis=-1).astype(jnp.int32)
-    return token, _token_logprob(logits, token, temperature), _token_logprob(logits, token)
+  """Pick one token per row from logits [N, V] -> (token [N], logprob [N], logprob_t1 [N])."""
+  if greedy:
+    token = jnp.argmax(logits, axis=-1).astype(jnp.int32)
+  else:
+    filtered = sampling_logits(logits, temperature, top_k, top_p)
+    token = jax.random.categorical(rng, filtered, axis=-1).astype(jnp.int32)
+  return token, _token_logprob(logits, token, temperature), _token_logprob(logits, token)
 
 
 class _Loop(NamedTuple):
-    step: jax.Array      # [] int32: column of the next token to emit
-    logits: jax.Array    # [N, V] float32: next-token logits
-    cache: object        # KVCache
-    rng: jax.Array
-    done: jax.Array      # [N] bool: row has emitted EOS
-    out: SampleOutput
+  step: jax.Array      # [] int32: column of the next token to emit
+  logits: jax.Array    # [N, V] float32: next-token logits
+  cache: object        # KVCache
+  rng: jax.Array
+  done: jax.Array      # [N] bool: row has emitted EOS
+  out: SampleOutput
 
 
 def _emit(loop: _Loop, temperature, *, top_k, top_p, greedy, eos_id, pad_id):
-    """Choose the next token for every row and record it at column `loop.step`.
+  """Choose the next token for every row and record it at column `loop.step`.
 
-    Returns (the loop state with outputs written and `done` updated, token [N], active [N]).
-    """
-    rng, key = jax.random.split(loop.rng)
-    token, lp, lp1 = _choose(key, loop.logits, temperature, top_k=top_k, top_p=top_p, greedy=greedy)
-    active = ~loop.done
-    token = jnp.where(active, token, pad_id)
-    write = lambda buf, col: jax.lax.dynamic_update_slice(buf, col[:, None], (0, loop.step))
-    out = SampleOutput(tokens=write(loop.out.tokens, token),
-                       mask=write(loop.out.mask, active),
-                       logprobs=write(loop.out.logprobs, jnp.where(active, lp, 0.0)),
-                       logprobs_t1=write(loop.out.logprobs_t1, jnp.where(active, lp1, 0.0)))
-    done = loop.done | (token == eos_id)  # eos_id = -1 (no EOS) never matches
-    return loop._replace(rng=rng, done=done, out=out), token, active
+  Returns (the loop state with outputs written and `done` updated, token [N], active [N]).
+  """
+  rng, key = jax.random.split(loop.rng)
+  token, lp, lp1 = _choose(key, loop.logits, temperature, top_k=top_k, top_p=top_p, greedy=greedy)
+  active = ~loop.done
+  token = jnp.where(active, token, pad_id)
+  write = lambda buf, col: jax.lax.dynamic_update_slice(buf, col[:, None], (0, loop.step))
+  out = SampleOutput(tokens=write(loop.out.tokens, token),
+                     mask=write(loop.out.mask, active),
+                     logprobs=write(loop.out.logprobs, jnp.where(active, lp, 0.0)),
+                     logprobs_t1=write(loop.out.logprobs_t1, jnp.where(active, lp1, 0.0)))
+  done = loop.done | (token == eos_id)  # eos_id = -1 (no EOS) never matches
+  return loop._replace(rng=rng, done=done, out=out), token, active
 
 
-@functools.partial(jax.jit, static_argnames=('graphdef', 'max_new_tokens', 'top_k', 'top_p', 'greedy'))
+@functools.partial(jax.jit, static_argnames=("graphdef", "max_new_tokens", "top_k", "top_p", "greedy"))
 def _sample_jit(graphdef, state, prompt_tokens, prompt_mask, rng, temperature, eos_id, pad_id, *,
                 max_new_tokens, top_k, top_p, greedy):
-    model = nnx.merge(graphdef, state)
-    cfg = model.cfg
-    n, p = prompt_tokens.shape
-    if p + max_new_tokens > cfg.max_seq_len:
-        raise ValueError(f"prompt width {p} + max_new_tokens {max_new_tokens} exceeds the model "
-                         f"context of {cfg.max_seq_len}")
-    prompt_mask = prompt_mask.astype(bool)
-    cache = init_cache(cfg, n, p + max_new_tokens)
-    logits, cache = model(prompt_tokens, positions_from_mask(prompt_mask), prompt_mask, cache,
-                          jnp.int32(0))
-    prompt_len = prompt_mask.sum(-1).astype(jnp.int32)  # position of the first generated token
-    empty = SampleOutput(tokens=jnp.full((n, max_new_tokens), pad_id, jnp.int32),
-                         mask=jnp.zeros((n, max_new_tokens), bool),
-                         logprobs=jnp.zeros((n, max_new_tokens), jnp.float32),
-                         logprobs_t1=jnp.zeros((n, max_new_tokens), jnp.float32))
-    emit = functools.partial(_emit, temperature=temperature, top_k=top_k, top_p=top_p,
-                             greedy=greedy, eos_id=eos_id, pad_id=pad_id)
-    # Left padding puts every row's last prompt token in the last column.
-    loop, token, active = emit(_Loop(jnp.int32(0), logits[:, -1], cache, rng,
-                                     jnp.zeros((n,), bool), empty))
-    loop = loop._replace(step=jnp.int32(1))
+  model = nnx.merge(graphdef, state)
+  cfg = model.cfg
+  n, p = prompt_tokens.shape
+  if p + max_new_tokens > cfg.max_seq_len:
+    raise ValueError(f"prompt width {p} + max_new_tokens {max_new_tokens} exceeds the model "
+                     f"context of {cfg.max_seq_len}")
+  prompt_mask = prompt_mask.astype(bool)
+  cache = init_cache(cfg, n, p + max_new_tokens)
+  logits, cache = model(prompt_tokens, positions_from_mask(prompt_mask), prompt_mask, cache,
+                        jnp.int32(0))
+  prompt_len = prompt_mask.sum(-1).astype(jnp.int32)  # position of the first generated token
+  empty = SampleOutput(tokens=jnp.full((n, max_new_tokens), pad_id, jnp.int32),
+                       mask=jnp.zeros((n, max_new_tokens), bool),
+                       logprobs=jnp.zeros((n, max_new_tokens), jnp.float32),
+                       logprobs_t1=jnp.zeros((n, max_new_tokens), jnp.float32))
+  emit = functools.partial(_emit, temperature=temperature, top_k=top_k, top_p=top_p,
+                           greedy=greedy, eos_id=eos_id, pad_id=pad_id)
+  # Left padding puts every row's last prompt token in the last column.
+  loop, token, active = emit(_Loop(jnp.int32(0), logits[:, -1], cache, rng,
+                                   jnp.zeros((n,), bool), empty))
+  loop = loop._replace(step=jnp.int32(1))
 
-    def body(carry):
-        loop, token, active = carry
-        # Feed the previous token (slot p + step - 1) to get the logits for column `step`.
-        prev = loop.step - 1
-        logits, cache = model(token[:, None], (prompt_len + prev)[:, None], active[:, None],
-                              loop.cache, p + prev)
-        loop, token, active = emit(loop._replace(logits=logits[:, 0], cache=cache))
-        return loop._replace(step=loop.step + 1), token, active
+  def body(carry):
+    loop, token, active = carry
+    # Feed the previous token (slot p + step - 1) to get the logits for column `step`.
+    prev = loop.step - 1
+    logits, cache = model(token[:, None], (prompt_len + prev)[:, None], active[:, None],
+                          loop.cache, p + prev)
+    loop, token, active = emit(loop._replace(logits=logits[:, 0], cache=cache))
+    return loop._replace(step=loop.step + 1), token, active
 
-    def cond(carry):
-        loop = carry[0]
-        return (loop.step < max_new_tokens) & ~jnp.all(loop.done)
+  def cond(carry):
+    loop = carry[0]
+    return (loop.step < max_new_tokens) & ~jnp.all(loop.done)
 
-    loop, _, _ = jax.lax.while_loop(cond, body, (loop, token, active))
-    return loop.out
+  loop, _, _ = jax.lax.while_loop(cond, body, (loop, token, active))
+  return loop.out
 
 
 def sample(graphdef, state, prompt_tokens, prompt_mask, rng, *, max_new_tokens: int,
            temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, eos_id: int | None,
            pad_id: int, greedy: bool = False) -> SampleOutput:
-    """Generate up to max_new_tokens per prompt.
+  """Generate up to max_new_tokens per prompt.
 
-    prompt_tokens: [N, P] int32, left-padded (see `left_pad`); prompt_mask: [N, P] bool, every row
-    with at least one real token. rng: a JAX PRNG key. temperature > 0 scales the logits (also in
-    greedy mode, where it only affects the returned `logprobs`); top_k=0 and top_p=1 disable those
-    filters. eos_id=None never stops early (useful for benchmarks).
-    Returns SampleOutput with [N, max_new_tokens] arrays; see the module docstring for which
-    log-probs are which. Compiles once per (shapes, max_new_tokens, top_k, top_p, greedy);
-    temperature, eos_id and pad_id are traced, so changing them does not recompile.
-    """
-    if max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-    if not temperature > 0:
-        raise ValueError(f"temperature must be > 0 (use greedy=True for argmax), got {temperature}")
-    if not 0 < top_p <= 1:
-        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
-    if top_k < 0:
-        raise ValueError(f"top_k must be >= 0, got {top_k}")
-    if not isinstance(prompt_mask, jax.core.Tracer) and not np.asarray(prompt_mask)[:, -1].all():
-        # The first new token is read off the last column, so it must hold a real token per row.
-        raise ValueError("every prompt row must be left-padded with a real token in the last "
-                         "column (see left_pad)")
-    return _sample_jit(graphdef, state, jnp.asarray(prompt_tokens, jnp.int32),
-                       jnp.asarray(prompt_mask, bool), rng, jnp.float32(temperature),
-                       jnp.int32(-1 if eos_id is None else eos_id), jnp.int32(pad_id),
-                       max_new_tokens=max_new_tokens, top_k=int(top_k), top_p=float(top_p),
-                       greedy=greedy)
+  prompt_tokens: [N, P] int32, left-padded (see `left_pad`); prompt_mask: [N, P] bool, every row
+  with at least one real token. rng: a JAX PRNG key. temperature > 0 scales the logits (also in
+  greedy mode, where it only affects the returned `logprobs`); top_k=0 and top_p=1 disable those
+  filters. eos_id=None never stops early (useful for benchmarks).
+  Returns SampleOutput with [N, max_new_tokens] arrays; see the module docstring for which
+  log-probs are which. Compiles once per (shapes, max_new_tokens, top_k, top_p, greedy);
+  temperature, eos_id and pad_id are traced, so changing them does not recompile.
+  """
+  if max_new_tokens < 1:
+    raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+  if not temperature > 0:
+    raise ValueError(f"temperature must be > 0 (use greedy=True for argmax), got {temperature}")
+  if not 0 < top_p <= 1:
+    raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+  if top_k < 0:
+    raise ValueError(f"top_k must be >= 0, got {top_k}")
+  if not isinstance(prompt_mask, jax.core.Tracer) and not np.asarray(prompt_mask)[:, -1].all():
+    # The first new token is read off the last column, so it must hold a real token per row.
+    raise ValueError("every prompt row must be left-padded with a real token in the last "
+                     "column (see left_pad)")
+  return _sample_jit(graphdef, state, jnp.asarray(prompt_tokens, jnp.int32),
+                     jnp.asarray(prompt_mask, bool), rng, jnp.float32(temperature),
+                     jnp.int32(-1 if eos_id is None else eos_id), jnp.int32(pad_id),
+                     max_new_tokens=max_new_tokens, top_k=int(top_k), top_p=float(top_p),
+                     greedy=greedy)

@@ -18,20 +18,20 @@ PAD, EOS = 0, 1
 PROMPTS = [[5, 9, 2, 7, 31], [3, 8], [12, 4, 4, 20, 6, 17, 2]]
 
 
-@pytest.fixture(scope='module')
+@pytest.fixture(scope="module")
 def model():
-    """Random model with O(1) parameters so next-token distributions are far from uniform."""
-    graphdef, state = init_model(CFG, 0)
-    leaves, treedef = jax.tree.flatten(state)
-    keys = jax.random.split(jax.random.key(1), len(leaves))
-    leaves = [x + 0.3 * jax.random.normal(k, x.shape) for x, k in zip(leaves, keys)]
-    return graphdef, jax.tree.unflatten(treedef, leaves)
+  """Random model with O(1) parameters so next-token distributions are far from uniform."""
+  graphdef, state = init_model(CFG, 0)
+  leaves, treedef = jax.tree.flatten(state)
+  keys = jax.random.split(jax.random.key(1), len(leaves))
+  leaves = [x + 0.3 * jax.random.normal(k, x.shape) for x, k in zip(leaves, keys)]
+  return graphdef, jax.tree.unflatten(treedef, leaves)
 
 
 def _full_sequence(prompt_tokens, prompt_mask, out):
-    """Concatenate prompts and generations into [N, P+L] tokens and mask."""
-    return (jnp.concatenate([prompt_tokens, out.tokens], 1),
-            jnp.concatenate([prompt_mask, out.mask], 1))
+  """Concatenate prompts and generations into [N, P+L] tokens and mask."""
+  return (jnp.concatenate([prompt_tokens, out.tokens], 1),
+          jnp.concatenate([prompt_mask, out.mask], 1))
 
 
 _token_logprobs = jax.jit(token_logprobs, static_argnums=0)
@@ -39,167 +39,167 @@ _forward = jax.jit(forward, static_argnums=0)
 
 
 def _generated_logprobs(graphdef, state, prompt_tokens, prompt_mask, out, temperature=1.0):
-    tokens, mask = _full_sequence(prompt_tokens, prompt_mask, out)
-    lp = _token_logprobs(graphdef, state, tokens, mask, temperature=temperature)
-    return lp[:, prompt_tokens.shape[1] - 1:]
+  tokens, mask = _full_sequence(prompt_tokens, prompt_mask, out)
+  lp = _token_logprobs(graphdef, state, tokens, mask, temperature=temperature)
+  return lp[:, prompt_tokens.shape[1] - 1:]
 
 
 def test_top_k_hand_computed():
-    logits = jnp.array([[1.0, 3.0, 2.0, 0.5], [0.0, 0.0, 5.0, 0.0]])
-    out = top_k_filter(logits, 2)
-    np.testing.assert_array_equal(out[0], [-np.inf, 3.0, 2.0, -np.inf])
-    np.testing.assert_array_equal(out[1], [0.0, 0.0, 5.0, 0.0])  # ties with the 2nd value stay
-    np.testing.assert_array_equal(top_k_filter(logits, 0), logits)
+  logits = jnp.array([[1.0, 3.0, 2.0, 0.5], [0.0, 0.0, 5.0, 0.0]])
+  out = top_k_filter(logits, 2)
+  np.testing.assert_array_equal(out[0], [-np.inf, 3.0, 2.0, -np.inf])
+  np.testing.assert_array_equal(out[1], [0.0, 0.0, 5.0, 0.0])  # ties with the 2nd value stay
+  np.testing.assert_array_equal(top_k_filter(logits, 0), logits)
 
 
 def test_top_p_hand_computed():
-    probs = jnp.array([0.1, 0.5, 0.3, 0.1])
-    logits = jnp.log(probs)[None]
-    # sorted: 0.5, 0.3, 0.1, 0.1 -> mass before each: 0, 0.5, 0.8, 0.9
-    keep = lambda p: np.isfinite(np.asarray(top_p_filter(logits, p)[0]))
-    np.testing.assert_array_equal(keep(0.5), [False, True, False, False])  # 0.5 alone reaches 0.5
-    np.testing.assert_array_equal(keep(0.6), [False, True, True, False])
-    np.testing.assert_array_equal(keep(0.85), [True, True, True, True])  # tie at 0.1 is kept
-    np.testing.assert_array_equal(keep(0.01), [False, True, False, False])  # always the top token
-    np.testing.assert_array_equal(keep(1.0), [True] * 4)
+  probs = jnp.array([0.1, 0.5, 0.3, 0.1])
+  logits = jnp.log(probs)[None]
+  # sorted: 0.5, 0.3, 0.1, 0.1 -> mass before each: 0, 0.5, 0.8, 0.9
+  keep = lambda p: np.isfinite(np.asarray(top_p_filter(logits, p)[0]))
+  np.testing.assert_array_equal(keep(0.5), [False, True, False, False])  # 0.5 alone reaches 0.5
+  np.testing.assert_array_equal(keep(0.6), [False, True, True, False])
+  np.testing.assert_array_equal(keep(0.85), [True, True, True, True])  # tie at 0.1 is kept
+  np.testing.assert_array_equal(keep(0.01), [False, True, False, False])  # always the top token
+  np.testing.assert_array_equal(keep(1.0), [True] * 4)
 
 
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.floats(-5, 5), min_size=2, max_size=12), st.floats(0.05, 0.99))
 def test_top_p_keeps_a_minimal_set_reaching_p(logit_list, p):
-    logits = jnp.asarray(logit_list, jnp.float32)
-    probs = np.asarray(jax.nn.softmax(logits))
-    kept = np.isfinite(np.asarray(top_p_filter(logits, p)))
-    assert probs[kept].sum() >= p - 1e-6 or kept.all()
-    # Every kept token is at least as likely as every dropped one.
-    if (~kept).any():
-        assert probs[kept].min() >= probs[~kept].max()
-    # Minimal: without the least likely kept value (and its ties) the mass falls short of p.
-    smallest = probs[kept].min()
-    assert probs[kept & (probs > smallest + 1e-7)].sum() < p + 1e-6
+  logits = jnp.asarray(logit_list, jnp.float32)
+  probs = np.asarray(jax.nn.softmax(logits))
+  kept = np.isfinite(np.asarray(top_p_filter(logits, p)))
+  assert probs[kept].sum() >= p - 1e-6 or kept.all()
+  # Every kept token is at least as likely as every dropped one.
+  if (~kept).any():
+    assert probs[kept].min() >= probs[~kept].max()
+  # Minimal: without the least likely kept value (and its ties) the mass falls short of p.
+  smallest = probs[kept].min()
+  assert probs[kept & (probs > smallest + 1e-7)].sum() < p + 1e-6
 
 
 def test_sampling_logits_order_and_empirical_distribution():
-    logits = jnp.log(jnp.array([0.4, 0.3, 0.2, 0.1]))
-    # temperature 0.5 squares the probabilities: 16:9:4:1; top_k=3 drops the last; top_p=0.9
-    # keeps 16/29 + 9/29 = 0.862 < 0.9, so the third (4/29) stays.
-    filtered = sampling_logits(logits, 0.5, top_k=3, top_p=0.9)
-    expected = np.array([16, 9, 4, 0]) / 29
-    np.testing.assert_allclose(jax.nn.softmax(filtered), expected, atol=1e-6)
-    draws = jax.random.categorical(jax.random.key(0), filtered, shape=(20000,))
-    freq = np.bincount(np.asarray(draws), minlength=4) / 20000
-    np.testing.assert_allclose(freq, expected, atol=0.015)
+  logits = jnp.log(jnp.array([0.4, 0.3, 0.2, 0.1]))
+  # temperature 0.5 squares the probabilities: 16:9:4:1; top_k=3 drops the last; top_p=0.9
+  # keeps 16/29 + 9/29 = 0.862 < 0.9, so the third (4/29) stays.
+  filtered = sampling_logits(logits, 0.5, top_k=3, top_p=0.9)
+  expected = np.array([16, 9, 4, 0]) / 29
+  np.testing.assert_allclose(jax.nn.softmax(filtered), expected, atol=1e-6)
+  draws = jax.random.categorical(jax.random.key(0), filtered, shape=(20000,))
+  freq = np.bincount(np.asarray(draws), minlength=4) / 20000
+  np.testing.assert_allclose(freq, expected, atol=0.015)
 
 
 def test_logprobs_match_full_recomputation(model):
-    """Cached decoding reproduces the full-prefix forward pass, for both returned log-probs."""
-    graphdef, state = model
-    tokens, mask = left_pad(PROMPTS, pad_id=PAD)
-    out = sample(graphdef, state, tokens, mask, jax.random.key(3), max_new_tokens=8,
-                 temperature=0.7, top_k=20, top_p=0.95, eos_id=None, pad_id=PAD)
-    assert out.mask.all()
-    ref_t1 = _generated_logprobs(graphdef, state, jnp.asarray(tokens), jnp.asarray(mask), out)
-    ref_t = _generated_logprobs(graphdef, state, jnp.asarray(tokens), jnp.asarray(mask), out, 0.7)
-    np.testing.assert_allclose(out.logprobs_t1, ref_t1, atol=1e-5)
-    np.testing.assert_allclose(out.logprobs, ref_t, atol=1e-5)
+  """Cached decoding reproduces the full-prefix forward pass, for both returned log-probs."""
+  graphdef, state = model
+  tokens, mask = left_pad(PROMPTS, pad_id=PAD)
+  out = sample(graphdef, state, tokens, mask, jax.random.key(3), max_new_tokens=8,
+               temperature=0.7, top_k=20, top_p=0.95, eos_id=None, pad_id=PAD)
+  assert out.mask.all()
+  ref_t1 = _generated_logprobs(graphdef, state, jnp.asarray(tokens), jnp.asarray(mask), out)
+  ref_t = _generated_logprobs(graphdef, state, jnp.asarray(tokens), jnp.asarray(mask), out, 0.7)
+  np.testing.assert_allclose(out.logprobs_t1, ref_t1, atol=1e-5)
+  np.testing.assert_allclose(out.logprobs, ref_t, atol=1e-5)
 
 
 def test_greedy_is_deterministic_and_argmax(model):
-    graphdef, state = model
-    tokens, mask = left_pad(PROMPTS, pad_id=PAD)
-    a = sample(graphdef, state, tokens, mask, jax.random.key(0), max_new_tokens=8, eos_id=None,
-               pad_id=PAD, greedy=True)
-    b = sample(graphdef, state, tokens, mask, jax.random.key(99), max_new_tokens=8, eos_id=None,
-               pad_id=PAD, greedy=True)
-    np.testing.assert_array_equal(a.tokens, b.tokens)
-    # Each greedy token is the argmax of the full-prefix logits: its log-prob is the row maximum.
-    full, full_mask = _full_sequence(jnp.asarray(tokens), jnp.asarray(mask), a)
-    logits, _ = _forward(graphdef, state, full, positions_from_mask(full_mask), full_mask)
-    p = tokens.shape[1]
-    np.testing.assert_array_equal(jnp.argmax(logits[:, p - 1:-1], -1), a.tokens)
-    # Different random keys do change non-greedy samples.
-    c = sample(graphdef, state, tokens, mask, jax.random.key(1), max_new_tokens=8, eos_id=None, pad_id=PAD)
-    d = sample(graphdef, state, tokens, mask, jax.random.key(2), max_new_tokens=8, eos_id=None, pad_id=PAD)
-    assert not np.array_equal(c.tokens, d.tokens)
+  graphdef, state = model
+  tokens, mask = left_pad(PROMPTS, pad_id=PAD)
+  a = sample(graphdef, state, tokens, mask, jax.random.key(0), max_new_tokens=8, eos_id=None,
+             pad_id=PAD, greedy=True)
+  b = sample(graphdef, state, tokens, mask, jax.random.key(99), max_new_tokens=8, eos_id=None,
+             pad_id=PAD, greedy=True)
+  np.testing.assert_array_equal(a.tokens, b.tokens)
+  # Each greedy token is the argmax of the full-prefix logits: its log-prob is the row maximum.
+  full, full_mask = _full_sequence(jnp.asarray(tokens), jnp.asarray(mask), a)
+  logits, _ = _forward(graphdef, state, full, positions_from_mask(full_mask), full_mask)
+  p = tokens.shape[1]
+  np.testing.assert_array_equal(jnp.argmax(logits[:, p - 1:-1], -1), a.tokens)
+  # Different random keys do change non-greedy samples.
+  c = sample(graphdef, state, tokens, mask, jax.random.key(1), max_new_tokens=8, eos_id=None, pad_id=PAD)
+  d = sample(graphdef, state, tokens, mask, jax.random.key(2), max_new_tokens=8, eos_id=None, pad_id=PAD)
+  assert not np.array_equal(c.tokens, d.tokens)
 
 
 def test_stops_at_eos_and_pads(model):
-    graphdef, state = model
-    tokens, mask = left_pad(PROMPTS, pad_id=PAD)
-    free = sample(graphdef, state, tokens, mask, jax.random.key(0), max_new_tokens=8, eos_id=None,
-                  pad_id=PAD, greedy=True)
-    eos = int(free.tokens[0, 2])  # treat a token the model emits in row 0 as the EOS id
-    out = sample(graphdef, state, tokens, mask, jax.random.key(0), max_new_tokens=8, eos_id=eos,
-                 pad_id=PAD, greedy=True)
-    for row in range(len(PROMPTS)):
-        hits = np.flatnonzero(np.asarray(free.tokens[row]) == eos)
-        stop = hits[0] + 1 if hits.size else 8  # number of real tokens, EOS included
-        np.testing.assert_array_equal(out.tokens[row, :stop], free.tokens[row, :stop])
-        np.testing.assert_array_equal(out.mask[row], np.arange(8) < stop)
-        assert (np.asarray(out.tokens[row, stop:]) == PAD).all()
-        assert (np.asarray(out.logprobs[row, stop:]) == 0).all()
-        np.testing.assert_allclose(out.logprobs_t1[row, :stop], free.logprobs_t1[row, :stop], atol=1e-6)
-    assert out.mask[0, 2] and not out.mask[0, 3]
+  graphdef, state = model
+  tokens, mask = left_pad(PROMPTS, pad_id=PAD)
+  free = sample(graphdef, state, tokens, mask, jax.random.key(0), max_new_tokens=8, eos_id=None,
+                pad_id=PAD, greedy=True)
+  eos = int(free.tokens[0, 2])  # treat a token the model emits in row 0 as the EOS id
+  out = sample(graphdef, state, tokens, mask, jax.random.key(0), max_new_tokens=8, eos_id=eos,
+               pad_id=PAD, greedy=True)
+  for row in range(len(PROMPTS)):
+    hits = np.flatnonzero(np.asarray(free.tokens[row]) == eos)
+    stop = hits[0] + 1 if hits.size else 8  # number of real tokens, EOS included
+    np.testing.assert_array_equal(out.tokens[row, :stop], free.tokens[row, :stop])
+    np.testing.assert_array_equal(out.mask[row], np.arange(8) < stop)
+    assert (np.asarray(out.tokens[row, stop:]) == PAD).all()
+    assert (np.asarray(out.logprobs[row, stop:]) == 0).all()
+    np.testing.assert_allclose(out.logprobs_t1[row, :stop], free.logprobs_t1[row, :stop], atol=1e-6)
+  assert out.mask[0, 2] and not out.mask[0, 3]
 
 
 def test_all_rows_finishing_early_pads_the_rest(model):
-    graphdef, state = model
-    # Three copies of one prompt, so every row's first greedy token is the EOS: the loop exits
-    # after one step and the remaining columns are padding.
-    tokens, mask = left_pad([PROMPTS[0]] * 3, pad_id=PAD, width=7)
-    free = sample(graphdef, state, tokens, mask, jax.random.key(0), max_new_tokens=8, eos_id=None,
-                  pad_id=PAD, greedy=True)
-    out = sample(graphdef, state, tokens, mask, jax.random.key(0), max_new_tokens=8,
-                 eos_id=int(free.tokens[0, 0]), pad_id=PAD, greedy=True)
-    np.testing.assert_array_equal(out.tokens, [[free.tokens[0, 0]] + [PAD] * 7] * 3)
-    np.testing.assert_array_equal(out.mask, [[True] + [False] * 7] * 3)
+  graphdef, state = model
+  # Three copies of one prompt, so every row's first greedy token is the EOS: the loop exits
+  # after one step and the remaining columns are padding.
+  tokens, mask = left_pad([PROMPTS[0]] * 3, pad_id=PAD, width=7)
+  free = sample(graphdef, state, tokens, mask, jax.random.key(0), max_new_tokens=8, eos_id=None,
+                pad_id=PAD, greedy=True)
+  out = sample(graphdef, state, tokens, mask, jax.random.key(0), max_new_tokens=8,
+               eos_id=int(free.tokens[0, 0]), pad_id=PAD, greedy=True)
+  np.testing.assert_array_equal(out.tokens, [[free.tokens[0, 0]] + [PAD] * 7] * 3)
+  np.testing.assert_array_equal(out.mask, [[True] + [False] * 7] * 3)
 
 
 def test_left_padding_is_invisible(model):
-    graphdef, state = model
-    narrow = left_pad(PROMPTS, pad_id=PAD)
-    wide = left_pad(PROMPTS, pad_id=PAD, width=10)
-    kw = dict(max_new_tokens=8, temperature=1.0, eos_id=None, pad_id=PAD)
-    a = sample(graphdef, state, *narrow, jax.random.key(5), **kw)
-    b = sample(graphdef, state, *wide, jax.random.key(5), **kw)
-    np.testing.assert_array_equal(a.tokens, b.tokens)
-    np.testing.assert_allclose(a.logprobs, b.logprobs, atol=1e-5)
+  graphdef, state = model
+  narrow = left_pad(PROMPTS, pad_id=PAD)
+  wide = left_pad(PROMPTS, pad_id=PAD, width=10)
+  kw = dict(max_new_tokens=8, temperature=1.0, eos_id=None, pad_id=PAD)
+  a = sample(graphdef, state, *narrow, jax.random.key(5), **kw)
+  b = sample(graphdef, state, *wide, jax.random.key(5), **kw)
+  np.testing.assert_array_equal(a.tokens, b.tokens)
+  np.testing.assert_allclose(a.logprobs, b.logprobs, atol=1e-5)
 
 
 def test_left_pad_layout_and_errors():
-    tokens, mask = left_pad([[7, 8, 9], [4]], pad_id=PAD, width=4)
-    np.testing.assert_array_equal(tokens, [[PAD, 7, 8, 9], [PAD, PAD, PAD, 4]])
-    np.testing.assert_array_equal(mask, [[0, 1, 1, 1], [0, 0, 0, 1]])
-    assert tokens.dtype == np.int32 and mask.dtype == bool
-    with pytest.raises(ValueError, match='prompt 1 has 30 tokens.*max_new_tokens=8.*context of 32'):
-        left_pad([[1], [2] * 30], pad_id=PAD, max_new_tokens=8, max_seq_len=32)
-    with pytest.raises(ValueError, match='prompt 0 is empty'):
-        left_pad([[]], pad_id=PAD)
-    with pytest.raises(ValueError, match='padded width 2'):
-        left_pad([[1, 2, 3]], pad_id=PAD, width=2)
+  tokens, mask = left_pad([[7, 8, 9], [4]], pad_id=PAD, width=4)
+  np.testing.assert_array_equal(tokens, [[PAD, 7, 8, 9], [PAD, PAD, PAD, 4]])
+  np.testing.assert_array_equal(mask, [[0, 1, 1, 1], [0, 0, 0, 1]])
+  assert tokens.dtype == np.int32 and mask.dtype == bool
+  with pytest.raises(ValueError, match="prompt 1 has 30 tokens.*max_new_tokens=8.*context of 32"):
+    left_pad([[1], [2] * 30], pad_id=PAD, max_new_tokens=8, max_seq_len=32)
+  with pytest.raises(ValueError, match="prompt 0 is empty"):
+    left_pad([[]], pad_id=PAD)
+  with pytest.raises(ValueError, match="padded width 2"):
+    left_pad([[1, 2, 3]], pad_id=PAD, width=2)
 
 
 def test_sample_argument_errors(model):
-    graphdef, state = model
-    tokens, mask = left_pad(PROMPTS, pad_id=PAD)
-    with pytest.raises(ValueError, match='temperature'):
-        sample(graphdef, state, tokens, mask, jax.random.key(0), max_new_tokens=2, temperature=0.0,
-               eos_id=EOS, pad_id=PAD)
-    with pytest.raises(ValueError, match='left-padded'):
-        sample(graphdef, state, tokens, mask[:, ::-1], jax.random.key(0), max_new_tokens=2,
-               eos_id=EOS, pad_id=PAD)
-    with pytest.raises(ValueError, match='exceeds the model context of 32'):
-        sample(graphdef, state, tokens, mask, jax.random.key(0), max_new_tokens=30, eos_id=EOS,
-               pad_id=PAD)
+  graphdef, state = model
+  tokens, mask = left_pad(PROMPTS, pad_id=PAD)
+  with pytest.raises(ValueError, match="temperature"):
+    sample(graphdef, state, tokens, mask, jax.random.key(0), max_new_tokens=2, temperature=0.0,
+           eos_id=EOS, pad_id=PAD)
+  with pytest.raises(ValueError, match="left-padded"):
+    sample(graphdef, state, tokens, mask[:, ::-1], jax.random.key(0), max_new_tokens=2,
+           eos_id=EOS, pad_id=PAD)
+  with pytest.raises(ValueError, match="exceeds the model context of 32"):
+    sample(graphdef, state, tokens, mask, jax.random.key(0), max_new_tokens=30, eos_id=EOS,
+           pad_id=PAD)
 
 
 def test_bfloat16_sampling_tracks_recomputation(model):
-    """bf16 compute (bf16 cache): log-probs agree with a bf16 full recomputation to bf16 precision."""
-    _, state = model
-    graphdef, _ = init_model(dataclasses.replace(CFG, dtype='bfloat16'), 0)
-    tokens, mask = left_pad(PROMPTS, pad_id=PAD)
-    out = sample(graphdef, state, tokens, mask, jax.random.key(4), max_new_tokens=8, eos_id=None,
-                 pad_id=PAD)
-    assert out.logprobs.dtype == jnp.float32
-    ref = _generated_logprobs(graphdef, state, jnp.asarray(tokens), jnp.asarray(mask), out)
-    np.testing.assert_allclose(out.logprobs_t1, ref, atol=5e-2)
+  """bf16 compute (bf16 cache): log-probs agree with a bf16 full recomputation to bf16 precision."""
+  _, state = model
+  graphdef, _ = init_model(dataclasses.replace(CFG, dtype="bfloat16"), 0)
+  tokens, mask = left_pad(PROMPTS, pad_id=PAD)
+  out = sample(graphdef, state, tokens, mask, jax.random.key(4), max_new_tokens=8, eos_id=None,
+               pad_id=PAD)
+  assert out.logprobs.dtype == jnp.float32
+  ref = _generated_logprobs(graphdef, state, jnp.asarray(tokens), jnp.asarray(mask), out)
+  np.testing.assert_allclose(out.logprobs_t1, ref, atol=5e-2)

@@ -16,187 +16,187 @@ CFG = ModelConfig(vocab_size=50, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2
 
 
 def _randomised(cfg, seed=0):
-    """A model whose every parameter (biases and norm scales included) is random and O(0.1-1), so
-    that tests are sensitive to wiring mistakes that zero biases / unit scales would hide."""
-    graphdef, state = init_model(cfg, seed)
-    leaves, treedef = jax.tree.flatten(state)
-    keys = jax.random.split(jax.random.key(seed + 1), len(leaves))
-    leaves = [x + 0.2 * jax.random.normal(k, x.shape) for x, k in zip(leaves, keys)]
-    return graphdef, jax.tree.unflatten(treedef, leaves)
+  """A model whose every parameter (biases and norm scales included) is random and O(0.1-1), so
+  that tests are sensitive to wiring mistakes that zero biases / unit scales would hide."""
+  graphdef, state = init_model(cfg, seed)
+  leaves, treedef = jax.tree.flatten(state)
+  keys = jax.random.split(jax.random.key(seed + 1), len(leaves))
+  leaves = [x + 0.2 * jax.random.normal(k, x.shape) for x, k in zip(leaves, keys)]
+  return graphdef, jax.tree.unflatten(treedef, leaves)
 
 
-@pytest.fixture(scope='module')
+@pytest.fixture(scope="module")
 def model():
-    return _randomised(CFG)
+  return _randomised(CFG)
 
 
 _fwd = jax.jit(forward, static_argnums=0)
 
 
 def test_scales_param_counts():
-    expected = {'tiny': 0.2e6, 'small': 2e6, 'base': 10e6}
-    for name, cfg in SCALES.items():
-        _, abstract = abstract_model(cfg)
-        assert abs(param_count(abstract) / expected[name] - 1) < 0.05, name
-        assert cfg.vocab_size == 260
+  expected = {"tiny": 0.2e6, "small": 2e6, "base": 10e6}
+  for name, cfg in SCALES.items():
+    _, abstract = abstract_model(cfg)
+    assert abs(param_count(abstract) / expected[name] - 1) < 0.05, name
+    assert cfg.vocab_size == 260
 
 
 def test_param_count_hand_computed():
-    d, h, kv, hd, f, v = 32, 4, 2, 8, 48, 50
-    attn = d * h * hd + 2 * d * kv * hd + h * hd * d + (h * hd + 2 * kv * hd)  # + qkv biases
-    layer = attn + 3 * d * f + 2 * d
-    expected = v * d + 2 * layer + d + d * v  # embed, layers, final norm, untied head
-    assert param_count(abstract_model(CFG)[1]) == expected
-    tied = dataclasses.replace(CFG, tie_embeddings=True, qkv_bias=False)
-    assert param_count(abstract_model(tied)[1]) == expected - d * v - 2 * (h * hd + 2 * kv * hd)
+  d, h, kv, hd, f, v = 32, 4, 2, 8, 48, 50
+  attn = d * h * hd + 2 * d * kv * hd + h * hd * d + (h * hd + 2 * kv * hd)  # + qkv biases
+  layer = attn + 3 * d * f + 2 * d
+  expected = v * d + 2 * layer + d + d * v  # embed, layers, final norm, untied head
+  assert param_count(abstract_model(CFG)[1]) == expected
+  tied = dataclasses.replace(CFG, tie_embeddings=True, qkv_bias=False)
+  assert param_count(abstract_model(tied)[1]) == expected - d * v - 2 * (h * hd + 2 * kv * hd)
 
 
 def test_config_validation():
-    with pytest.raises(ValueError, match='n_kv_heads'):
-        dataclasses.replace(CFG, n_kv_heads=3)
-    with pytest.raises(ValueError, match='dtype'):
-        dataclasses.replace(CFG, dtype='float16')
-    with pytest.raises(ValueError, match='even'):
-        dataclasses.replace(CFG, head_dim=7)
+  with pytest.raises(ValueError, match="n_kv_heads"):
+    dataclasses.replace(CFG, n_kv_heads=3)
+  with pytest.raises(ValueError, match="dtype"):
+    dataclasses.replace(CFG, dtype="float16")
+  with pytest.raises(ValueError, match="even"):
+    dataclasses.replace(CFG, head_dim=7)
 
 
 def test_forward_shapes_and_dtypes(model):
-    graphdef, state = model
-    tokens = jnp.zeros((3, 7), jnp.int32)
-    mask = jnp.ones((3, 7), bool)
-    logits, cache = _fwd(graphdef, state, tokens, positions_from_mask(mask), mask)
-    assert logits.shape == (3, 7, CFG.vocab_size) and logits.dtype == jnp.float32
-    assert cache is None
-    assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(state))
+  graphdef, state = model
+  tokens = jnp.zeros((3, 7), jnp.int32)
+  mask = jnp.ones((3, 7), bool)
+  logits, cache = _fwd(graphdef, state, tokens, positions_from_mask(mask), mask)
+  assert logits.shape == (3, 7, CFG.vocab_size) and logits.dtype == jnp.float32
+  assert cache is None
+  assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(state))
 
 
 def test_positions_from_mask():
-    mask = jnp.array([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]], bool)
-    np.testing.assert_array_equal(positions_from_mask(mask), [[0, 0, 0, 1, 2], [0, 1, 2, 3, 4]])
+  mask = jnp.array([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]], bool)
+  np.testing.assert_array_equal(positions_from_mask(mask), [[0, 0, 0, 1, 2], [0, 1, 2, 3, 4]])
 
 
 def test_left_padding_is_invisible(model):
-    graphdef, state = model
-    prompt = jnp.array([5, 9, 2, 7, 31, 4], jnp.int32)
-    ref, _ = _fwd(graphdef, state, prompt[None], jnp.arange(6)[None], jnp.ones((1, 6), bool))
-    for pad in (1, 4):
-        # Padding filled with arbitrary token ids: masked keys must not leak whatever they hold.
-        tokens = jnp.concatenate([jnp.full((pad,), 13, jnp.int32), prompt])[None]
-        mask = jnp.arange(pad + 6)[None] >= pad
-        logits, _ = _fwd(graphdef, state, tokens, positions_from_mask(mask), mask)
-        np.testing.assert_allclose(logits[0, pad:], ref[0], atol=1e-5)
-        assert np.isfinite(np.asarray(logits)).all()
+  graphdef, state = model
+  prompt = jnp.array([5, 9, 2, 7, 31, 4], jnp.int32)
+  ref, _ = _fwd(graphdef, state, prompt[None], jnp.arange(6)[None], jnp.ones((1, 6), bool))
+  for pad in (1, 4):
+    # Padding filled with arbitrary token ids: masked keys must not leak whatever they hold.
+    tokens = jnp.concatenate([jnp.full((pad,), 13, jnp.int32), prompt])[None]
+    mask = jnp.arange(pad + 6)[None] >= pad
+    logits, _ = _fwd(graphdef, state, tokens, positions_from_mask(mask), mask)
+    np.testing.assert_allclose(logits[0, pad:], ref[0], atol=1e-5)
+    assert np.isfinite(np.asarray(logits)).all()
 
 
 def test_causality(model):
-    graphdef, state = model
-    a = jnp.array([[1, 2, 3, 4, 5, 6]], jnp.int32)
-    b = a.at[0, 4].set(40)
-    mask = jnp.ones((1, 6), bool)
-    pos = positions_from_mask(mask)
-    la, _ = _fwd(graphdef, state, a, pos, mask)
-    lb, _ = _fwd(graphdef, state, b, pos, mask)
-    np.testing.assert_allclose(la[0, :4], lb[0, :4], atol=1e-6)
-    assert np.abs(np.asarray(la[0, 4:] - lb[0, 4:])).max() > 1e-3
+  graphdef, state = model
+  a = jnp.array([[1, 2, 3, 4, 5, 6]], jnp.int32)
+  b = a.at[0, 4].set(40)
+  mask = jnp.ones((1, 6), bool)
+  pos = positions_from_mask(mask)
+  la, _ = _fwd(graphdef, state, a, pos, mask)
+  lb, _ = _fwd(graphdef, state, b, pos, mask)
+  np.testing.assert_allclose(la[0, :4], lb[0, :4], atol=1e-6)
+  assert np.abs(np.asarray(la[0, 4:] - lb[0, 4:])).max() > 1e-3
 
 
 def test_cache_chunked_prefill_and_decode_match_full_forward(model):
-    graphdef, state = model
-    tokens = jnp.array([[0, 0, 3, 8, 1, 22, 9, 14, 6, 2],
-                        [4, 17, 3, 8, 1, 22, 9, 14, 6, 2]], jnp.int32)
-    mask = jnp.array([[0, 0, 1, 1, 1, 1, 1, 1, 1, 1], [1] * 10], bool)
-    pos = positions_from_mask(mask)
-    full, _ = _fwd(graphdef, state, tokens, pos, mask)
-    cache = init_cache(CFG, 2, 12)  # more slots than tokens: unwritten slots must stay invisible
-    chunks = [(0, 5), (5, 6), (6, 7), (7, 10)]
-    for lo, hi in chunks:
-        logits, cache = _fwd(graphdef, state, tokens[:, lo:hi], pos[:, lo:hi], mask[:, lo:hi],
-                             cache, jnp.int32(lo))
-        # Compare real positions only: padding queries see no keys and their output is arbitrary.
-        real = mask[:, lo:hi, None]
-        np.testing.assert_allclose(logits * real, full[:, lo:hi] * real, atol=1e-5)
-    np.testing.assert_array_equal(cache.mask, jnp.pad(mask, ((0, 0), (0, 2))))
+  graphdef, state = model
+  tokens = jnp.array([[0, 0, 3, 8, 1, 22, 9, 14, 6, 2],
+                      [4, 17, 3, 8, 1, 22, 9, 14, 6, 2]], jnp.int32)
+  mask = jnp.array([[0, 0, 1, 1, 1, 1, 1, 1, 1, 1], [1] * 10], bool)
+  pos = positions_from_mask(mask)
+  full, _ = _fwd(graphdef, state, tokens, pos, mask)
+  cache = init_cache(CFG, 2, 12)  # more slots than tokens: unwritten slots must stay invisible
+  chunks = [(0, 5), (5, 6), (6, 7), (7, 10)]
+  for lo, hi in chunks:
+    logits, cache = _fwd(graphdef, state, tokens[:, lo:hi], pos[:, lo:hi], mask[:, lo:hi],
+                         cache, jnp.int32(lo))
+    # Compare real positions only: padding queries see no keys and their output is arbitrary.
+    real = mask[:, lo:hi, None]
+    np.testing.assert_allclose(logits * real, full[:, lo:hi] * real, atol=1e-5)
+  np.testing.assert_array_equal(cache.mask, jnp.pad(mask, ((0, 0), (0, 2))))
 
 
 def test_cache_and_cache_index_go_together(model):
-    graphdef, state = model
-    tokens = jnp.zeros((1, 2), jnp.int32)
-    mask = jnp.ones((1, 2), bool)
-    with pytest.raises(ValueError, match='together'):
-        forward(graphdef, state, tokens, positions_from_mask(mask), mask, init_cache(CFG, 1, 4))
+  graphdef, state = model
+  tokens = jnp.zeros((1, 2), jnp.int32)
+  mask = jnp.ones((1, 2), bool)
+  with pytest.raises(ValueError, match="together"):
+    forward(graphdef, state, tokens, positions_from_mask(mask), mask, init_cache(CFG, 1, 4))
 
 
 def test_token_logprobs_matches_log_softmax_and_is_differentiable(model):
-    graphdef, state = model
-    tokens = jnp.array([[0, 3, 8, 1, 22], [4, 17, 3, 8, 1]], jnp.int32)
-    mask = jnp.array([[0, 1, 1, 1, 1], [1] * 5], bool)
-    lp = token_logprobs(graphdef, state, tokens, mask)
-    logits, _ = forward(graphdef, state, tokens, positions_from_mask(mask), mask)
-    ref = jax.nn.log_softmax(np.asarray(logits[:, :-1]) / 0.7, -1)
-    lp_t = token_logprobs(graphdef, state, tokens, mask, temperature=0.7)
-    assert lp.shape == (2, 4)
-    for b in range(2):
-        for t in range(4):
-            np.testing.assert_allclose(lp[b, t], jax.nn.log_softmax(logits[b, t])[tokens[b, t + 1]],
-                                       atol=1e-5)
-            np.testing.assert_allclose(lp_t[b, t], ref[b, t, tokens[b, t + 1]], atol=1e-5)
+  graphdef, state = model
+  tokens = jnp.array([[0, 3, 8, 1, 22], [4, 17, 3, 8, 1]], jnp.int32)
+  mask = jnp.array([[0, 1, 1, 1, 1], [1] * 5], bool)
+  lp = token_logprobs(graphdef, state, tokens, mask)
+  logits, _ = forward(graphdef, state, tokens, positions_from_mask(mask), mask)
+  ref = jax.nn.log_softmax(np.asarray(logits[:, :-1]) / 0.7, -1)
+  lp_t = token_logprobs(graphdef, state, tokens, mask, temperature=0.7)
+  assert lp.shape == (2, 4)
+  for b in range(2):
+    for t in range(4):
+      np.testing.assert_allclose(lp[b, t], jax.nn.log_softmax(logits[b, t])[tokens[b, t + 1]],
+                                 atol=1e-5)
+      np.testing.assert_allclose(lp_t[b, t], ref[b, t, tokens[b, t + 1]], atol=1e-5)
 
-    def loss(s):
-        return -(token_logprobs(graphdef, s, tokens, mask) * mask[:, 1:]).sum()
-    grads = jax.jit(jax.grad(loss))(state)
-    norms = [float(jnp.abs(g).max()) for g in jax.tree.leaves(grads)]
-    assert all(np.isfinite(norms)) and max(norms) > 0
+  def loss(s):
+    return -(token_logprobs(graphdef, s, tokens, mask) * mask[:, 1:]).sum()
+  grads = jax.jit(jax.grad(loss))(state)
+  norms = [float(jnp.abs(g).max()) for g in jax.tree.leaves(grads)]
+  assert all(np.isfinite(norms)) and max(norms) > 0
 
 
 def test_bfloat16_compute_close_to_float32(model):
-    graphdef, state = model
-    bf_graphdef, _ = init_model(dataclasses.replace(CFG, dtype='bfloat16'), 0)
-    tokens = jnp.array([[1, 2, 3, 4, 5, 6, 7, 8]], jnp.int32)
-    mask = jnp.ones_like(tokens, bool)
-    pos = positions_from_mask(mask)
-    ref, _ = _fwd(graphdef, state, tokens, pos, mask)
-    out, _ = _fwd(bf_graphdef, state, tokens, pos, mask)  # same float32 params, bf16 compute
-    assert out.dtype == jnp.float32
-    err = np.abs(np.asarray(out - ref)).max()
-    assert 0 < err < 0.1 * np.abs(np.asarray(ref)).max()
+  graphdef, state = model
+  bf_graphdef, _ = init_model(dataclasses.replace(CFG, dtype="bfloat16"), 0)
+  tokens = jnp.array([[1, 2, 3, 4, 5, 6, 7, 8]], jnp.int32)
+  mask = jnp.ones_like(tokens, bool)
+  pos = positions_from_mask(mask)
+  ref, _ = _fwd(graphdef, state, tokens, pos, mask)
+  out, _ = _fwd(bf_graphdef, state, tokens, pos, mask)  # same float32 params, bf16 compute
+  assert out.dtype == jnp.float32
+  err = np.abs(np.asarray(out - ref)).max()
+  assert 0 < err < 0.1 * np.abs(np.asarray(ref)).max()
 
 
 def test_rmsnorm_hand_computed():
-    norm = RMSNorm(2, eps=0.0)
-    norm.scale[...] = jnp.array([1.0, 2.0])
-    # rms of (3, 4) is sqrt(12.5)
-    np.testing.assert_allclose(norm(jnp.array([3.0, 4.0])), np.array([3, 8]) / np.sqrt(12.5), rtol=1e-6)
+  norm = RMSNorm(2, eps=0.0)
+  norm.scale[...] = jnp.array([1.0, 2.0])
+  # rms of (3, 4) is sqrt(12.5)
+  np.testing.assert_allclose(norm(jnp.array([3.0, 4.0])), np.array([3, 8]) / np.sqrt(12.5), rtol=1e-6)
 
 
 def test_rope_position_zero_is_identity_and_scores_depend_on_offset_only():
-    rng = np.random.default_rng(0)
-    q = jnp.asarray(rng.normal(size=(1, 1, 1, 8)), jnp.float32)
-    k = jnp.asarray(rng.normal(size=(1, 1, 1, 8)), jnp.float32)
-    np.testing.assert_allclose(apply_rope(q, jnp.zeros((1, 1), jnp.int32), 100.0), q, atol=1e-7)
+  rng = np.random.default_rng(0)
+  q = jnp.asarray(rng.normal(size=(1, 1, 1, 8)), jnp.float32)
+  k = jnp.asarray(rng.normal(size=(1, 1, 1, 8)), jnp.float32)
+  np.testing.assert_allclose(apply_rope(q, jnp.zeros((1, 1), jnp.int32), 100.0), q, atol=1e-7)
 
-    def score(pq, pk):
-        rq = apply_rope(q, jnp.array([[pq]]), 100.0)
-        rk = apply_rope(k, jnp.array([[pk]]), 100.0)
-        return float((rq * rk).sum())
-    np.testing.assert_allclose(score(5, 2), score(13, 10), rtol=1e-5)
-    assert abs(score(5, 2) - score(5, 4)) > 1e-3
-    # Hand check of the rotate-half layout: pair (x_i, x_{i+D/2}) rotates by angle pos * theta^(-2i/D).
-    x = jnp.zeros((1, 1, 1, 4)).at[..., 1].set(1.0)  # the i=1 pair, angle = 3 * 100^(-1/2) = 0.3
-    out = apply_rope(x, jnp.array([[3]]), 100.0)
-    np.testing.assert_allclose(out[0, 0, 0], [0, np.cos(0.3), 0, np.sin(0.3)], atol=1e-6)
+  def score(pq, pk):
+    rq = apply_rope(q, jnp.array([[pq]]), 100.0)
+    rk = apply_rope(k, jnp.array([[pk]]), 100.0)
+    return float((rq * rk).sum())
+  np.testing.assert_allclose(score(5, 2), score(13, 10), rtol=1e-5)
+  assert abs(score(5, 2) - score(5, 4)) > 1e-3
+  # Hand check of the rotate-half layout: pair (x_i, x_{i+D/2}) rotates by angle pos * theta^(-2i/D).
+  x = jnp.zeros((1, 1, 1, 4)).at[..., 1].set(1.0)  # the i=1 pair, angle = 3 * 100^(-1/2) = 0.3
+  out = apply_rope(x, jnp.array([[3]]), 100.0)
+  np.testing.assert_allclose(out[0, 0, 0], [0, np.cos(0.3), 0, np.sin(0.3)], atol=1e-6)
 
 
 def test_gqa_equals_multi_head_attention_with_repeated_kv():
-    rng = np.random.default_rng(1)
-    q = jnp.asarray(rng.normal(size=(2, 3, 4, 8)), jnp.float32)
-    k = jnp.asarray(rng.normal(size=(2, 5, 2, 8)), jnp.float32)
-    v = jnp.asarray(rng.normal(size=(2, 5, 2, 8)), jnp.float32)
-    valid = jnp.asarray(rng.random((2, 3, 5)) > 0.3).at[:, :, 0].set(True)
-    out = attend(q, k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3), valid)  # cache layout
-    # query head h uses kv head h // 2
-    k_rep, v_rep = jnp.repeat(k, 2, axis=2), jnp.repeat(v, 2, axis=2)
-    scores = np.einsum('bthd,bshd->bhts', q, k_rep) / np.sqrt(8)
-    scores = np.where(np.asarray(valid)[:, None], scores, -np.inf)
-    probs = np.exp(scores - scores.max(-1, keepdims=True))
-    probs /= probs.sum(-1, keepdims=True)
-    np.testing.assert_allclose(out, np.einsum('bhts,bshd->bthd', probs, v_rep), atol=1e-5)
+  rng = np.random.default_rng(1)
+  q = jnp.asarray(rng.normal(size=(2, 3, 4, 8)), jnp.float32)
+  k = jnp.asarray(rng.normal(size=(2, 5, 2, 8)), jnp.float32)
+  v = jnp.asarray(rng.normal(size=(2, 5, 2, 8)), jnp.float32)
+  valid = jnp.asarray(rng.random((2, 3, 5)) > 0.3).at[:, :, 0].set(True)
+  out = attend(q, k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3), valid)  # cache layout
+  # query head h uses kv head h // 2
+  k_rep, v_rep = jnp.repeat(k, 2, axis=2), jnp.repeat(v, 2, axis=2)
+  scores = np.einsum("bthd,bshd->bhts", q, k_rep) / np.sqrt(8)
+  scores = np.where(np.asarray(valid)[:, None], scores, -np.inf)
+  probs = np.exp(scores - scores.max(-1, keepdims=True))
+  probs /= probs.sum(-1, keepdims=True)
+  np.testing.assert_allclose(out, np.einsum("bhts,bshd->bthd", probs, v_rep), atol=1e-5)

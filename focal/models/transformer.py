@@ -30,297 +30,297 @@ from flax import nnx
 _MASK_VALUE = -1e30
 _INIT_STD = 0.02  # HF `initializer_range` default for Llama and Qwen2.
 
-_DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """Hyper-parameters of the transformer.
+  """Hyper-parameters of the transformer.
 
-    `dtype` is the compute dtype ('float32' or 'bfloat16'); parameters stay float32.
-    `max_seq_len` bounds prompt + generated length (checked by the sampling helpers; RoPE itself is
-    computed on the fly and has no table to overflow).
-    """
-    vocab_size: int
-    d_model: int
-    n_layers: int
-    n_heads: int
-    n_kv_heads: int
-    head_dim: int
-    d_ff: int
-    rope_theta: float = 10000.0
-    rms_eps: float = 1e-6
-    tie_embeddings: bool = True
-    qkv_bias: bool = False
-    dtype: str = 'float32'
-    max_seq_len: int = 2048
+  `dtype` is the compute dtype ('float32' or 'bfloat16'); parameters stay float32.
+  `max_seq_len` bounds prompt + generated length (checked by the sampling helpers; RoPE itself is
+  computed on the fly and has no table to overflow).
+  """
+  vocab_size: int
+  d_model: int
+  n_layers: int
+  n_heads: int
+  n_kv_heads: int
+  head_dim: int
+  d_ff: int
+  rope_theta: float = 10000.0
+  rms_eps: float = 1e-6
+  tie_embeddings: bool = True
+  qkv_bias: bool = False
+  dtype: str = "float32"
+  max_seq_len: int = 2048
 
-    def __post_init__(self):
-        if self.dtype not in _DTYPES:
-            raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {self.dtype!r}")
-        if self.n_kv_heads < 1 or self.n_heads % self.n_kv_heads:
-            raise ValueError(
-                f"n_heads ({self.n_heads}) must be a positive multiple of n_kv_heads ({self.n_kv_heads})")
-        if self.head_dim % 2:
-            raise ValueError(f"head_dim must be even for RoPE, got {self.head_dim}")
+  def __post_init__(self):
+    if self.dtype not in _DTYPES:
+      raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {self.dtype!r}")
+    if self.n_kv_heads < 1 or self.n_heads % self.n_kv_heads:
+      raise ValueError(
+          f"n_heads ({self.n_heads}) must be a positive multiple of n_kv_heads ({self.n_kv_heads})")
+    if self.head_dim % 2:
+      raise ValueError(f"head_dim must be even for RoPE, got {self.head_dim}")
 
-    @property
-    def compute_dtype(self):
-        return _DTYPES[self.dtype]
+  @property
+  def compute_dtype(self):
+    return _DTYPES[self.dtype]
 
 
 class KVCache(NamedTuple):
-    """Key/value buffers for incremental decoding.
+  """Key/value buffers for incremental decoding.
 
-    k, v: tuples (one entry per layer) of [B, n_kv_heads, S, head_dim] arrays in the compute dtype
-      (heads before slots: the layout the attention einsums consume, so XLA does not transpose
-      the whole cache on every decode step).
-    mask: [B, S] bool, True where a slot holds a real (non-padding) token that has been written.
-    """
-    k: tuple
-    v: tuple
-    mask: jax.Array
+  k, v: tuples (one entry per layer) of [B, n_kv_heads, S, head_dim] arrays in the compute dtype
+    (heads before slots: the layout the attention einsums consume, so XLA does not transpose
+    the whole cache on every decode step).
+  mask: [B, S] bool, True where a slot holds a real (non-padding) token that has been written.
+  """
+  k: tuple
+  v: tuple
+  mask: jax.Array
 
 
 def init_cache(config: ModelConfig, batch: int, length: int) -> KVCache:
-    """An empty cache of `length` slots for `batch` rows (all slots invalid)."""
-    shape = (batch, config.n_kv_heads, length, config.head_dim)
-    zeros = lambda: jnp.zeros(shape, config.compute_dtype)
-    return KVCache(k=tuple(zeros() for _ in range(config.n_layers)),
-                   v=tuple(zeros() for _ in range(config.n_layers)),
-                   mask=jnp.zeros((batch, length), bool))
+  """An empty cache of `length` slots for `batch` rows (all slots invalid)."""
+  shape = (batch, config.n_kv_heads, length, config.head_dim)
+  zeros = lambda: jnp.zeros(shape, config.compute_dtype)
+  return KVCache(k=tuple(zeros() for _ in range(config.n_layers)),
+                 v=tuple(zeros() for _ in range(config.n_layers)),
+                 mask=jnp.zeros((batch, length), bool))
 
 
 def positions_from_mask(attention_mask: jax.Array) -> jax.Array:
-    """[B, T] bool -> [B, T] int32 positions: 0 at each row's first real token, counting real tokens.
+  """[B, T] bool -> [B, T] int32 positions: 0 at each row's first real token, counting real tokens.
 
-    Padding positions get the position of the next real token minus one, clipped at 0; their value
-    is irrelevant because padded keys are masked.
-    """
-    return jnp.maximum(jnp.cumsum(attention_mask.astype(jnp.int32), axis=-1) - 1, 0)
+  Padding positions get the position of the next real token minus one, clipped at 0; their value
+  is irrelevant because padded keys are masked.
+  """
+  return jnp.maximum(jnp.cumsum(attention_mask.astype(jnp.int32), axis=-1) - 1, 0)
 
 
 def _normal(rngs: nnx.Rngs, shape) -> nnx.Param:
-    return nnx.Param(_INIT_STD * jax.random.normal(rngs.params(), shape, jnp.float32))
+  return nnx.Param(_INIT_STD * jax.random.normal(rngs.params(), shape, jnp.float32))
 
 
 class RMSNorm(nnx.Module):
-    """y = x / sqrt(mean(x^2) + eps) * scale, with the statistics taken in float32."""
+  """y = x / sqrt(mean(x^2) + eps) * scale, with the statistics taken in float32."""
 
-    def __init__(self, dim: int, eps: float):
-        self.scale = nnx.Param(jnp.ones((dim,), jnp.float32))
-        self.eps = eps
+  def __init__(self, dim: int, eps: float):
+    self.scale = nnx.Param(jnp.ones((dim,), jnp.float32))
+    self.eps = eps
 
-    def __call__(self, x: jax.Array) -> jax.Array:
-        x32 = x.astype(jnp.float32)
-        normed = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
-        return (normed * self.scale[...]).astype(x.dtype)
+  def __call__(self, x: jax.Array) -> jax.Array:
+    x32 = x.astype(jnp.float32)
+    normed = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
+    return (normed * self.scale[...]).astype(x.dtype)
 
 
 class Linear(nnx.Module):
-    """x @ kernel (+ bias); kernel is [in, out] float32, cast to the input's dtype for the matmul."""
+  """x @ kernel (+ bias); kernel is [in, out] float32, cast to the input's dtype for the matmul."""
 
-    def __init__(self, d_in: int, d_out: int, *, bias: bool, rngs: nnx.Rngs):
-        self.kernel = _normal(rngs, (d_in, d_out))
-        self.bias = nnx.Param(jnp.zeros((d_out,), jnp.float32)) if bias else None
+  def __init__(self, d_in: int, d_out: int, *, bias: bool, rngs: nnx.Rngs):
+    self.kernel = _normal(rngs, (d_in, d_out))
+    self.bias = nnx.Param(jnp.zeros((d_out,), jnp.float32)) if bias else None
 
-    def __call__(self, x: jax.Array) -> jax.Array:
-        y = _dot_2d(x, self.kernel[...].astype(x.dtype))
-        if self.bias is not None:
-            y = y + self.bias[...].astype(x.dtype)
-        return y
+  def __call__(self, x: jax.Array) -> jax.Array:
+    y = _dot_2d(x, self.kernel[...].astype(x.dtype))
+    if self.bias is not None:
+      y = y + self.bias[...].astype(x.dtype)
+    return y
 
 
 def _dot_2d(x: jax.Array, kernel: jax.Array, **kwargs) -> jax.Array:
-    """x [..., D] @ kernel [D, E] as one 2-D matmul over the flattened leading dims.
+  """x [..., D] @ kernel [D, E] as one 2-D matmul over the flattened leading dims.
 
-    Same maths as `x @ kernel`; the weight gradient of a 3-D dot must sum over two
-    dimensions, which XLA's CPU backend does ~1.7x slower (benchmarks/step.py).
-    """
-    y = jnp.matmul(x.reshape(-1, x.shape[-1]), kernel, **kwargs)
-    return y.reshape(*x.shape[:-1], kernel.shape[-1])
+  Same maths as `x @ kernel`; the weight gradient of a 3-D dot must sum over two
+  dimensions, which XLA's CPU backend does ~1.7x slower (benchmarks/step.py).
+  """
+  y = jnp.matmul(x.reshape(-1, x.shape[-1]), kernel, **kwargs)
+  return y.reshape(*x.shape[:-1], kernel.shape[-1])
 
 
 def apply_rope(x: jax.Array, positions: jax.Array, theta: float) -> jax.Array:
-    """Rotary embedding in the HF "rotate_half" layout (first half / second half of head_dim).
+  """Rotary embedding in the HF "rotate_half" layout (first half / second half of head_dim).
 
-    x: [B, T, H, D]; positions: [B, T] int. Angles are computed in float32.
-    """
-    half = x.shape[-1] // 2
-    inv_freq = 1.0 / (theta ** (jnp.arange(0, 2 * half, 2, dtype=jnp.float32) / (2 * half)))
-    angles = positions.astype(jnp.float32)[..., None] * inv_freq  # [B, T, D/2]
-    cos = jnp.cos(angles)[:, :, None, :]
-    sin = jnp.sin(angles)[:, :, None, :]
-    x1, x2 = x[..., :half].astype(jnp.float32), x[..., half:].astype(jnp.float32)
-    out = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
-    return out.astype(x.dtype)
+  x: [B, T, H, D]; positions: [B, T] int. Angles are computed in float32.
+  """
+  half = x.shape[-1] // 2
+  inv_freq = 1.0 / (theta ** (jnp.arange(0, 2 * half, 2, dtype=jnp.float32) / (2 * half)))
+  angles = positions.astype(jnp.float32)[..., None] * inv_freq  # [B, T, D/2]
+  cos = jnp.cos(angles)[:, :, None, :]
+  sin = jnp.sin(angles)[:, :, None, :]
+  x1, x2 = x[..., :half].astype(jnp.float32), x[..., half:].astype(jnp.float32)
+  out = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+  return out.astype(x.dtype)
 
 
 def attend(q: jax.Array, k: jax.Array, v: jax.Array, valid: jax.Array) -> jax.Array:
-    """Grouped-query scaled dot-product attention.
+  """Grouped-query scaled dot-product attention.
 
-    q: [B, T, H, D]; k, v: [B, Hkv, S, D] with H a multiple of Hkv (query head h reads kv head
-    h // (H / Hkv)); valid: [B, T, S] bool. Returns [B, T, H, D]. Scores and softmax in float32.
-    """
-    b, t, h, d = q.shape
-    hkv = k.shape[1]
-    qg = q.reshape(b, t, hkv, h // hkv, d)
-    scores = jnp.einsum('btkgd,bksd->bkgts', qg, k, preferred_element_type=jnp.float32)
-    scores = scores / jnp.sqrt(jnp.float32(d))
-    scores = jnp.where(valid[:, None, None, :, :], scores, _MASK_VALUE)
-    probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
-    out = jnp.einsum('bkgts,bksd->btkgd', probs, v)
-    return out.reshape(b, t, h, d)
+  q: [B, T, H, D]; k, v: [B, Hkv, S, D] with H a multiple of Hkv (query head h reads kv head
+  h // (H / Hkv)); valid: [B, T, S] bool. Returns [B, T, H, D]. Scores and softmax in float32.
+  """
+  b, t, h, d = q.shape
+  hkv = k.shape[1]
+  qg = q.reshape(b, t, hkv, h // hkv, d)
+  scores = jnp.einsum("btkgd,bksd->bkgts", qg, k, preferred_element_type=jnp.float32)
+  scores = scores / jnp.sqrt(jnp.float32(d))
+  scores = jnp.where(valid[:, None, None, :, :], scores, _MASK_VALUE)
+  probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
+  out = jnp.einsum("bkgts,bksd->btkgd", probs, v)
+  return out.reshape(b, t, h, d)
 
 
 class Attention(nnx.Module):
-    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
-        self.cfg = cfg
-        self.q_proj = Linear(cfg.d_model, cfg.n_heads * cfg.head_dim, bias=cfg.qkv_bias, rngs=rngs)
-        self.k_proj = Linear(cfg.d_model, cfg.n_kv_heads * cfg.head_dim, bias=cfg.qkv_bias, rngs=rngs)
-        self.v_proj = Linear(cfg.d_model, cfg.n_kv_heads * cfg.head_dim, bias=cfg.qkv_bias, rngs=rngs)
-        self.o_proj = Linear(cfg.n_heads * cfg.head_dim, cfg.d_model, bias=False, rngs=rngs)
+  def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+    self.cfg = cfg
+    self.q_proj = Linear(cfg.d_model, cfg.n_heads * cfg.head_dim, bias=cfg.qkv_bias, rngs=rngs)
+    self.k_proj = Linear(cfg.d_model, cfg.n_kv_heads * cfg.head_dim, bias=cfg.qkv_bias, rngs=rngs)
+    self.v_proj = Linear(cfg.d_model, cfg.n_kv_heads * cfg.head_dim, bias=cfg.qkv_bias, rngs=rngs)
+    self.o_proj = Linear(cfg.n_heads * cfg.head_dim, cfg.d_model, bias=False, rngs=rngs)
 
-    def __call__(self, x, positions, valid, layer_cache=None, cache_index=None):
-        """x: [B, T, D]; valid: [B, T, S] bool. layer_cache: optional (k, v) of [B, Hkv, S, Dh].
+  def __call__(self, x, positions, valid, layer_cache=None, cache_index=None):
+    """x: [B, T, D]; valid: [B, T, S] bool. layer_cache: optional (k, v) of [B, Hkv, S, Dh].
 
-        Returns (out [B, T, D], new (k, v) or None).
-        """
-        cfg = self.cfg
-        b, t, _ = x.shape
-        q = self.q_proj(x).reshape(b, t, cfg.n_heads, cfg.head_dim)
-        k = self.k_proj(x).reshape(b, t, cfg.n_kv_heads, cfg.head_dim)
-        v = self.v_proj(x).reshape(b, t, cfg.n_kv_heads, cfg.head_dim)
-        q = apply_rope(q, positions, cfg.rope_theta)
-        k = apply_rope(k, positions, cfg.rope_theta).transpose(0, 2, 1, 3)  # [B, Hkv, T, Dh]
-        v = v.transpose(0, 2, 1, 3)
-        new_cache = None
-        if layer_cache is not None:
-            k_buf, v_buf = layer_cache
-            start = (0, 0, cache_index, 0)
-            k = jax.lax.dynamic_update_slice(k_buf, k.astype(k_buf.dtype), start)
-            v = jax.lax.dynamic_update_slice(v_buf, v.astype(v_buf.dtype), start)
-            new_cache = (k, v)
-        out = attend(q, k, v, valid)
-        return self.o_proj(out.reshape(b, t, cfg.n_heads * cfg.head_dim)), new_cache
+    Returns (out [B, T, D], new (k, v) or None).
+    """
+    cfg = self.cfg
+    b, t, _ = x.shape
+    q = self.q_proj(x).reshape(b, t, cfg.n_heads, cfg.head_dim)
+    k = self.k_proj(x).reshape(b, t, cfg.n_kv_heads, cfg.head_dim)
+    v = self.v_proj(x).reshape(b, t, cfg.n_kv_heads, cfg.head_dim)
+    q = apply_rope(q, positions, cfg.rope_theta)
+    k = apply_rope(k, positions, cfg.rope_theta).transpose(0, 2, 1, 3)  # [B, Hkv, T, Dh]
+    v = v.transpose(0, 2, 1, 3)
+    new_cache = None
+    if layer_cache is not None:
+      k_buf, v_buf = layer_cache
+      start = (0, 0, cache_index, 0)
+      k = jax.lax.dynamic_update_slice(k_buf, k.astype(k_buf.dtype), start)
+      v = jax.lax.dynamic_update_slice(v_buf, v.astype(v_buf.dtype), start)
+      new_cache = (k, v)
+    out = attend(q, k, v, valid)
+    return self.o_proj(out.reshape(b, t, cfg.n_heads * cfg.head_dim)), new_cache
 
 
 class MLP(nnx.Module):
-    """SwiGLU: down(silu(gate(x)) * up(x))."""
+  """SwiGLU: down(silu(gate(x)) * up(x))."""
 
-    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
-        self.gate_proj = Linear(cfg.d_model, cfg.d_ff, bias=False, rngs=rngs)
-        self.up_proj = Linear(cfg.d_model, cfg.d_ff, bias=False, rngs=rngs)
-        self.down_proj = Linear(cfg.d_ff, cfg.d_model, bias=False, rngs=rngs)
+  def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+    self.gate_proj = Linear(cfg.d_model, cfg.d_ff, bias=False, rngs=rngs)
+    self.up_proj = Linear(cfg.d_model, cfg.d_ff, bias=False, rngs=rngs)
+    self.down_proj = Linear(cfg.d_ff, cfg.d_model, bias=False, rngs=rngs)
 
-    def __call__(self, x):
-        return self.down_proj(jax.nn.silu(self.gate_proj(x)) * self.up_proj(x))
+  def __call__(self, x):
+    return self.down_proj(jax.nn.silu(self.gate_proj(x)) * self.up_proj(x))
 
 
 class Block(nnx.Module):
-    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
-        self.attn_norm = RMSNorm(cfg.d_model, cfg.rms_eps)
-        self.attn = Attention(cfg, rngs)
-        self.mlp_norm = RMSNorm(cfg.d_model, cfg.rms_eps)
-        self.mlp = MLP(cfg, rngs)
+  def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+    self.attn_norm = RMSNorm(cfg.d_model, cfg.rms_eps)
+    self.attn = Attention(cfg, rngs)
+    self.mlp_norm = RMSNorm(cfg.d_model, cfg.rms_eps)
+    self.mlp = MLP(cfg, rngs)
 
-    def __call__(self, x, positions, valid, layer_cache=None, cache_index=None):
-        h, new_cache = self.attn(self.attn_norm(x), positions, valid, layer_cache, cache_index)
-        x = x + h
-        x = x + self.mlp(self.mlp_norm(x))
-        return x, new_cache
+  def __call__(self, x, positions, valid, layer_cache=None, cache_index=None):
+    h, new_cache = self.attn(self.attn_norm(x), positions, valid, layer_cache, cache_index)
+    x = x + h
+    x = x + self.mlp(self.mlp_norm(x))
+    return x, new_cache
 
 
 def _valid_keys(attention_mask, cache, cache_index):
-    """[B, T, S] bool: which keys each query may attend to (causal by slot, real tokens only).
+  """[B, T, S] bool: which keys each query may attend to (causal by slot, real tokens only).
 
-    Returns (valid, key_mask) where key_mask [B, S] is the cache mask after writing this call's
-    tokens (or attention_mask itself without a cache).
-    """
-    t = attention_mask.shape[1]
-    if cache is None:
-        key_mask, offset = attention_mask, 0
-    else:
-        key_mask = jax.lax.dynamic_update_slice(cache.mask, attention_mask, (0, cache_index))
-        offset = cache_index
-    query_slot = offset + jnp.arange(t)
-    key_slot = jnp.arange(key_mask.shape[1])
-    causal = key_slot[None, :] <= query_slot[:, None]  # [T, S]
-    return key_mask[:, None, :] & causal[None], key_mask
+  Returns (valid, key_mask) where key_mask [B, S] is the cache mask after writing this call's
+  tokens (or attention_mask itself without a cache).
+  """
+  t = attention_mask.shape[1]
+  if cache is None:
+    key_mask, offset = attention_mask, 0
+  else:
+    key_mask = jax.lax.dynamic_update_slice(cache.mask, attention_mask, (0, cache_index))
+    offset = cache_index
+  query_slot = offset + jnp.arange(t)
+  key_slot = jnp.arange(key_mask.shape[1])
+  causal = key_slot[None, :] <= query_slot[:, None]  # [T, S]
+  return key_mask[:, None, :] & causal[None], key_mask
 
 
 class Transformer(nnx.Module):
-    """Decoder-only LM. Call: (tokens, positions, attention_mask, cache, cache_index) -> (logits, cache)."""
+  """Decoder-only LM. Call: (tokens, positions, attention_mask, cache, cache_index) -> (logits, cache)."""
 
-    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
-        self.cfg = cfg
-        self.embed = _normal(rngs, (cfg.vocab_size, cfg.d_model))
-        self.layers = nnx.List([Block(cfg, rngs) for _ in range(cfg.n_layers)])
-        self.final_norm = RMSNorm(cfg.d_model, cfg.rms_eps)
-        self.lm_head = None if cfg.tie_embeddings else _normal(rngs, (cfg.d_model, cfg.vocab_size))
+  def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+    self.cfg = cfg
+    self.embed = _normal(rngs, (cfg.vocab_size, cfg.d_model))
+    self.layers = nnx.List([Block(cfg, rngs) for _ in range(cfg.n_layers)])
+    self.final_norm = RMSNorm(cfg.d_model, cfg.rms_eps)
+    self.lm_head = None if cfg.tie_embeddings else _normal(rngs, (cfg.d_model, cfg.vocab_size))
 
-    def __call__(self, tokens: jax.Array, positions: jax.Array, attention_mask: jax.Array,
-                 cache: KVCache | None = None, cache_index=None):
-        """Run the model.
+  def __call__(self, tokens: jax.Array, positions: jax.Array, attention_mask: jax.Array,
+               cache: KVCache | None = None, cache_index=None):
+    """Run the model.
 
-        tokens, positions: [B, T] int32; attention_mask: [B, T] bool (True = real token).
-        cache: optional KVCache with S slots; cache_index: scalar int, the slot of tokens[:, 0].
-        Returns (logits [B, T, V] float32, the updated KVCache or None when no cache was given).
-        """
-        if (cache is None) != (cache_index is None):
-            raise ValueError("cache and cache_index must be given together")
-        dtype = self.cfg.compute_dtype
-        attention_mask = attention_mask.astype(bool)
-        valid, key_mask = _valid_keys(attention_mask, cache, cache_index)
-        x = jnp.take(self.embed[...], tokens, axis=0).astype(dtype)
-        new_k, new_v = [], []
-        for i, layer in enumerate(self.layers):
-            layer_cache = None if cache is None else (cache.k[i], cache.v[i])
-            x, layer_new = layer(x, positions, valid, layer_cache, cache_index)
-            if layer_new is not None:
-                new_k.append(layer_new[0])
-                new_v.append(layer_new[1])
-        x = self.final_norm(x)
-        head = self.embed[...].T if self.lm_head is None else self.lm_head[...]
-        logits = _dot_2d(x, head.astype(dtype), preferred_element_type=jnp.float32)
-        new_cache = None if cache is None else KVCache(tuple(new_k), tuple(new_v), key_mask)
-        return logits, new_cache
+    tokens, positions: [B, T] int32; attention_mask: [B, T] bool (True = real token).
+    cache: optional KVCache with S slots; cache_index: scalar int, the slot of tokens[:, 0].
+    Returns (logits [B, T, V] float32, the updated KVCache or None when no cache was given).
+    """
+    if (cache is None) != (cache_index is None):
+      raise ValueError("cache and cache_index must be given together")
+    dtype = self.cfg.compute_dtype
+    attention_mask = attention_mask.astype(bool)
+    valid, key_mask = _valid_keys(attention_mask, cache, cache_index)
+    x = jnp.take(self.embed[...], tokens, axis=0).astype(dtype)
+    new_k, new_v = [], []
+    for i, layer in enumerate(self.layers):
+      layer_cache = None if cache is None else (cache.k[i], cache.v[i])
+      x, layer_new = layer(x, positions, valid, layer_cache, cache_index)
+      if layer_new is not None:
+        new_k.append(layer_new[0])
+        new_v.append(layer_new[1])
+    x = self.final_norm(x)
+    head = self.embed[...].T if self.lm_head is None else self.lm_head[...]
+    logits = _dot_2d(x, head.astype(dtype), preferred_element_type=jnp.float32)
+    new_cache = None if cache is None else KVCache(tuple(new_k), tuple(new_v), key_mask)
+    return logits, new_cache
 
 
 def init_model(config: ModelConfig, rng: jax.Array | int) -> tuple[nnx.GraphDef, nnx.State]:
-    """Randomly initialise a Transformer and split it into (graphdef, params state)."""
-    rngs = nnx.Rngs(params=rng)
-    return nnx.split(Transformer(config, rngs))
+  """Randomly initialise a Transformer and split it into (graphdef, params state)."""
+  rngs = nnx.Rngs(params=rng)
+  return nnx.split(Transformer(config, rngs))
 
 
 def abstract_model(config: ModelConfig) -> tuple[nnx.GraphDef, nnx.State]:
-    """(graphdef, state of ShapeDtypeStructs) without allocating parameters."""
-    return nnx.split(nnx.eval_shape(lambda: Transformer(config, nnx.Rngs(params=0))))
+  """(graphdef, state of ShapeDtypeStructs) without allocating parameters."""
+  return nnx.split(nnx.eval_shape(lambda: Transformer(config, nnx.Rngs(params=0))))
 
 
 def forward(graphdef: nnx.GraphDef, state: nnx.State, tokens, positions, attention_mask,
             cache: KVCache | None = None, cache_index=None):
-    """Pure functional call: same as `Transformer.__call__`, usable under jax.jit/grad on `state`.
+  """Pure functional call: same as `Transformer.__call__`, usable under jax.jit/grad on `state`.
 
-    Jit with the graphdef static, e.g. `jax.jit(forward, static_argnums=0)`.
-    """
-    model = nnx.merge(graphdef, state)
-    return model(tokens, positions, attention_mask, cache, cache_index)
+  Jit with the graphdef static, e.g. `jax.jit(forward, static_argnums=0)`.
+  """
+  model = nnx.merge(graphdef, state)
+  return model(tokens, positions, attention_mask, cache, cache_index)
 
 
 def token_logprobs(graphdef: nnx.GraphDef, state: nnx.State, tokens: jax.Array,
                    attention_mask: jax.Array, positions: jax.Array | None = None, *,
                    temperature: float = 1.0) -> jax.Array:
-    """Log-probs of tokens[:, 1:] given their prefixes: [B, T] -> [B, T-1] float32.
+  """Log-probs of tokens[:, 1:] given their prefixes: [B, T] -> [B, T-1] float32.
 
-    Computed as log_softmax(logits / temperature). temperature=1 gives the model's own
-    distribution; pass the sampling temperature to match `SampleOutput.logprobs`.
-    positions default to `positions_from_mask(attention_mask)`. Entries whose target token is
-    padding are meaningless; mask them with attention_mask[:, 1:].
-    """
-    if positions is None:
-        positions = positions_from_mask(attention_mask)
-    logits, _ = forward(graphdef, state, tokens, positions, attention_mask)
-    logp = jax.nn.log_softmax(logits[:, :-1] / temperature, axis=-1)
-    return jnp.take_along_axis(logp, tokens[:, 1:, None], axis=-1)[..., 0]
+  Computed as log_softmax(logits / temperature). temperature=1 gives the model's own
+  distribution; pass the sampling temperature to match `SampleOutput.logprobs`.
+  positions default to `positions_from_mask(attention_mask)`. Entries whose target token is
+  padding are meaningless; mask them with attention_mask[:, 1:].
+  """
+  if positions is None:
+    positions = positions_from_mask(attention_mask)
+  logits, _ = forward(graphdef, state, tokens, positions, attention_mask)
+  logp = jax.nn.log_softmax(logits[:, :-1] / temperature, axis=-1)
+  return jnp.take_along_axis(logp, tokens[:, 1:, None], axis=-1)[..., 0]
 
