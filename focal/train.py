@@ -244,9 +244,9 @@ def _step_metrics(rewards, scores, valid, rubric: RubricBatch, rollouts: Rollout
   if "factors" in agg_metrics:
     metrics["aggregator_factor"] = jnp.sum(agg_metrics["factors"] * rubric.mask, 0) / slot_used
     metrics["prompt_factor"] = agg_metrics["factors"]
+  # The estimator's own count of groups it zeroed (each estimator has its own rule: reward
+  # std for GRPO, every criterion's std for GDPO/DVAO/SA-MRPO).
   metrics.update(adv_metrics)
-  group_std = jnp.std(rewards, axis=-1)
-  metrics["zero_variance_groups"] = jnp.mean(group_std <= 1e-6)
   for key, value in inner.items():  # averaged over the mu x mini-batch updates
     metrics[key] = jnp.mean(value)
   return metrics

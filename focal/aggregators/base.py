@@ -46,7 +46,8 @@ def init_empty(num_prompts: int, max_criteria: int) -> EmptyState:
 
 _AGGREGATORS = Registry("aggregator")
 register = _AGGREGATORS.register
-registered = _AGGREGATORS.names
+registered = _AGGREGATORS.names   # registered(static=True): the static baselines
+defaults = _AGGREGATORS.defaults
 
 
 def make(name: str, **hparams) -> Aggregator:

@@ -51,16 +51,21 @@ class FocalState(NamedTuple):
 
 
 class FocalHParams(NamedTuple):
-  temperature: float
-  gamma: float
-  eps: float
-  w_min: float
-  w_max: float
-  ema: float
+  """Focal Reward's hyper-parameters; these defaults (the bare formula of METHODS §4) are the
+  only place they are set. Training configs add a floor (w_min) as a preset."""
+  temperature: float = 1.0  # softmax temperature of the inverse reward projection ([0, 1] scale)
+  gamma: float = 3.0        # focusing exponent on (1 - saturation + eps); 0 = static weights
+  eps: float = 0.05         # keeps fully saturated criteria off weight exactly 0
+  w_min: float = 0.0        # weight floor per criterion (K * w_min <= 1)
+  w_max: float = 1.0        # weight cap per criterion
+  ema: float = 0.0          # EMA of saturation across visits of a prompt; 0 = per visit
 
 
-def focal_hparams(temperature=1.0, gamma=3.0, eps=0.05, w_min=0.0, w_max=1.0,
-                  ema=0.0) -> FocalHParams:
+DEFAULTS = FocalHParams()
+
+
+def focal_hparams(temperature=DEFAULTS.temperature, gamma=DEFAULTS.gamma, eps=DEFAULTS.eps,
+                  w_min=DEFAULTS.w_min, w_max=DEFAULTS.w_max, ema=DEFAULTS.ema) -> FocalHParams:
   """Validated Focal hyper-parameters (ValueError naming the field)."""
   temperature = base.check_range("temperature", temperature, 0.0, None, lo_open=True)
   gamma = base.check_range("gamma", gamma, 0.0, None)
@@ -201,9 +206,19 @@ def present_mean(coef, f, s, present_mask):
 
 
 @base.register("focal")
-def focal(temperature: float = 1.0, gamma: float = 3.0, eps: float = 0.05, w_min: float = 0.0,
-          w_max: float = 1.0, ema: float = 0.0, pitfall_mode: str = "flip") -> base.Aggregator:
+def focal(temperature: float = DEFAULTS.temperature, gamma: float = DEFAULTS.gamma,
+          eps: float = DEFAULTS.eps, w_min: float = DEFAULTS.w_min, w_max: float = DEFAULTS.w_max,
+          ema: float = DEFAULTS.ema, pitfall_mode: str = "flip") -> base.Aggregator:
   """Focal Reward (reconstruction; see the module docstring).
+
+  Args:
+    temperature: softmax temperature of the inverse reward projection ([0, 1] score scale).
+    gamma: focusing exponent on (1 - saturation + eps); 0 gives the static weights.
+    eps: keeps fully saturated criteria from weight exactly 0.
+    w_min: weight floor per criterion (K * w_min <= 1); prevents collapse.
+    w_max: weight cap per criterion.
+    ema: EMA of saturation across visits of a prompt; 0 = per-visit estimate.
+    pitfall_mode: flip (pitfalls as avoid-criteria) or signed (HealthBench).
 
   State: `EmptyState` when ema = 0, else `FocalState(sat [P, K], seen [P])`.
   Metrics: `weights` (f, signed under `signed`), `saturation` [B, K], verdict counters.

@@ -34,16 +34,21 @@ class Pow3rState(NamedTuple):
 
 
 class Pow3rHParams(NamedTuple):
-  lam: float
-  beta: float
-  alpha_min: float
-  alpha_max: float
-  eps: float
-  min_valid_frac: float
+  """POW3R's hyper-parameters; these defaults (the paper's) are the only place they are set."""
+  lam: float = 0.5              # mix of the contrast ratio rho into the target factor
+  beta: float = 0.2             # EMA rate of the factors across visits
+  alpha_min: float = 0.67       # lower clip of the factors
+  alpha_max: float = 1.5        # upper clip of the factors
+  eps: float = 1e-4             # floor inside sqrt(v + eps): dead categories stay finite
+  min_valid_frac: float = 0.75  # a criterion updates with >= ceil(frac * G) valid verdicts
 
 
-def pow3r_hparams(lam=0.5, beta=0.2, alpha_min=0.67, alpha_max=1.5, eps=1e-4,
-                  min_valid_frac=0.75) -> Pow3rHParams:
+DEFAULTS = Pow3rHParams()
+
+
+def pow3r_hparams(lam=DEFAULTS.lam, beta=DEFAULTS.beta, alpha_min=DEFAULTS.alpha_min,
+                  alpha_max=DEFAULTS.alpha_max, eps=DEFAULTS.eps,
+                  min_valid_frac=DEFAULTS.min_valid_frac) -> Pow3rHParams:
   """Validated POW3R hyper-parameters (ValueError naming the field)."""
   lam = base.check_range("lam", lam, 0.0, 1.0)
   beta = base.check_range("beta", beta, 0.0, 1.0, lo_open=True)
@@ -152,10 +157,20 @@ def category_rewards(w_eff, s, valid, rubric: RubricBatch, same, signed: bool):
 
 
 @base.register("pow3r")
-def pow3r(lam: float = 0.5, beta: float = 0.2, alpha_min: float = 0.67, alpha_max: float = 1.5,
-          eps: float = 1e-4, min_valid_frac: float = 0.75,
+def pow3r(lam: float = DEFAULTS.lam, beta: float = DEFAULTS.beta,
+          alpha_min: float = DEFAULTS.alpha_min, alpha_max: float = DEFAULTS.alpha_max,
+          eps: float = DEFAULTS.eps, min_valid_frac: float = DEFAULTS.min_valid_frac,
           pitfall_mode: str = "flip") -> base.Aggregator:
   """POW3R: category-balanced reward with per-(prompt, criterion) factors (module docstring).
+
+  Args:
+    lam: mix of the contrast ratio rho into the target factor (POW3R lambda).
+    beta: EMA rate of the per-(prompt, criterion) factors.
+    alpha_min: lower clip of the factors.
+    alpha_max: upper clip of the factors.
+    eps: floor inside sqrt(v + eps), keeps dead categories finite.
+    min_valid_frac: a criterion needs ceil(frac * G) valid verdicts to update its factor.
+    pitfall_mode: flip (pitfall s' = 1 - s, w' = |w|; POW3R A.4) or signed (HealthBench).
 
   State: `Pow3rState(alpha [num_prompts, K])`. Metrics: `weights`, `factors`
   [B, K] (after the visit), `saturated_frac`, `dead_frac`,

@@ -24,6 +24,9 @@ import jax.numpy as jnp
 from focal.aggregators import base, focal_reward, pow3r as pow3r_lib, prompt_state
 from focal.rubric import RubricBatch, apply_pitfalls, check_pitfall_mode, same_category
 
+# The defaults are POW3R's and Focal's own, never restated here.
+P, F = pow3r_lib.DEFAULTS, focal_reward.DEFAULTS
+
 
 class Pow3rFocalState(NamedTuple):
   alpha: Any  # [num_prompts, K] POW3R factors.
@@ -31,11 +34,18 @@ class Pow3rFocalState(NamedTuple):
 
 
 @base.register("pow3r_focal")
-def pow3r_focal(lam: float = 0.5, beta: float = 0.2, alpha_min: float = 0.67,
-                alpha_max: float = 1.5, eps: float = 1e-4, min_valid_frac: float = 0.75,
-                temperature: float = 1.0, gamma: float = 3.0, focal_eps: float = 0.05,
-                ema: float = 0.0, pitfall_mode: str = "flip") -> base.Aggregator:
+def pow3r_focal(lam: float = P.lam, beta: float = P.beta, alpha_min: float = P.alpha_min,
+                alpha_max: float = P.alpha_max, eps: float = P.eps,
+                min_valid_frac: float = P.min_valid_frac, temperature: float = F.temperature,
+                gamma: float = F.gamma, focal_eps: float = F.eps, ema: float = F.ema,
+                pitfall_mode: str = "flip") -> base.Aggregator:
   """POW3R's factors times Focal's saturation factor (see the module docstring).
+
+  Args:
+    lam, beta, alpha_min, alpha_max, eps, min_valid_frac: POW3R's (see `pow3r`).
+    temperature, gamma, ema: Focal's (see `focal`).
+    focal_eps: Focal's eps inside (1 - sat + eps) (named apart from POW3R's eps).
+    pitfall_mode: flip (pitfalls as avoid-criteria) or signed (HealthBench).
 
   `eps` is POW3R's variance floor; `focal_eps` is Focal's eps. Metrics: `weights`,
   `factors`, `saturation`, `saturated_frac`, `dead_frac`,

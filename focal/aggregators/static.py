@@ -51,20 +51,31 @@ def _linear(weight_fn):
   return factory
 
 
-weighted_sum = base.register("weighted_sum")(_linear(lambda w: w))
-weighted_sum.__doc__ = """RaR explicit / POW3R's static scalar: R = sum_j w_j s_j / sum_{w_j>0} w_j."""
+weighted_sum = base.register("weighted_sum", static=True)(_linear(lambda w: w))
+weighted_sum.__doc__ = """RaR explicit / POW3R's static scalar: R = sum_j w_j s_j / sum_{w_j>0} w_j.
 
-uniform = base.register("uniform")(_linear(jnp.sign))
-uniform.__doc__ = """Mean verdict over real criteria (pitfalls keep their sign under `signed`)."""
+  Args:
+    pitfall_mode: flip (pitfall s' = 1 - s, w' = |w|; POW3R A.4) or signed (HealthBench).
+"""
+
+uniform = base.register("uniform", static=True)(_linear(jnp.sign))
+uniform.__doc__ = """Mean verdict over real criteria (pitfalls keep their sign under `signed`).
+
+  Args:
+    pitfall_mode: flip (pitfall s' = 1 - s, w' = |w|; POW3R A.4) or signed (HealthBench).
+"""
 
 
-@base.register("strict")
+@base.register("strict", static=True)
 def strict(pitfall_mode: str = "flip") -> base.Aggregator:
   """R = 1[every required criterion passes] (POW3R's binary baseline).
 
   A pitfall passes when it is avoided, in either pitfall mode. A prompt with no
   required criterion requires all of them. Required criteria without a verdict
   are left out; a rollout with none left falls back to the group mean.
+
+  Args:
+    pitfall_mode: flip or signed; strict passes an avoided pitfall either way.
   """
   check_pitfall_mode(pitfall_mode)
 
@@ -81,12 +92,15 @@ def strict(pitfall_mode: str = "flip") -> base.Aggregator:
   return base.Aggregator(base.init_empty, update)
 
 
-@base.register("category_balanced")
+@base.register("category_balanced", static=True)
 def category_balanced(pitfall_mode: str = "flip") -> base.Aggregator:
   """POW3R Eq. 3: R = (1/K_q) sum_{k nonempty} (1/W_k) sum_{j in C_k} w_j s_j.
 
   Each category present in the prompt gets an equal share of the reward,
   whatever its size or human weight mass.
+
+  Args:
+    pitfall_mode: flip (pitfall s' = 1 - s, w' = |w|; POW3R A.4) or signed (HealthBench).
   """
   check_pitfall_mode(pitfall_mode)
   signed = pitfall_mode == "signed"
