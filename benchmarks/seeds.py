@@ -6,7 +6,7 @@ Usage (from the repository root):
   python -m benchmarks.seeds --task suite --seeds 2 4 --steps 30
 
 For each seed count N it trains the same N runs twice from the same warm starts (filled once,
-untimed; in a temporary cache unless --cache-dir names one): `trainer.run` once per seed, then `trainer.run_seeds` (one jitted
+untimed; in a temporary cache unless --cache-dir names one): `loop.run` once per seed, then `loop.run_group` (one jitted
 `vmap(train_step)` over a leading seed axis). Both write their metrics, evaluations and checkpoints
 exactly as the sweep does, so the wall times include everything a sweep pays per run: building
 the prompts, compiling, the GRPO loop, held-out evaluation (not vmapped: one seed at a time) and
@@ -16,7 +16,6 @@ orbax checkpoints. "loop" is the time inside the training loop as the run logged
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -25,13 +24,12 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from configs import base  # noqa: E402
-from focal import trainer  # noqa: E402
+from focal import components, loop  # noqa: E402
+from focal.rundir import RunDir  # noqa: E402
 
 
 def _loop_seconds(workdir: str) -> float:
-  with open(os.path.join(workdir, "metrics.jsonl")) as f:
-    rows = [json.loads(line) for line in f if line.strip()]
-  return max(r.get("train/seconds", 0.0) for r in rows)
+  return max(r.get("train/seconds", 0.0) for r in RunDir(workdir).rows())
 
 
 def make_config(args, cache_dir: str):
@@ -61,7 +59,7 @@ def main(argv=None) -> None:
     for seed in range(max(args.seeds)):  # fill the warm-start cache outside the timings
       c = make_config(args, cache)
       c.seed = seed
-      trainer.build(c, progress=False)
+      components.build(c, progress=False)
     print(f"task={args.task} scale={args.scale} aggregator={args.aggregator} steps={args.steps}")
     print(f"{'N':>3} {'sequential s':>13} {'vmapped s':>10} {'speed-up':>9} "
           f"{'seq loop s':>11} {'vmap loop s':>12}")
@@ -72,11 +70,11 @@ def main(argv=None) -> None:
       for s, d in zip(seeds, seq_dirs):
         c = make_config(args, cache)
         c.seed = s
-        trainer.run(c, d, progress=False)
+        loop.run(c, d, progress=False)
       seq = time.perf_counter() - t0
       vmap_dirs = [os.path.join(tmp, f"vmap{n}_{s}") for s in seeds]
       t0 = time.perf_counter()
-      trainer.run_seeds(cfg, seeds, vmap_dirs, progress=False)
+      loop.run_group(loop.seed_configs(cfg, seeds), vmap_dirs, progress=False)
       vm = time.perf_counter() - t0
       seq_loop = sum(_loop_seconds(d) for d in seq_dirs)
       vm_loop = max(_loop_seconds(d) for d in vmap_dirs)

@@ -34,26 +34,27 @@ def policy_diagnostics(num_prompts: int, group: int, seed: int, model: str) -> l
   import jax.numpy as jnp
 
   from configs import base
-  from focal import sampling, trainer
+  from focal import components, sampling
   config = base.get_config()
   config.seed, config.model = seed, model
   config.data.train_prompts_per_task = max(num_prompts, config.data.train_prompts_per_task)
-  setup = trainer.build(config)
-  tokens, mask = setup.train_prompts
+  setup = components.build(config)
+  source = setup.source
+  tokens, mask = source.train_prompts
   out = []
-  for t_index, task in enumerate(setup.suite.tasks):
-    rows = np.flatnonzero(setup.suite.task_index(setup.train_set.features) == t_index)[:num_prompts]
+  for t_index, task in enumerate(source.suite.tasks):
+    rows = np.flatnonzero(source.suite.task_index(source.train_set.features) == t_index)[:num_prompts]
     rep = lambda a: jnp.asarray(np.repeat(np.asarray(a)[rows], group, axis=0))
     sample = sampling.sample(setup.graphdef, setup.state.params, rep(tokens), rep(mask),
                              jax.random.key(seed + t_index), max_new_tokens=config.grpo.max_new_tokens,
                              temperature=config.grpo.temperature, eos_id=tasks.EOS, pad_id=tasks.PAD)
-    feats = rep(setup.train_set.features)[:, 1:1 + task.num_features]
+    feats = rep(source.train_set.features)[:, 1:1 + task.num_features]
     scores = np.asarray(jax.jit(task.grade)(feats, sample.tokens, sample.mask))
-    ts, k = setup.train_set, task.num_criteria
+    ts, k = source.train_set, task.num_criteria
     prompts = tasks.PromptSet(
         prompt_ids=ts.prompt_ids[rows], tokens=[ts.tokens[r] for r in rows],
         features=ts.features[rows, 1:1 + task.num_features], weights=ts.weights[rows, :k],
-        categories=ts.categories[rows, :k] - setup.suite.category_offsets[t_index],
+        categories=ts.categories[rows, :k] - source.suite.category_offsets[t_index],
         required=ts.required[rows, :k], mask=ts.mask[rows, :k])
     out.append(diagnose(prompts, scores.reshape(len(rows), group, -1),
                         [c.name for c in task.criteria], task.categories))

@@ -10,7 +10,7 @@ import os
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from focal import distributed, trainer
+from focal import distributed, loop, report
 
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs", "base.py")
 config_flags.DEFINE_config_file("config", _DEFAULT_CONFIG, "Path to a config file.",
@@ -23,8 +23,8 @@ def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
   distributed.maybe_initialize()  # multi-host only when configured (docs/SCALING.md)
-  final = trainer.run(FLAGS.config, FLAGS.workdir)
-  print(trainer.category_table(final))
+  final = loop.run(FLAGS.config, FLAGS.workdir)
+  print(report.category_table(final))
   print(f"metrics: {os.path.join(FLAGS.workdir, 'metrics.jsonl')}")
 
 

@@ -1,69 +1,88 @@
-"""Re-evaluating a trained run from its workdir: saved config, checkpoint, METHODS §7 report.
+"""Held-out evaluation (METHODS §7), during training and of a saved checkpoint.
 
   row = evaluate_checkpoint("runs/default")          # latest checkpoint, the run's own config
   print(format_report(row))
 
-`row` has the keys of the trainer's eval rows (`step`, `eval/...` for greedy
-responses, `eval_sampled/...` for sampled ones; see focal.trainer). It uses the
-run's evaluation RNG, so for a step the trainer evaluated, the numbers are the
-ones it logged to metrics.jsonl.
+Rows are keyed like the loop's eval rows: `step`, `eval/<metric>` for greedy
+responses and `eval_sampled/<metric>` for `eval.num_samples` sampled ones per
+prompt. Evaluation draws from the run's evaluation RNG folded with the step, so
+re-evaluating a checkpoint the loop evaluated reproduces the logged numbers.
 """
 from __future__ import annotations
 
 import copy
 import json
-import math
 import os
 
-import ml_collections
+import jax
+import jax.numpy as jnp
+import numpy as np
 
-from focal import trainer
-from focal.checkpoint import Checkpointer
+from focal import components, metrics as metrics_lib, sampling
+from focal.report.tables import SUMMARY, format_report  # noqa: F401  (the CLI's report)
+from focal.rundir import RunDir, read_config
+from focal.step_log import named_means
 
-CONFIG_FILE = "config.json"
-
-# (key, label, format) of the METHODS §7 headline metrics, in report order.
-SUMMARY = (
-    ("mean_rubric_reward", "mean rubric reward (%)", "{:.2f}"),
-    ("strict_completion", "strict completion", "{:.3f}"),
-    ("worst_category", "worst category pass rate", "{:.3f}"),
-    ("best_category", "best category pass rate", "{:.3f}"),
-    ("polarization", "polarization (best - worst)", "{:.3f}"),
-    ("saturated_share", "saturated criteria share", "{:.3f}"),
-    ("dead_share", "dead criteria share", "{:.3f}"),
-    ("zero_signal_pressure", "zero-signal pressure", "{:.3f}"),
-    ("response_length", "response length (tokens)", "{:.1f}"),
-)
+load_config = read_config  # a run's saved config: its directory or its config.json
 
 
-def load_config(path: str) -> ml_collections.ConfigDict:
-  """The config a run saved: `path` is its workdir or the config.json itself."""
-  if os.path.isdir(path):
-    path = os.path.join(path, CONFIG_FILE)
-  if not os.path.exists(path):
-    raise FileNotFoundError(f"no saved config at {path}; pass --config=configs/base.py "
-                            f"(with the run's overrides) instead")
-  with open(path) as f:
-    return ml_collections.ConfigDict(json.load(f))
+def eval_key(config) -> jax.Array:
+  """The evaluation RNG of a run; re-evaluating a checkpoint with it reproduces the logged row."""
+  return jax.random.key(config.seed + 2)
 
 
-def checkpoint_steps(workdir: str) -> list[int]:
-  """Steps saved under workdir/checkpoints ([] when there is none)."""
-  directory = os.path.join(workdir, "checkpoints")
-  if not os.path.isdir(directory):  # Checkpointer would create it; a probe should not
-    return []
-  ckpt = Checkpointer(directory, keep=None, async_save=False)
-  try:
-    return sorted(ckpt.all_steps())
-  finally:
-    ckpt.close()
+def evaluate(setup: components.Setup, params, rng, *, greedy: bool, num_samples: int = 1,
+             temperature: float = 1.0) -> dict:
+  """METHODS §7 metrics of responses to the held-out prompts (flat, unprefixed keys)."""
+  source = setup.source
+  tokens, mask = source.eval_prompts
+  g = 1 if greedy else num_samples
+  rep = lambda a: jnp.asarray(np.repeat(np.asarray(a), g, axis=0))
+  out = sampling.sample(setup.graphdef, params, rep(tokens), rep(mask), rng,
+                        max_new_tokens=setup.settings.max_new_tokens, temperature=temperature,
+                        eos_id=source.eos_id, pad_id=source.pad_id, greedy=greedy)
+  scores = setup.grade(rep(source.eval_set.features), out.tokens, out.mask)
+  n, k = source.eval_set.mask.shape
+  scores = scores.reshape(n, g, k)
+  m = jax.device_get(metrics_lib.compute_metrics(scores, jnp.ones(scores.shape, bool),
+                                                 source.eval_rubric,
+                                                 num_categories=len(source.categories)))
+  row = {
+      "mean_rubric_reward": float(m["mean_reward_pct"]),
+      "strict_completion": float(m["strict_completion"]),
+      "worst_category": float(m["worst_category_pass_rate"]),
+      "best_category": float(m["best_category_pass_rate"]),
+      "polarization": float(m["polarization"]),
+      "saturated_share": float(m["saturated_share"]),
+      "dead_share": float(m["dead_share"]),
+      "zero_signal_pressure": float(m["zero_signal_pressure"]),
+      "response_length": float(np.mean(np.sum(np.asarray(out.mask), -1))),
+  }
+  for c, name in enumerate(source.categories):
+    if m["category_count"][c] > 0:
+      row[f"category/{name}"] = float(m["category_pass_rate"][c])
+  for name, value in named_means(np.asarray(m["criterion_pass_rate"]), source.eval_names).items():
+    row[f"criterion/{name}"] = value
+  return row
+
+
+def evaluate_both(setup: components.Setup, params, rng, step: int) -> dict:
+  """Greedy (`eval/...`) and sampled (`eval_sampled/...`) held-out metrics."""
+  c = setup.config.eval
+  rng = jax.random.fold_in(rng, step)
+  row = {f"eval/{k}": v for k, v in evaluate(setup, params, rng, greedy=True).items()}
+  sampled = evaluate(setup, params, rng, greedy=False, num_samples=c.num_samples,
+                     temperature=c.temperature)
+  row.update({f"eval_sampled/{k}": v for k, v in sampled.items()})
+  return row
 
 
 def resolve_step(workdir: str, step: int | None = None) -> int:
   """`step` (default: the latest) if workdir holds its checkpoint; a clear error otherwise."""
-  steps = checkpoint_steps(workdir)
+  run_dir = RunDir(workdir)
+  steps = run_dir.checkpoint_steps()
   if not steps:
-    raise FileNotFoundError(f"no checkpoint in {os.path.join(workdir, 'checkpoints')}; "
+    raise FileNotFoundError(f"no checkpoint in {run_dir.checkpoint_dir}; "
                             f"train first: python -m experiments.train --workdir={workdir}")
   if step is None:
     return steps[-1]
@@ -73,10 +92,10 @@ def resolve_step(workdir: str, step: int | None = None) -> int:
   return step
 
 
-def restore_params(setup: trainer.Setup, workdir: str, step: int | None = None):
+def restore_params(setup: components.Setup, workdir: str, step: int | None = None):
   """(params, step) of checkpoint `step` (default: the latest) of the run in `workdir`."""
   step = resolve_step(workdir, step)
-  ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), keep=None, async_save=False)
+  ckpt = RunDir(workdir).checkpointer(keep=None, async_save=False)
   try:
     state, meta = ckpt.restore(setup.state, step=step)
   finally:
@@ -84,17 +103,17 @@ def restore_params(setup: trainer.Setup, workdir: str, step: int | None = None):
   return state.params, int(meta["step"])
 
 
-def build_for_eval(config, progress: bool = False) -> trainer.Setup:
+def build_for_eval(config, progress: bool = False) -> components.Setup:
   """The run's Setup without its warm start: the checkpoint replaces those params anyway."""
   config = copy.deepcopy(config)
   config.warm_start.steps = 0
   config.warm_start.cache_dir = ""
-  return trainer.build(config, progress=progress)
+  return components.build(config, progress=progress)
 
 
 def evaluate_checkpoint(workdir: str, config=None, step: int | None = None,
                         progress: bool = False) -> dict:
-  """Greedy and sampled held-out metrics of a checkpoint, keyed like the trainer's eval rows.
+  """Greedy and sampled held-out metrics of a checkpoint, keyed like the loop's eval rows.
 
   `config` defaults to the one the run saved in `workdir`.
   """
@@ -103,25 +122,7 @@ def evaluate_checkpoint(workdir: str, config=None, step: int | None = None,
     config = load_config(workdir)
   setup = build_for_eval(config, progress)
   params, step = restore_params(setup, workdir, step)
-  return {"step": step, **trainer.evaluate_both(setup, params, trainer.eval_key(config), step)}
-
-
-def summary_table(row: dict) -> str:
-  """Headline metrics, greedy next to sampled."""
-  lines = [f"{'metric':<32}{'greedy':>10}{'sampled':>10}"]
-  for key, label, fmt in SUMMARY:
-    cells = []
-    for prefix in ("eval", "eval_sampled"):
-      value = row.get(f"{prefix}/{key}", math.nan)
-      cells.append(f"{fmt.format(value):>10}")
-    lines.append(f"{label:<32}{''.join(cells)}")
-  return "\n".join(lines)
-
-
-def format_report(row: dict, title: str | None = None) -> str:
-  """The summary and the per-category pass rates of an eval row, as printable text."""
-  head = title or f"held-out evaluation at step {row.get('step', '?')}"
-  return "\n\n".join([head, summary_table(row), trainer.category_table(row)])
+  return {"step": step, **evaluate_both(setup, params, eval_key(config), step)}
 
 
 def write_json(row: dict, path: str) -> None:

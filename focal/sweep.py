@@ -7,7 +7,9 @@ import os
 import ml_collections
 from tqdm.auto import tqdm
 
-from focal import report, trainer
+from focal import components, loop, report
+from focal.report import plots
+from focal.rundir import RunDir
 
 
 def run_name(overrides: dict) -> str:
@@ -34,8 +36,7 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: dict) -> ml_co
 
 
 def is_finished(run_dir: str, total_steps: int) -> bool:
-  rows = report.read_rows(run_dir)
-  return any(r["step"] == total_steps and "eval/mean_rubric_reward" in r for r in rows)
+  return RunDir(run_dir).is_finished(total_steps)
 
 
 def parse_only(specs) -> dict[str, set[str]]:
@@ -76,21 +77,17 @@ def run_sweep(config, grid: list[dict], workdir: str, train: bool = True,
   os.makedirs(workdir, exist_ok=True)
   configs = [(o, apply_overrides(config, o)) for o in grid]
   for overrides, cfg in configs:  # fail on any bad grid point before training anything
-    trainer.validate(cfg)
+    components.validate(cfg)
   if train:
     chosen = {run_name(o) for o in select(grid, only)}
     todo = [(o, c) for o, c in configs if run_name(o) in chosen
             and not is_finished(os.path.join(workdir, run_name(o)), c.total_steps)]
     for group in tqdm(seed_groups(todo), desc="sweep", unit="group"):
       dirs = [os.path.join(workdir, run_name(o)) for o, _ in group]
-      if len(group) > 1:
-        trainer.run_seeds(group[0][1], [c.seed for _, c in group], dirs, progress=progress)
-      else:
-        trainer.run(group[0][1], dirs[0], progress=progress)
+      loop.run_group([c for _, c in group], dirs, progress=progress)
       if progress:
         for d in dirs:
-          reward = trainer.last_eval_row(os.path.join(d, "metrics.jsonl")).get(
-              "eval/mean_rubric_reward", float("nan"))
+          reward = RunDir(d).last_eval_row().get("eval/mean_rubric_reward", float("nan"))
           tqdm.write(f"finished {os.path.basename(d)}: held-out mean rubric reward {reward:.2f}")
   return write_report(configs, workdir)
 
@@ -134,18 +131,21 @@ def write_report(configs, workdir: str) -> str:
     # One run per (model, aggregator, task) for the per-category curves: the first seed.
     # Category keys carry the task's name, so the tasks' rows can share one list.
     by_task = curves.setdefault(cfg.model, {}).setdefault(cfg.aggregator.name, {})
-    by_task.setdefault(cfg.task, report.read_rows(run_dir))
+    by_task.setdefault(cfg.task, RunDir(run_dir).rows())
   if not rows:
     return "no finished runs yet"
   report.write_csv(rows, os.path.join(workdir, "results.csv"))
-  plots = []
+  names = []
   for model, per_agg in curves.items():
     name = "category_curves.png" if len(curves) == 1 else f"category_curves_{model}.png"
-    report.plot_category_curves({a: [r for t in sorted(ts) for r in ts[t]]
-                                 for a, ts in per_agg.items()}, os.path.join(workdir, name))
-    plots.append(name)
-  report.plot_polarization(rows, os.path.join(workdir, "polarization.png"))
-  gaps = report.plot_gaps(rows, os.path.join(workdir, "gaps.png"))
+    fig = plots.plot_category_curves({a: [r for t in sorted(ts) for r in ts[t]]
+                                      for a, ts in per_agg.items()})
+    fig.savefig(os.path.join(workdir, name), dpi=100, bbox_inches="tight")
+    names.append(name)
+  plots.plot_polarization(rows).savefig(os.path.join(workdir, "polarization.png"), dpi=110)
+  gaps = plots.plot_gaps(rows)
+  if gaps is not None:
+    gaps.savefig(os.path.join(workdir, "gaps.png"), dpi=110)
   settings = {(c.task, c.model) for _, c in configs}
   done = {(r["task"], r["model"]) for r in rows}
   complete = sum(
@@ -164,9 +164,9 @@ def write_report(configs, workdir: str) -> str:
       "## Learning and where the signal is (held-out; dead / saturated: groups of sampled "
       "responses no sample passes / every sample passes)",
       report.signal_table(rows),
-      f"Plots: {', '.join(plots)} (per-category pass rate by aggregator, first seed), "
+      f"Plots: {', '.join(names)} (per-category pass rate by aggregator, first seed), "
       "polarization.png" + (", gaps.png (each aggregator minus weighted sum, paired by seed)."
-                            if gaps else ".")])
+                            if gaps is not None else ".")])
   with open(os.path.join(workdir, "summary.md"), "w") as f:
     f.write(summary + "\n")
   return summary

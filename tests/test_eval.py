@@ -1,4 +1,4 @@
-"""Re-evaluating a checkpoint reproduces the trainer's own evaluation of that step."""
+"""Re-evaluating a checkpoint reproduces the loop's own evaluation of that step."""
 import json
 import os
 import subprocess
@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from configs import base, saved
-from focal import evaluation, trainer
+from focal import evaluation, loop
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -18,7 +18,7 @@ def tiny_run(tmp_path_factory):
   config = base.get_config("tiny")
   config.warm_start.cache_dir = ""
   config.total_steps = 2
-  final = trainer.run(config, workdir, progress=False)
+  final = loop.run(config, workdir, progress=False)
   return workdir, final
 
 

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from configs import base
-from focal import trainer
+from focal import components
 from focal.warm_start import cache_file, cache_key, fingerprint
 
 _arrays = hnp.arrays(np.int32, hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=5),
@@ -30,7 +30,7 @@ def test_fingerprint_sees_every_value_shape_and_dtype(a, index, delta):
 def _cached_build(cache_dir, **kwargs):
   c = base.get_config("tiny")
   c.warm_start.cache_dir = str(cache_dir)
-  return trainer.build(c, progress=False, **kwargs)
+  return components.build(c, progress=False, **kwargs)
 
 
 def _params(setup):
@@ -50,9 +50,9 @@ def test_cached_warm_start_is_reused_only_for_the_same_sequences(tmp_path):
 
   # Prompts padded wider (as for a stacked seed axis) are other training sequences,
   # so the same config fields must not pick up the narrower run's result.
-  width = first.train_prompts[0].shape[1]
+  width = first.source.train_prompts[0].shape[1]
   wider = _cached_build(tmp_path, width=width + 2)
-  assert wider.train_prompts[0].shape[1] == width + 2
+  assert wider.source.train_prompts[0].shape[1] == width + 2
   assert len(os.listdir(tmp_path)) == 2
 
 

@@ -14,21 +14,20 @@ them. A step without the metric prints '-'.
 from __future__ import annotations
 
 import argparse
-import json
 import os
+import sys
+
+# Runs from a checkout without installing the package.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from focal.rundir import RunDir  # noqa: E402
 
 
 def load(run_dir: str) -> dict[int, dict]:
-  path = os.path.join(run_dir, "metrics.jsonl")
-  if not os.path.exists(path):
+  run = RunDir(run_dir)
+  if not os.path.exists(run.metrics_path):
     raise SystemExit(f"no metrics.jsonl in {run_dir!r}")
-  rows: dict[int, dict] = {}
-  with open(path) as f:
-    for line in f:
-      if line.strip():
-        row = json.loads(line)
-        rows.setdefault(row["step"], {}).update(row)
-  return rows
+  return run.rows_by_step()
 
 
 def table(rows: dict[int, dict], prefix: str, steps) -> str:

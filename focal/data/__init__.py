@@ -1,7 +1,24 @@
-"""Rubric datasets (TFDS builders over local files) and the host batching pipeline."""
-from focal.data.healthbench import Healthbench
-from focal.data.rar import Rar
-from focal.data.records import RecordError
-from focal.data.rubric_prompts import RubricPromptsBuilder, build, render_chat
+"""Rubric datasets (TFDS builders over local files), the host batching pipeline, and the
+loop's data sources.
 
-__all__ = ["Healthbench", "Rar", "RecordError", "RubricPromptsBuilder", "build", "render_chat"]
+The builders import tensorflow_datasets; they load on first use, so that code which needs
+only a data source (the synthetic suite) does not pay for that import.
+"""
+import importlib
+
+_LAZY = {
+    "Healthbench": "focal.data.healthbench",
+    "Rar": "focal.data.rar",
+    "RecordError": "focal.data.records",
+    "RubricPromptsBuilder": "focal.data.rubric_prompts",
+    "build": "focal.data.rubric_prompts",
+    "render_chat": "focal.data.rubric_prompts",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name):
+  if name in _LAZY:
+    return getattr(importlib.import_module(_LAZY[name]), name)
+  raise AttributeError(f"module 'focal.data' has no attribute {name!r}")

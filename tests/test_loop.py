@@ -1,4 +1,4 @@
-"""The training driver on the tiny preset: outputs, metric contract, resume, fail-fast errors."""
+"""The training loop on the tiny preset: outputs, metric contract, resume, fail-fast errors."""
 import json
 import os
 import subprocess
@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from configs import base
-from focal import trainer
+from focal import components, loop, report
+from focal.data.synthetic_source import batch_indices
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -29,7 +30,7 @@ def tiny_config(**overrides):
 def tiny_run(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("run"))
   config = tiny_config(**{"aggregator.name": "pow3r"})
-  final = trainer.run(config, workdir, progress=False)
+  final = loop.run(config, workdir, progress=False)
   return config, workdir, final
 
 
@@ -59,28 +60,28 @@ def test_run_writes_the_metric_contract(tiny_run):
       final["eval/best_category"] - final["eval/worst_category"])
   assert os.path.isdir(os.path.join(workdir, "tb")) and os.listdir(os.path.join(workdir, "tb"))
   assert json.load(open(os.path.join(workdir, "config.json")))["aggregator"]["name"] == "pow3r"
-  table = trainer.category_table(final)
+  table = report.category_table(final)
   assert "keywords/" in table and "strict completion" in table
 
 
 def test_resume_continues_without_repeating_steps(tiny_run):
   config, workdir, _ = tiny_run
   more = tiny_config(**{"aggregator.name": "pow3r", "total_steps": 6})
-  trainer.run(more, workdir, progress=False)
+  loop.run(more, workdir, progress=False)
   steps = [r["step"] for r in _rows(workdir)]
   assert steps == [0, 1, 2, 3, 4, 5, 6]
   # Running again with nothing left to do returns the last evaluation without training.
-  final = trainer.run(more, workdir, progress=False)
+  final = loop.run(more, workdir, progress=False)
   assert final["step"] == 6
 
 
 def test_train_seconds_count_the_whole_loop_across_a_restart(tmp_path, monkeypatch):
   ticks = iter(range(1000))  # a clock that reads 0, 1, 2, ...: one tick per read
-  monkeypatch.setattr(trainer, "_clock", lambda: float(next(ticks)))
+  monkeypatch.setattr(loop, "_clock", lambda: float(next(ticks)))
   workdir = str(tmp_path)
-  trainer.run(tiny_config(total_steps=2, checkpoint_every=1), workdir, progress=False)
+  loop.run(tiny_config(total_steps=2, checkpoint_every=1), workdir, progress=False)
   # The second process's loop starts at step 2's checkpoint, 2 s into the run.
-  trainer.run(tiny_config(total_steps=4, checkpoint_every=1), workdir, progress=False)
+  loop.run(tiny_config(total_steps=4, checkpoint_every=1), workdir, progress=False)
   seconds = [r["train/seconds"] for r in _rows(workdir) if "train/seconds" in r]
   assert seconds == [1.0, 2.0, 3.0, 4.0]
 
@@ -92,7 +93,7 @@ def test_restart_before_the_first_checkpoint_logs_each_step_once(tmp_path):
   with open(os.path.join(workdir, "metrics.jsonl"), "w") as f:  # a run killed at step 3
     for step in range(4):
       f.write(json.dumps({"step": step, "train/reward_mean": -1.0}) + "\n")
-  trainer.run(config, workdir, progress=False)
+  loop.run(config, workdir, progress=False)
   rows = _rows(workdir)
   assert [r["step"] for r in rows] == [0, 1, 2, 3, 4]
   assert all(r.get("train/reward_mean") != -1.0 for r in rows)
@@ -100,10 +101,10 @@ def test_restart_before_the_first_checkpoint_logs_each_step_once(tmp_path):
 
 def test_batch_indices_cover_each_epoch_once():
   n, b = 10, 4
-  seen = np.concatenate([trainer.batch_indices(s, n, b, seed=3) for s in range(5)])
+  seen = np.concatenate([batch_indices(s, n, b, seed=3) for s in range(5)])
   assert sorted(seen[:10]) == list(range(10)) and sorted(seen[10:20]) == list(range(10))
-  np.testing.assert_array_equal(trainer.batch_indices(2, n, b, seed=3), seen[8:12])
-  assert not np.array_equal(trainer.batch_indices(0, n, b, seed=4), seen[:4])
+  np.testing.assert_array_equal(batch_indices(2, n, b, seed=3), seen[8:12])
+  assert not np.array_equal(batch_indices(0, n, b, seed=4), seen[:4])
 
 
 @pytest.mark.parametrize("field, value, message", [
@@ -114,7 +115,7 @@ def test_batch_indices_cover_each_epoch_once():
 ])
 def test_bad_config_fails_fast(field, value, message):
   with pytest.raises(ValueError, match=message):
-    trainer.validate(tiny_config(**{field: value}))
+    components.validate(tiny_config(**{field: value}))
 
 
 def test_cli_rejects_unknown_fields_and_names(tmp_path):
@@ -128,11 +129,11 @@ def test_cli_rejects_unknown_fields_and_names(tmp_path):
   assert out.returncode != 0 and "registered:" in out.stderr and "pow3r_focal" in out.stderr
 
 
-def test_run_seeds_trains_each_seed_like_its_own_run(tmp_path):
+def test_run_group_trains_each_seed_like_its_own_run(tmp_path):
   config = tiny_config(**{"aggregator.name": "pow3r", "total_steps": 2, "eval_every": 2})
   dirs = [str(tmp_path / f"s{s}") for s in (0, 1)]
-  finals = trainer.run_seeds(config, [0, 1], dirs, progress=False)
-  alone = trainer.run(tiny_config(**{"aggregator.name": "pow3r", "total_steps": 2,
+  finals = loop.run_group(loop.seed_configs(config, [0, 1]), dirs, progress=False)
+  alone = loop.run(tiny_config(**{"aggregator.name": "pow3r", "total_steps": 2,
                                      "eval_every": 2, "seed": 1}), str(tmp_path / "alone"),
                       progress=False)
   for d in dirs:
@@ -146,7 +147,7 @@ def test_run_seeds_trains_each_seed_like_its_own_run(tmp_path):
   assert set(rows[1]) == set(alone_rows[1]) - {"train/seconds"} | {"train/seconds"}
   assert finals[1]["step"] == alone["step"] == 2
   # Resuming a finished group trains nothing and returns the last evaluations.
-  again = trainer.run_seeds(config, [0, 1], dirs, progress=False)
+  again = loop.run_group(loop.seed_configs(config, [0, 1]), dirs, progress=False)
   assert [a["step"] for a in again] == [2, 2]
 
 

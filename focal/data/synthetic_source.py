@@ -1,0 +1,116 @@
+"""The synthetic task suite as the training loop's data source.
+
+Batches are a pure function of (seed, step): epochs of seeded permutations of the
+training prompts, so a run's data position is its step and a resumed run sees
+exactly the batches an uninterrupted one would. Prompts are BOS + the prompt's
+bytes, left-padded to a common width; criteria are named '<task>/<criterion>'.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from focal import sampling, tasks
+from focal.train import PromptBatch
+
+
+def encode_prompts(prompt_set, width: int | None = None):
+  """BOS + prompt bytes, left-padded: (tokens [N, P] int32, mask [N, P] bool)."""
+  seqs = [[tasks.BOS] + list(t) for t in prompt_set.tokens]
+  return sampling.left_pad(seqs, pad_id=tasks.PAD, width=width)
+
+
+def prompt_sets(task: str, train_per_task: int, eval_per_task: int, seed: int):
+  """(suite, train PromptSet, eval PromptSet); `task` is 'suite' or one task's name."""
+  if task != "suite" and task not in tasks.names():
+    raise ValueError(f"unknown task {task!r} (config.task); choose 'suite' or one of "
+                     f"{', '.join(tasks.names())}")
+  suite = tasks.make_suite(None if task == "suite" else [task])
+  return (suite, suite.make_prompts("train", train_per_task, seed),
+          suite.make_prompts("eval", eval_per_task, seed))
+
+
+def prompt_width(train_set, eval_set) -> int:
+  """Tokens of the longest prompt with its BOS: the padded prompt width."""
+  return 1 + max(len(t) for t in list(train_set.tokens) + list(eval_set.tokens))
+
+
+def criterion_names(suite, features, mask) -> np.ndarray:
+  """[N, K] '<task>/<criterion>' of each prompt's slots ('' on disabled slots)."""
+  names = np.full(mask.shape, "", dtype=object)
+  for row, t_index in enumerate(suite.task_index(features)):
+    task = suite.tasks[int(t_index)]
+    for k, criterion in enumerate(task.criteria):
+      if mask[row, k]:
+        names[row, k] = f"{task.name}/{criterion.name}"
+  return names
+
+
+def batch_indices(step: int, num_prompts: int, batch_size: int, seed: int) -> np.ndarray:
+  """Prompts of step `step`: epochs of seeded permutations, a pure function of (seed, step)."""
+  start = step * batch_size
+  positions = np.arange(start, start + batch_size)
+  epochs = positions // num_prompts
+  out = np.empty(batch_size, np.int64)
+  for epoch in np.unique(epochs):
+    perm = np.random.default_rng([seed, int(epoch)]).permutation(num_prompts)
+    sel = epochs == epoch
+    out[sel] = perm[positions[sel] % num_prompts]
+  return out
+
+
+def make_batch(prompt_set, prompts, idx, rubric=None) -> PromptBatch:
+  """Rows `idx` of a prompt set. Pass its `rubric` when calling per step: building
+  (and validating) it costs more host time than the rest of the batch."""
+  tokens, mask = prompts
+  rubric = prompt_set.rubric() if rubric is None else rubric
+  take = lambda x: jnp.asarray(np.asarray(x)[idx])
+  return PromptBatch(take(tokens), take(mask), take(prompt_set.features),
+                     jax.tree.map(lambda x: x[jnp.asarray(idx)], rubric))
+
+
+class SyntheticSource:
+  """Training batches and held-out prompts of the synthetic suite.
+
+  Attributes:
+    suite: the `focal.tasks.Suite`; `grade` is its jittable grader.
+    train_set, eval_set: PromptSets; train_prompts, eval_prompts: (tokens [N, P], mask [N, P]).
+    train_rubric, eval_rubric: RubricBatch of every training / held-out prompt, validated once.
+    train_names, eval_names: [N, K] '<task>/<criterion>' per slot ('' on padding).
+    categories: category names, indexed by category id.
+  """
+
+  eos_id = tasks.EOS
+  pad_id = tasks.PAD
+
+  def __init__(self, task: str, train_per_task: int, eval_per_task: int, batch_size: int,
+               seed: int, width: int | None = None):
+    self.suite, self.train_set, self.eval_set = prompt_sets(task, train_per_task, eval_per_task,
+                                                            seed)
+    self.batch_size, self.seed = batch_size, seed
+    self.width = width or prompt_width(self.train_set, self.eval_set)
+    self.train_prompts = encode_prompts(self.train_set, self.width)
+    self.eval_prompts = encode_prompts(self.eval_set, self.width)
+    self.train_rubric = self.train_set.rubric()
+    self.eval_rubric = self.eval_set.rubric()
+    self.train_names = criterion_names(self.suite, self.train_set.features, self.train_set.mask)
+    self.eval_names = criterion_names(self.suite, self.eval_set.features, self.eval_set.mask)
+    self.grade = self.suite.grade
+
+  @property
+  def num_prompts(self) -> int:
+    return len(self.train_set)
+
+  @property
+  def max_criteria(self) -> int:
+    return self.suite.num_criteria
+
+  @property
+  def categories(self) -> tuple:
+    return self.suite.categories
+
+  def batch(self, step: int) -> tuple[PromptBatch, np.ndarray]:
+    """(PromptBatch of step `step`, the training-prompt rows it holds [B])."""
+    idx = batch_indices(step, self.num_prompts, self.batch_size, self.seed)
+    return make_batch(self.train_set, self.train_prompts, idx, self.train_rubric), idx

@@ -1,0 +1,187 @@
+"""The training loop: config in, a trained, evaluated, checkpointed run out.
+
+`run(config, workdir)` trains one run; `run_group(configs, workdirs)` trains runs
+that differ only in their seed as ONE vmapped program (a leading seed axis on
+state and batch), each seed keeping its own prompts, warm start, run directory,
+metrics and checkpoints exactly as `run` would write them. Both go through the
+same loop; a single run is never vmapped, so its numbers do not depend on
+whether it could have been grouped. A run resumes from the latest checkpoint in
+its directory (see `focal.rundir` for the files).
+
+Metric keys (stable; scripts rely on them):
+  step
+  train/reward_mean            the exact scalar the aggregator fed to GRPO, mean over rollouts
+  train/reward_std, train/zero_variance_groups (the estimator's count of zeroed groups),
+  train/loss, train/kl, train/grad_norm, train/clip_frac, train/response_length,
+  train/invalid_verdict_frac
+  train/seconds                wall seconds of the training loop so far, summed across
+                               restarts: the warm start and step-0 evaluation excluded,
+                               the first step's compilation and later evaluations included
+  train/pass_rate/<task>/<criterion>   raw per-criterion pass rate this step
+  train/weight/<task>/<criterion>      aggregator weight (abs-normalised per prompt)
+  train/factor/<task>/<criterion>      POW3R factors (pow3r, pow3r_focal)
+  eval/<metric>          greedy responses to held-out prompts: mean_rubric_reward (%),
+                         strict_completion, worst_category, best_category, polarization,
+                         saturated_share, dead_share, zero_signal_pressure,
+                         category/<task>/<category>, criterion/<task>/<criterion>
+  eval_sampled/<metric>  the same for `eval.num_samples` sampled responses per prompt
+"""
+from __future__ import annotations
+
+import copy
+import time
+from typing import Sequence
+
+import ml_collections
+from tqdm.auto import tqdm
+
+from focal import components, evaluation
+from focal.data.synthetic_source import prompt_sets, prompt_width
+from focal.replicas import make_replicas
+from focal.rundir import RunDir
+from focal.step_log import train_row
+
+# Wall clock of the training loop's train/seconds (a module attribute, so a test can swap it).
+_clock = time.time
+
+
+class Recorder:
+  """The host side of one run: its metrics, TensorBoard files, evaluations and checkpoints."""
+
+  def __init__(self, config, setup: components.Setup, run_dir: RunDir, mesh_shape=None):
+    run_dir.write_config(config, mesh_shape)
+    self.config, self.setup, self.run_dir = config, setup, run_dir
+    self.ckpt = run_dir.checkpointer(keep=config.keep_checkpoints)
+    self.eval_rng = evaluation.eval_key(config)
+    self.final: dict = {}
+    self._writer = None
+    # Loop seconds of the run's earlier segments, restored with its checkpoint, so that
+    # train/seconds counts the whole run's training loop across restarts.
+    self.seconds_before = 0.0
+
+  def restore(self, state):
+    """The latest checkpoint restored onto `state`'s structure (and shardings), or `state`."""
+    restored = self.ckpt.restore(state)
+    if restored is None:
+      # A run that died before its first checkpoint starts over: drop its rows, so the
+      # log never holds a step twice.
+      self.run_dir.truncate_metrics(-1)
+      return state
+    state, meta = restored
+    self.run_dir.truncate_metrics(int(meta["step"]))
+    self.seconds_before = float(meta.get("train_seconds", 0.0))  # absent in older checkpoints
+    return state
+
+  @property
+  def writer(self):
+    if self._writer is None:  # after restore(), which may truncate the log
+      self._writer = self.run_dir.metric_writer()
+    return self._writer
+
+  def begin(self, params) -> None:
+    """The warm-started policy's numbers: the baseline every curve starts from."""
+    self.final = {"step": 0, **evaluation.evaluate_both(self.setup, params, self.eval_rng, 0)}
+    self.writer.write(self.final)
+
+  def after_step(self, done: int, metrics, idx, seconds: float, state_fn) -> dict | None:
+    """Logs, evaluates and checkpoints as the config says; `state_fn()` gives the state.
+
+    `seconds`: the training loop's wall time since this process (re)started it."""
+    c = self.config
+    seconds += self.seconds_before
+    row = None
+    if done % c.log_every == 0 or done == c.total_steps:
+      row = train_row(metrics, self.setup.source.train_names[idx], done)
+      row["train/seconds"] = seconds
+    if done % c.eval_every == 0 or done == c.total_steps:
+      row = row or {"step": done}
+      row.update(evaluation.evaluate_both(self.setup, state_fn().params, self.eval_rng, done))
+      self.final = row
+    if row is not None:
+      self.writer.write(row)
+    if done % c.checkpoint_every == 0 or done == c.total_steps:
+      self.ckpt.save(done, state_fn(), {"step": done, "data_position": done,
+                                         "train_seconds": seconds})
+    return row
+
+  def close(self) -> dict:
+    self.ckpt.close()
+    self.writer.close()
+    # Nothing left to train: report the last logged evaluation.
+    return self.final or self.run_dir.last_eval_row()
+
+
+def run(config: ml_collections.ConfigDict, workdir: str, progress: bool = True) -> dict:
+  """Trains (resuming from `workdir` if it holds checkpoints) and returns the final eval row."""
+  return run_group([config], [workdir], progress)[0]
+
+
+def seed_configs(config, seeds: Sequence[int]) -> list:
+  """Copies of `config`, one per seed."""
+  out = []
+  for seed in seeds:
+    c = copy.deepcopy(config)
+    c.seed = seed
+    out.append(c)
+  return out
+
+
+def check_group(configs: Sequence) -> None:
+  """Runs of one group may differ in their seed only (they share one compiled step)."""
+  strip = lambda c: {k: v for k, v in c.to_dict().items() if k != "seed"}
+  first = strip(configs[0])
+  for c in configs[1:]:
+    other = strip(c)
+    diff = sorted(k for k in first.keys() | other.keys() if first.get(k) != other.get(k))
+    if diff:
+      raise ValueError(f"runs trained as one group may differ only in seed; these differ in "
+                       f"{', '.join(diff)}")
+
+
+def run_group(configs: Sequence, workdirs: Sequence[str], progress: bool = True) -> list[dict]:
+  """Trains one run per config (configs differing only in seed) in one loop; returns each
+  run's final eval row. Runs whose checkpoints are at different steps train one by one."""
+  configs, workdirs = list(configs), list(workdirs)
+  if len(configs) != len(workdirs) or not configs:
+    raise ValueError(f"need one workdir per config, got {len(configs)} configs and "
+                     f"{len(workdirs)} workdirs")
+  check_group(configs)
+  # Stacked runs share shapes: pad every seed's prompts to the widest.
+  width = None if len(configs) == 1 else max(prompt_width(*prompt_sets(
+      c.task, c.data.train_prompts_per_task, c.data.eval_prompts_per_task, c.seed)[1:])
+      for c in configs)
+  setups = [components.build(c, progress=progress, width=width) for c in configs]
+  replicas = make_replicas(configs[0], setups)
+  recorders = [Recorder(c, s, RunDir(w), replicas.mesh_shape)
+               for c, s, w in zip(configs, setups, workdirs)]
+  states = [rec.restore(replicas.restore_target(s.state)) for rec, s in zip(recorders, setups)]
+  starts = {int(s.step) for s in states}
+  if len(starts) > 1:
+    for rec in recorders:
+      rec.close()
+    return [run(c, w, progress) for c, w in zip(configs, workdirs)]
+  start = starts.pop()
+  state = replicas.combine(states)
+  if start == 0:
+    for i, rec in enumerate(recorders):
+      rec.begin(replicas.take(state, i).params)
+  config = configs[0]
+  desc = f"train {_label(config)}" + (f" x{len(configs)} seeds" if len(configs) > 1 else "")
+  bar = tqdm(range(start, config.total_steps), desc=desc, initial=start,
+             total=config.total_steps, disable=not progress)
+  t0 = _clock()
+  for step in bar:
+    batch, idxs = replicas.batch(step)
+    state, m = replicas.step(state, batch)
+    seconds = _clock() - t0
+    rows = [rec.after_step(step + 1, replicas.take(m, i), idxs[i], seconds,
+                           lambda i=i: replicas.take(state, i))
+            for i, rec in enumerate(recorders)]
+    if rows[0] is not None and "train/reward_mean" in rows[0]:
+      bar.set_postfix(reward=f"{rows[0]['train/reward_mean']:.3f}")
+  return [rec.close() for rec in recorders]
+
+
+def _label(config) -> str:
+  """What a progress bar trains, e.g. 'keywords/base focal': a sweep runs many of them."""
+  return f"{config.task}/{config.model} {config.aggregator.name}"

@@ -1,0 +1,218 @@
+"""The contract every registered aggregator and advantage estimator keeps, and the config blocks
+`focal.components` generates from their factories."""
+import functools
+import json
+import re
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from configs import base
+from focal import advantages, aggregators, components
+from focal.advantages import base as adv_base
+from focal.aggregators import base as agg_base
+from focal.rubric import RubricBatch
+
+B, G, K, PAD = 3, 4, 5, 3
+NUM_PROMPTS = 6
+
+
+def _rubric(rng, k=K, pad=0):
+  """A random [B, k + pad] rubric: signed weights, three categories, some disabled slots."""
+  weights = rng.integers(1, 6, (B, k)) * rng.choice([1, 1, 1, -1], (B, k))
+  mask = rng.random((B, k)) < 0.8
+  mask[:, 0] = True
+  weights[:, 0] = abs(weights[:, 0])  # every prompt keeps positive mass
+  cats = rng.integers(0, 3, (B, k))
+  req = rng.random((B, k)) < 0.4
+  pad_w = lambda a, fill: np.concatenate([a, np.full((B, pad), fill, a.dtype)], 1)
+  return RubricBatch.from_arrays(pad_w(weights.astype(np.float32), 0.0), pad_w(cats, 0),
+                                 pad_w(req, False), pad_w(mask, False),
+                                 rng.choice(NUM_PROMPTS, B, replace=False))
+
+
+def _verdicts(rng, k=K):
+  scores = (rng.random((B, G, k)) < 0.5).astype(np.float32)
+  valid = rng.random((B, G, k)) < 0.9
+  return jnp.asarray(scores), jnp.asarray(valid)
+
+
+def _call_aggregator(agg, scores, valid, rubric, state):
+  rewards, state, _ = agg.update(scores, valid, rubric, state)
+  return rewards, state
+
+
+def _call_estimator(est, scores, valid, rubric, rewards):
+  adv, _ = est(rewards, scores, valid, rubric)
+  return adv
+
+
+def _rewards(rng):
+  return jnp.asarray(rng.random((B, G)).astype(np.float32))
+
+
+def _close(a, b):
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-6)
+
+
+AGGREGATORS = aggregators.registered()
+ESTIMATORS = advantages.registered_estimators()
+
+
+def _two_visits(agg, rubric, verdicts):
+  """Rewards of two successive visits (adaptive state must carry over) and the final state."""
+  state = agg.init(NUM_PROMPTS, rubric.max_criteria)
+  out = []
+  for scores, valid in verdicts:
+    rewards, state = _call_aggregator(agg, scores, valid, rubric, state)
+    out.append(rewards)
+  return out, state
+
+
+@pytest.mark.parametrize("name", AGGREGATORS)
+def test_aggregator_jit_equals_eager_and_vmap_equals_loop(name):
+  rng = np.random.default_rng(0)
+  agg = aggregators.make(name)
+  rubric = _rubric(rng)
+  verdicts = [_verdicts(rng), _verdicts(rng)]
+  eager = _two_visits(agg, rubric, verdicts)
+  jitted = _two_visits(aggregators.Aggregator(agg.init, jax.jit(agg.update)), rubric, verdicts)
+  _close(eager, jitted)
+  # Three seeds' batches stacked on a leading axis, one vmapped update, against a loop.
+  batches = [(_verdicts(rng), _rubric(rng)) for _ in range(3)]
+  state = agg.init(NUM_PROMPTS, K)
+  stack = lambda *xs: jax.tree.map(lambda *x: jnp.stack(x), *xs)
+  vm = jax.vmap(lambda s, v, r, st: _call_aggregator(agg, s, v, r, st))(
+      *stack(*[(s, v, r, state) for (s, v), r in batches]))
+  for i, ((s, v), r) in enumerate(batches):
+    _close(jax.tree.map(lambda x: x[i], vm), _call_aggregator(agg, s, v, r, state))
+
+
+@pytest.mark.parametrize("name", AGGREGATORS)
+def test_aggregator_ignores_padded_criterion_slots(name):
+  """Slots with mask=False change nothing, whatever their verdicts say."""
+  rng = np.random.default_rng(1)
+  agg = aggregators.make(name)
+  rubric = _rubric(np.random.default_rng(2))
+  padded = _rubric(np.random.default_rng(2), pad=PAD)
+  verdicts = [_verdicts(rng), _verdicts(rng)]
+  noise = lambda a, fill: jnp.concatenate([a, fill((B, G, PAD))], -1)
+  padded_verdicts = [(noise(s, lambda shape: jnp.asarray(rng.random(shape) < 0.5, jnp.float32)),
+                      noise(v, lambda shape: jnp.asarray(rng.random(shape) < 0.5)))
+                     for s, v in verdicts]
+  (rewards, state) = _two_visits(agg, rubric, verdicts)
+  (rewards_p, state_p) = _two_visits(agg, padded, padded_verdicts)
+  _close(rewards, rewards_p)
+  # Adaptive per-(prompt, criterion) tables keep their real slots' values.
+  for x, y in zip(jax.tree.leaves(state), jax.tree.leaves(state_p)):
+    if x.ndim == 2:
+      _close(x, y[:, :K])
+
+
+@pytest.mark.parametrize("name", ESTIMATORS)
+def test_estimator_jit_equals_eager_vmap_equals_loop_and_ignores_padding(name):
+  rng = np.random.default_rng(3)
+  est = advantages.make_estimator(name)
+  rubric = _rubric(np.random.default_rng(4))
+  scores, valid = _verdicts(rng)
+  rewards = _rewards(rng)
+  eager = _call_estimator(est, scores, valid, rubric, rewards)
+  _close(eager, jax.jit(lambda *a: _call_estimator(est, *a))(scores, valid, rubric, rewards))
+  batches = [(*_verdicts(rng), _rubric(rng), _rewards(rng)) for _ in range(3)]
+  stack = lambda *xs: jax.tree.map(lambda *x: jnp.stack(x), *xs)
+  vm = jax.vmap(lambda *a: _call_estimator(est, *a))(*stack(*batches))
+  for i, args in enumerate(batches):
+    _close(vm[i], _call_estimator(est, *args))
+  padded = _rubric(np.random.default_rng(4), pad=PAD)
+  pad = lambda a, value: jnp.concatenate([a, jnp.full((B, G, PAD), value, a.dtype)], -1)
+  _close(eager, _call_estimator(est, pad(scores, 1.0), pad(valid, True), padded, rewards))
+
+
+def _registry_cases():
+  return ([("aggregator", n, agg_base._AGGREGATORS) for n in AGGREGATORS]
+          + [("advantage", n, adv_base._ESTIMATORS) for n in ESTIMATORS])
+
+
+def _changed(value):
+  if isinstance(value, bool):
+    return not value
+  if isinstance(value, str):
+    return "signed" if value == "flip" else value + "_other"
+  if isinstance(value, int):
+    return value + 1
+  return value * 0.5 + 0.25
+
+
+@pytest.mark.parametrize("section, name, registry", _registry_cases())
+def test_config_block_round_trips_and_every_field_reaches_the_factory(section, name, registry,
+                                                                       monkeypatch):
+  config = base.get_config()
+  config[section].name = name
+  block = config[section][name]
+  defaults = registry.defaults(name)
+  assert block.to_dict() == defaults or section == "aggregator" and name == "focal"
+  # A saved config (config.json) restores the same block.
+  restored = ml_collections.ConfigDict(json.loads(config.to_json_best_effort()))
+  assert restored[section][name].to_dict() == block.to_dict()
+  received = {}
+  original = registry.factory(name)
+
+  @functools.wraps(original)  # keeps the signature the defaults are read from
+  def recording(**hparams):
+    received.clear()
+    received.update(hparams)
+    return original(**hparams)
+
+  monkeypatch.setitem(registry._factories, name, recording)
+  build = components.make_aggregator if section == "aggregator" else components.estimator_spec
+  build(config)
+  assert received == block.to_dict()
+  for field, value in defaults.items():
+    changed = config.copy_and_resolve_references()
+    changed[section][name][field] = _changed(value)
+    try:
+      build(changed)
+    except ValueError:
+      pass  # an out-of-range value is refused by the factory, after it received it
+    assert received[field] == _changed(value), field
+
+
+@pytest.mark.parametrize("section, name, registry", _registry_cases())
+def test_every_hyper_parameter_is_documented_in_its_factory(section, name, registry):
+  doc = registry.factory(name).__doc__ or ""
+  args = doc.split("Args:", 1)[-1] if "Args:" in doc else ""
+  for field in registry.defaults(name):
+    assert re.search(rf"\b{field}\b[^:\n]*:", args), f"{section} {name}: {field} undocumented"
+
+
+def test_a_block_missing_from_an_older_saved_config_takes_the_defaults():
+  config = base.get_config()
+  old = ml_collections.ConfigDict(json.loads(config.to_json_best_effort()))
+  old.advantage = ml_collections.ConfigDict({"name": "sa_mrpo"})  # before per-estimator blocks
+  del old.aggregator["pow3r"]
+  old.aggregator.name = "pow3r"
+  assert components.estimator_spec(old) == ("sa_mrpo", advantages.estimator_defaults("sa_mrpo"))
+  components.make_aggregator(old)
+
+
+def test_grpo_and_optimizer_defaults_live_in_one_place():
+  """The config's grpo and optimizer blocks are GRPOSettings' and make_optimizer's own
+  defaults, except what configs/base.py says it changes."""
+  c = base.get_config()
+  settings = components.grpo_settings(c, eos_id=7, pad_id=3)
+  assert (settings.max_new_tokens, settings.eos_id, settings.pad_id) == (40, 7, 3)
+  fresh = components.grpo_config()
+  assert {k: v for k, v in c.grpo.items() if k != "max_new_tokens"} == \
+      {k: v for k, v in fresh.items() if k != "max_new_tokens"}
+  assert components.optimizer_config().learning_rate != c.optimizer.learning_rate == 3e-4
+
+
+def test_unknown_names_fail_listing_the_registered_ones():
+  c = base.get_config()
+  c.advantage.name = "ppo"
+  with pytest.raises(ValueError, match="unknown advantage estimator 'ppo'.*sa_mrpo"):
+    components.validate(c)
