@@ -66,6 +66,7 @@ class VerdictCache:
   def _setup(self) -> None:
     db = self._db
     db.execute("PRAGMA busy_timeout = 30000")
+    db.execute("PRAGMA cache_size = -65536")  # 64 MiB of pages: inserts at 1e6 rows stay fast
     if self.path:
       db.execute("PRAGMA journal_mode = WAL")
       db.execute("PRAGMA synchronous = NORMAL")

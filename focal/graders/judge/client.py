@@ -18,6 +18,7 @@ import dataclasses
 import json
 import logging
 import random
+import threading
 import time
 from typing import Callable
 
@@ -59,6 +60,7 @@ class JudgeClient:
     self.template_hash = templates.template_hash(self.template)
     self.cache = VerdictCache(config.cache_path)  # an unwritable path fails here
     self.totals = GradeStats()
+    self._totals_lock = threading.Lock()  # grade may run on a background thread (overlap)
     self._transport = Transport(config.base_url, config.timeout_s)
     self._pool = concurrent.futures.ThreadPoolExecutor(config.max_concurrency, "judge")
     self._sleep = sleep
@@ -99,7 +101,8 @@ class JudgeClient:
     outcomes = self._resolve(table, progress)
     scores, valid = table.fill(outcomes)
     stats = table.stats(outcomes, valid, time.monotonic() - start)
-    self.totals.add(stats)
+    with self._totals_lock:
+      self.totals.add(stats)
     return scores, valid, stats
 
   def judge_one(self, conversation, response: str, criterion, pitfall_mode: str = "flip"
