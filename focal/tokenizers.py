@@ -6,7 +6,10 @@ assume it): ids 0-255 are raw UTF-8 bytes, then four special ids.
 from __future__ import annotations
 
 import os
+import re
 from typing import Protocol, Sequence
+
+import numpy as np
 
 BYTE_VOCAB = 256
 PAD_ID = 256
@@ -58,6 +61,80 @@ class ByteTokenizer:
         raise ValueError(f"token id {i} is outside the byte vocabulary [0, {BYTE_VOCAB_SIZE})")
     pieces.append(_flush(out))
     return "".join(pieces)
+
+  def decode_response(self, ids: Sequence[int], mask: Sequence[bool] | None = None) -> str:
+    """The text of one response [L] (mask [L], True on a prefix), LOSSLESS: every id survives.
+
+    Bytes that are not valid UTF-8 decode with surrogateescape; special ids become the markers
+    of RESPONSE_MARKERS, and a literal "<|" in the text is written "<|<|", so no byte run can
+    read as a marker. `encode_response` is the exact inverse. Used where a host-side grader must
+    see exactly what the policy emitted (the rule judge server re-grades these ids).
+    """
+    ids = [int(i) for i in ids]
+    if mask is not None:
+      ids = ids[:_prefix_length([bool(m) for m in mask], len(ids))]
+    pieces, run = [], bytearray()
+    for i in ids:
+      if 0 <= i < BYTE_VOCAB:
+        run.append(i)
+      elif i in RESPONSE_MARKERS:
+        pieces += [_escape_run(run), RESPONSE_MARKERS[i]]
+      else:
+        raise ValueError(f"token id {i} is outside the byte vocabulary [0, {BYTE_VOCAB_SIZE})")
+    pieces.append(_escape_run(run))
+    return "".join(pieces)
+
+  def encode_response(self, text: str, length: int | None = None):
+    """Inverse of `decode_response`: (ids [n] int32, mask [n] bool), padded to `length` with PAD.
+
+    Raises ValueError on text no `decode_response` can produce (a bare "<|" or a character
+    outside what surrogateescape yields) and when the response is longer than `length`.
+    """
+    ids, pos = [], 0
+    for m in _MARKER_OR_ESCAPE.finditer(text):
+      ids += _unescaped_bytes(text[pos:m.start()], pos)
+      ids += list(b"<|") if m.group(0) == "<|<|" else [_MARKER_IDS[m.group(0)]]
+      pos = m.end()
+    ids += _unescaped_bytes(text[pos:], pos)
+    n = len(ids) if length is None else int(length)
+    if len(ids) > n:
+      raise ValueError(f"the response has {len(ids)} tokens, more than length={n}")
+    tokens = np.full((n,), PAD_ID, np.int32)
+    tokens[:len(ids)] = ids
+    return tokens, np.arange(n) < len(ids)
+
+
+# Special ids inside a response text (see ByteTokenizer.decode_response).
+RESPONSE_MARKERS = {PAD_ID: "<|pad|>", BOS_ID: "<|bos|>", EOS_ID: "<|eos|>", UNK_ID: "<|unk|>"}
+_MARKER_IDS = {v: k for k, v in RESPONSE_MARKERS.items()}
+_MARKER_OR_ESCAPE = re.compile("|".join(re.escape(m) for m in ["<|<|", *_MARKER_IDS]))
+
+
+def _prefix_length(mask: list[bool], n: int) -> int:
+  if len(mask) != n:
+    raise ValueError(f"the mask has {len(mask)} entries for {n} ids")
+  k = sum(mask)
+  if any(mask[k:]) or not all(mask[:k]):
+    raise ValueError("the response mask must be True on a prefix (the sampler's layout); got "
+                     f"{''.join('1' if m else '0' for m in mask)}")
+  return k
+
+
+def _escape_run(run: bytearray) -> str:
+  text = bytes(run).decode("utf-8", errors="surrogateescape").replace("<|", "<|<|")
+  run.clear()
+  return text
+
+
+def _unescaped_bytes(segment: str, offset: int) -> list[int]:
+  if "<|" in segment:
+    at = offset + segment.index("<|")
+    raise ValueError(f"unescaped '<|' at character {at}: not a decode_response text")
+  try:
+    return list(segment.encode("utf-8", errors="surrogateescape"))
+  except UnicodeEncodeError as e:
+    raise ValueError(f"character {offset + e.start} ({segment[e.start]!r}) cannot come from "
+                     "decode_response") from None
 
 
 def _flush(buf: bytearray) -> str:

@@ -1,272 +1,181 @@
-"""The judge client against a real HTTP server on 127.0.0.1 serving canned and faulty answers.
+"""The judge client against a real HTTP judge on 127.0.0.1: requests, conventions, arrays.
 
-The criterion text carries a MODE marker that tells the server how to behave.
+Fault cases (timeouts, rate limits, bad verdicts, dead endpoints) are in test_judge_faults.py.
 """
-import http.server
-import json
-import random
-import re
-import threading
 import time
 
 import numpy as np
 import pytest
 
-from focal.graders.judge import (JudgeClient, JudgeConfig, MalformedVerdict, build_messages,
-                                 parse_verdict)
-
-CLIENT_TIMEOUT = 0.2
-SERVER_STALL = 0.6
-
-
-def _content(met, fenced=True):
-  obj = json.dumps({"explanation": "canned", "criteria_met": met})
-  return f"```json\n{obj}\n```" if fenced else obj
-
-
-class Server:
-  def __init__(self):
-    self.lock = threading.Lock()
-    self.counts = {}
-    self.in_flight = 0
-    self.max_in_flight = 0
-    self.bodies = []
-    owner = self
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-      def log_message(self, *args):
-        pass
-
-      def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        prompt = body["messages"][-1]["content"]
-        mode = re.search(r"MODE=([\w-]+)", prompt).group(1)
-        with owner.lock:
-          owner.bodies.append(body)
-          n = owner.counts.get(mode, 0)
-          owner.counts[mode] = n + 1
-          owner.in_flight += 1
-          owner.max_in_flight = max(owner.max_in_flight, owner.in_flight)
-        self._answered = False
-        try:
-          self._serve(mode, n)
-        except (BrokenPipeError, ConnectionResetError):
-          pass  # the client gave up on a stalled answer
-        finally:
-          self._leave_flight()
-
-      def _leave_flight(self):
-        # A request stops being in flight before its answer is written: once the client reads
-        # the answer it may send the next request, which must not find this one still counted.
-        # The server's window thus lies inside the client's, so its maximum bounds nothing
-        # the client did not do.
-        if not self._answered:
-          self._answered = True
-          with owner.lock:
-            owner.in_flight -= 1
-
-      def _send(self, code, payload, headers=()):
-        self._leave_flight()
-        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-        self.send_response(code)
-        for k, v in headers:
-          self.send_header(k, v)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-      def _ok(self, content):
-        self._send(200, {"choices": [{"message": {"role": "assistant", "content": content}}]})
-
-      def _serve(self, mode, n):
-        if mode == "true":
-          self._ok(_content(True))
-        elif mode == "false":
-          self._ok(_content(False, fenced=False))
-        elif mode == "slow":
-          time.sleep(0.05)
-          self._ok(_content(True))
-        elif mode == "stall" or (mode == "stall-once" and n == 0):
-          time.sleep(SERVER_STALL)
-          self._ok(_content(True))
-        elif mode == "stall-once":
-          self._ok(_content(True))
-        elif mode == "429-once" and n == 0:
-          self._send(429, {"error": "rate limited"}, [("Retry-After", "0.01")])
-        elif mode == "429-once":
-          self._ok(_content(False))
-        elif mode == "500":
-          self._send(500, {"error": "boom"})
-        elif mode == "400":
-          self._send(400, {"error": "bad request"})
-        elif mode == "prose":
-          self._ok("The response looks fine to me.")
-        elif mode == "not-bool":
-          self._ok(json.dumps({"explanation": "x", "criteria_met": "yes"}))
-        elif mode == "garbage-body":
-          self._send(200, b"<html>proxy error</html>")
-        else:
-          raise AssertionError(mode)
-
-    self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    self.httpd.daemon_threads = True
-    self.httpd.block_on_close = False
-    self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-    self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.02,), daemon=True)
-    self.thread.start()
-
-  def close(self):
-    self.httpd.shutdown()
-    self.httpd.server_close()
+from focal.graders.judge import AVOID_PREFIX, JudgeConfig, JudgeCriterion, split_prompt
+from judge_servers import FaultServer, make_client as _make_client
 
 
 @pytest.fixture
 def server():
-  s = Server()
+  s = FaultServer().start()
   yield s
   s.close()
 
 
-def _client(server, sleeps=None, **kw):
-  args = dict(base_url=server.url, model="judge-1", timeout_s=CLIENT_TIMEOUT, max_retries=2,
-              backoff_s=0.01, backoff_max_s=0.05, max_concurrency=4)
-  args.update(kw)
-  return JudgeClient(JudgeConfig(**args), sleep=(sleeps.append if sleeps is not None else
-                                                 time.sleep), rng=random.Random(0))
+def make_client(server, sleeps=None, **kw):
+  return _make_client(server.url, sleeps, **{"temperature": 0.0, **kw})
 
 
-def _ask(client, mode, response="an answer"):
-  return client.judge(build_messages("Is it safe?", response, f"MODE={mode} says so", 5))
+def crit(mode, weight=5.0, **kw):
+  return {"text": f"MODE={mode} says so", "weight": weight, "category": "safety", **kw}
 
 
-def test_success_parses_fenced_and_plain_json(server):
-  client = _client(server)
-  v = _ask(client, "true")
-  assert v.valid and v.criteria_met is True and v.explanation == "canned" and v.attempts == 1
-  v = _ask(client, "false")
-  assert v.valid and v.criteria_met is False
+def test_request_body_and_pow3r_prompt(server):
+  with make_client(server, max_tokens=64, reasoning_effort="medium") as client:
+    v = client.judge_one("Is it safe?", "an answer", crit("true", title="Dosing"))
+    assert v.valid and v.criteria_met is True and v.score == 1.0 and v.attempts == 1
+    assert v.explanation == "canned"
+    v = client.judge_one("Is it safe?", "an answer", crit("false"))
+    assert v.valid and v.criteria_met is False and v.score == 0.0
   body = server.bodies[0]
   assert body["model"] == "judge-1" and body["temperature"] == 0.0
+  assert body["max_completion_tokens"] == 64 and body["reasoning_effort"] == "medium"
   prompt = body["messages"][0]["content"]
-  assert "user: Is it safe?\n\nassistant: an answer" in prompt
-  assert "[5] MODE=true says so" in prompt
+  assert body["messages"][0]["role"] == "user"
+  assert "user: Is it safe?\n\n# Response\nan answer\n\n# Criterion\n" in prompt
+  assert "Rubric: Dosing\nCategory: safety\nWeight: 5\nCriterion: MODE=true says so" in prompt
+  assert "explanation" in prompt and prompt.index('"explanation"') < prompt.index('"criteria_met"')
+  assert split_prompt(prompt)[1].response == "an answer"
 
 
-def test_timeout_then_success_and_timeout_always(server):
-  sleeps = []
-  client = _client(server, sleeps)
-  v = _ask(client, "stall-once")
-  assert v.valid and v.attempts == 2 and server.counts["stall-once"] == 2
-  v = _ask(client, "stall")
-  assert not v.valid and v.criteria_met is None and "timeout" in v.error.lower()
-  assert server.counts["stall"] == 3  # first try + max_retries
-  # The client, not the server, ended each stalled attempt: the server answers every stall
-  # after SERVER_STALL (> CLIENT_TIMEOUT), so an attempt that waited for it would come back valid.
-  assert len(sleeps) == 3  # each timeout retry waited its backoff (values: the HTTP 500 test)
-  assert client.stats["failures"] == 1
+def test_healthbench_prompt_keeps_the_original_sense(server):
+  with make_client(server, template="healthbench") as client:
+    v = client.judge_one([{"role": "user", "content": "hello"}], "hi", crit("true", -3.0))
+    assert v.valid and v.score == 1.0  # met on a negative item: the bad behaviour is present
+  prompt = server.bodies[0]["messages"][0]["content"]
+  assert "user: hello\n\nassistant: hi\n\n# Rubric item\n[-3] MODE=true says so" in prompt
+  assert AVOID_PREFIX not in prompt
 
 
-def test_429_then_success_honours_retry_after(server):
-  sleeps = []
-  client = _client(server, sleeps, backoff_s=0.001)
-  v = _ask(client, "429-once")
-  assert v.valid and v.criteria_met is False and server.counts["429-once"] == 2
-  assert sleeps == [pytest.approx(0.01)]
-
-
-def test_500_always_fails_after_retries_with_backoff(server):
-  sleeps = []
-  client = _client(server, sleeps, max_retries=3, backoff_s=0.1, backoff_max_s=10, jitter=0.25)
-  v = _ask(client, "500")
-  assert not v.valid and "HTTP 500" in v.error and v.attempts == 4
-  assert server.counts["500"] == 4
-  assert len(sleeps) == 3
-  for attempt, delay in enumerate(sleeps):
-    base = 0.1 * 2 ** attempt
-    assert 0.75 * base <= delay <= 1.25 * base
-  assert len(set(sleeps)) == 3  # jittered
-
-
-def test_client_errors_are_not_retried(server):
-  client = _client(server)
-  v = _ask(client, "400")
-  assert not v.valid and "HTTP 400" in v.error and server.counts["400"] == 1
-
-
-@pytest.mark.parametrize("mode", ["prose", "not-bool", "garbage-body"])
-def test_malformed_output_is_retried_then_invalid(server, mode):
-  client = _client(server)
-  v = _ask(client, mode)
-  assert not v.valid and v.criteria_met is None
-  assert server.counts[mode] == 3
-
-
-def test_cache_hit_sends_no_second_request(server, tmp_path):
-  cache = str(tmp_path / "judge_cache.json")
-  client = _client(server, cache_path=cache)
-  messages = build_messages("q", "r", "MODE=true crit", 1)
-  [first] = client.judge_many([messages])
-  [second] = client.judge_many([messages])
-  assert first.valid and second.cached and second.criteria_met is True
-  assert server.counts["true"] == 1
-  # The file cache serves a fresh client; another model is another key.
-  again = _client(server, cache_path=cache)
-  assert again.judge_many([messages])[0].cached and server.counts["true"] == 1
-  other = _client(server, cache_path=cache, model="judge-2")
-  assert not other.judge_many([messages])[0].cached and server.counts["true"] == 2
-  # Failures are not cached: they are asked again next time.
-  for _ in range(2):
-    _client(server, cache_path=cache, max_retries=0).judge_many(
-        [build_messages("q", "r", "MODE=500 crit", 1)])
-  assert server.counts["500"] == 2
-
-
-def test_corrupt_cache_file_is_a_clear_error(server, tmp_path):
-  cache = tmp_path / "judge_cache.json"
-  cache.write_text("{not json")
-  with pytest.raises(ValueError, match="judge cache"):
-    _client(server, cache_path=str(cache))
-
-
-def test_concurrency_limit_and_dedup(server):
-  client = _client(server, max_concurrency=2)
-  requests = [build_messages("q", f"r{i}", "MODE=slow c", 1) for i in range(8)]
-  verdicts = client.judge_many(requests + requests[:3])
-  assert all(v.valid for v in verdicts) and len(verdicts) == 11
-  assert server.counts["slow"] == 8
-  assert server.max_in_flight == 2
+@pytest.mark.parametrize("template, mode, reworded", [
+    ("pow3r", "flip", True), ("pow3r", "signed", False), ("healthbench", "flip", False),
+    ("healthbench", "signed", False)])
+def test_pitfall_score_convention(server, template, mode, reworded):
+  # The judge says "met" to everything: a score is 1 when the ORIGINAL criterion holds, so a
+  # pitfall asked as avoidance and marked met (it avoided the pitfall) is stored as 0.
+  with make_client(server, template=template) as client:
+    pit = client.judge_one("q", "r", crit("true", -2.0), pitfall_mode=mode)
+    good = client.judge_one("q", "r", crit("true", 2.0), pitfall_mode=mode)
+  assert pit.criteria_met is True and pit.score == (0.0 if reworded else 1.0)
+  assert good.score == 1.0
+  prompt = server.bodies[0]["messages"][0]["content"]
+  assert (AVOID_PREFIX + "MODE=true" in prompt) == reworded
+  if reworded:
+    assert "Weight: 2\n" in prompt  # a flipped pitfall carries |w|
 
 
 def test_grade_arrays(server):
-  client = _client(server)
-  criteria = [["MODE=true a", "MODE=false b", "MODE=500 c"], ["MODE=true d"]]
+  criteria = [[crit("true"), crit("false", 3.0), crit("500", -2.0)], [crit("true", 1.0)]]
   mask = np.array([[1, 1, 1, 0], [1, 0, 0, 0]], bool)
-  weights = np.array([[5, 3, -2, 0], [1, 0, 0, 0]], np.float32)
   responses = [["x", "y"], ["z", None]]
   conversations = ["user: hi", [{"role": "user", "content": "hello"}]]
-  scores, valid = client.grade(conversations, responses, criteria, weights, mask)
+  with make_client(server, max_retries=0) as client:
+    scores, valid, stats = client.grade(conversations, responses, criteria, mask, "signed")
   assert scores.shape == valid.shape == (2, 2, 4) and scores.dtype == np.float32
   np.testing.assert_array_equal(valid[0], [[1, 1, 0, 0], [1, 1, 0, 0]])
   np.testing.assert_array_equal(scores[0], [[1, 0, 0, 0], [1, 0, 0, 0]])
   np.testing.assert_array_equal(valid[1], [[1, 0, 0, 0], [0, 0, 0, 0]])
   assert scores[1, 0, 0] == 1.0
+  assert (stats.slots, stats.no_response, stats.unique, stats.invalid) == (8, 1, 7, 3)
+  assert stats.errors == {"HTTP 500": 2} and stats.requests == 7
+  assert stats.invalid_frac == pytest.approx(3 / 8)
   prompts = [b["messages"][0]["content"] for b in server.bodies]
-  assert any("[-2] MODE=500 c" in p for p in prompts)
   assert not any("user: user: hi" in p for p in prompts)
 
 
-@pytest.mark.parametrize("text, met", [
-    ('```json\n{"explanation": "e", "criteria_met": true}\n```', True),
-    ('{"criteria_met": false, "explanation": "e"}', False),
-    ('Sure! Here it is:\n{"explanation": "e", "criteria_met": true}\nHope that helps.', True),
-    ('```\n{"explanation": "e", "criteria_met": false}\n```', False),
-])
-def test_parse_verdict_tolerates_fences(text, met):
-  assert parse_verdict(text)[0] is met
+def test_concurrency_limit_connection_reuse_and_dedup(server):
+  with make_client(server, max_concurrency=2, timeout_s=2.0) as client:
+    responses = [[f"r{i}" for i in range(8)] + ["r0", "r1", "r2"]]
+    scores, valid, stats = client.grade(["q"], responses, [[crit("slow")]], [[True]])
+    assert valid.all() and (scores == 1).all()
+    assert stats.unique == 8 and server.counts["slow"] == 8
+    client.grade(["q2"], responses, [[crit("slow")]], [[True]])
+  assert server.max_in_flight == 2
+  assert len(server.ports) <= 2  # 16 requests over at most max_concurrency kept-alive sockets
 
 
-@pytest.mark.parametrize("text", ['{"criteria_met": "true"}', "yes", '{"explanation": "e"}', ""])
-def test_parse_verdict_rejects(text):
-  with pytest.raises(MalformedVerdict):
-    parse_verdict(text)
+def test_idle_connection_closed_by_the_server_is_reopened_without_a_retry():
+  server = FaultServer(idle_close_s=0.1).start()
+  try:
+    with make_client(server, max_concurrency=1, timeout_s=2.0) as client:
+      assert client.judge_one("q", "a", crit("true")).valid
+      time.sleep(0.4)  # the server drops the idle keep-alive connection
+      v = client.judge_one("q", "b", crit("true"))
+      assert v.valid and v.attempts == 1 and client.totals.retries == 0
+  finally:
+    server.close()
+  assert len(server.ports) == 2
+
+
+def test_cache_hits_send_no_request_and_are_keyed_by_model_and_template(server, tmp_path):
+  cache = str(tmp_path / "verdicts.sqlite")
+  args = ("q", "r", crit("true"))
+  with make_client(server, cache_path=cache) as client:
+    assert not client.judge_one(*args).cached
+    again = client.judge_one(*args)
+    assert again.cached and again.valid and again.score == 1.0
+  assert server.counts["true"] == 1
+  with make_client(server, cache_path=cache) as fresh:  # resumable: a new client, same file
+    assert fresh.judge_one(*args).cached and server.counts["true"] == 1
+  server.models = ("judge-1", "judge-2")
+  with make_client(server, cache_path=cache, model="judge-2") as other:
+    assert not other.judge_one(*args).cached and server.counts["true"] == 2
+  with make_client(server, cache_path=cache, template="healthbench") as other:
+    assert not other.judge_one(*args).cached and server.counts["true"] == 3
+  with make_client(server, cache_path=cache) as client:  # flip vs signed on a pitfall: 2 keys
+    pit = ("q", "r", crit("true", -1.0))
+    assert client.judge_one(*pit, pitfall_mode="flip").score == 0.0
+    assert client.judge_one(*pit, pitfall_mode="signed").score == 1.0
+    assert client.judge_one(*pit, pitfall_mode="flip").cached
+  assert server.counts["true"] == 5
+  for _ in range(2):  # failures are not cached: asked again next time
+    with make_client(server, cache_path=cache, max_retries=0) as client:
+      assert not client.judge_one("q", "r", crit("500")).valid
+  assert server.counts["500"] == 2
+
+
+def test_criteria_are_checked_with_clear_errors(server):
+  with make_client(server) as client:
+    cases = [({"text": "", "weight": 1}, "criteria\\[0\\]\\[0\\].text"),
+             ({"text": "t", "weight": True}, "weight must be a finite number"),
+             ({"text": "t", "weight": float("nan")}, "weight must be a finite number"),
+             ({"text": "t", "weight": 1, "points": 2}, "unknown field"),
+             ({"text": "t", "weight": 1, "category": 1.5}, "category must be")]
+    for bad, message in cases:
+      with pytest.raises(ValueError, match=message):
+        client.grade(["q"], [["r"]], [[bad]], [[True]])
+    with pytest.raises(ValueError, match="pitfall_mode must be one of"):
+      client.grade(["q"], [["r"]], [[crit("true")]], [[True]], pitfall_mode="flipped")
+    with pytest.raises(ValueError, match="B=1 entries"):
+      client.grade(["q", "q"], [["r"]], [[crit("true")]], [[True]])
+    with pytest.raises(ValueError, match="marks slot 1"):
+      client.grade(["q"], [["r"]], [[crit("true")]], [[True, True]])
+    v = client.judge_one("q", "r", JudgeCriterion("MODE=true x", 1.0, "7"))
+    assert v.valid and "Category: 7" in server.bodies[-1]["messages"][0]["content"]
+  assert server.counts == {"true": 1}  # the bad calls failed before any request
+
+
+def test_judge_config_fields():
+  base = dict(base_url="http://127.0.0.1:1/v1", model="m")
+  assert JudgeConfig(**base).api_key_env == "OPENAI_API_KEY"
+  for field, value, message in [("base_url", "127.0.0.1:8000", "base_url must start"),
+                                ("model", "", "model must name"),
+                                ("template", "pow3", "template must be one of"),
+                                ("max_concurrency", 0, "max_concurrency must be an int >= 1"),
+                                ("timeout_s", 0, "timeout_s must be a finite number > 0"),
+                                ("max_invalid_frac", 1.5, "max_invalid_frac must be in"),
+                                ("max_retries", 1.0, "max_retries must be an int")]:
+    with pytest.raises(ValueError, match=f"grader.judge.{message}"):
+      JudgeConfig(**{**base, field: value})
+  with pytest.raises(ValueError) as e:
+    JudgeConfig(**base, api_key_env="sk-live-abcdef")
+  assert "NAME of an environment variable" in str(e.value) and "sk-live" not in str(e.value)
+  with pytest.raises(ValueError, match="unknown grader.judge field.*api_key"):
+    JudgeConfig.from_mapping({**base, "api_key": "x"})
+  assert JudgeConfig.from_mapping(base).model == "m"

@@ -2,8 +2,10 @@
 import jax
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 import focal.tasks as tasks
+from focal.tasks import texts
 from focal.tasks import EOS, PAD, encode, pad_responses
 from focal.tasks.diagnostics import _pearson, task_diagnostics
 
@@ -248,3 +250,64 @@ def test_suite_batch():
     assert not ps.mask[rows, task.num_criteria:].any()
   evals = suite.make_prompts("eval", 4, seed=0)
   assert evals.prompt_ids.min() >= tasks.EVAL_ID_OFFSET
+
+
+# -- texts for a host-side judge: parse (inverse of render), criterion texts -----------------
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.sampled_from(tasks.names()), st.integers(0, 2**32 - 1))
+def test_parse_inverts_render_on_sampled_features(name, seed):
+  task = tasks.get(name)
+  for row in np.asarray(task.sample_features(np.random.default_rng(seed), 16), np.int32):
+    parsed = task.parse(task.render(row))
+    assert parsed.dtype == np.int32 and parsed.tolist() == row.tolist()
+
+
+def test_each_prompt_parses_only_as_its_own_task():
+  suite = tasks.make_suite()
+  prompts = suite.make_prompts("train", 3, seed=1)
+  for text, row in zip(texts.prompt_texts(prompts), prompts.features):
+    assert suite.parse(text).tolist() == row.tolist()
+    own = suite.tasks[row[0]]
+    for other in suite.tasks:
+      if other is not own:
+        with pytest.raises(ValueError, match=f"not a {other.name} prompt"):
+          other.parse(text)
+  with pytest.raises(ValueError, match="is not a prompt of suite"):
+    suite.parse("kw:abc max:4")  # three keywords: no task's grammar
+
+
+def test_criterion_texts_name_their_criterion():
+  seen = set()
+  for name in tasks.names():
+    for c in tasks.get(name).criteria:
+      text = texts.criterion_text(name, c)
+      assert c.description and text.startswith(f"{name}/{c.name}: ")
+      assert texts.find_criterion(text) == (name, c.name)
+      assert texts.find_criterion("The response avoids the following: " + text) == (name, c.name)
+      seen.add(text)
+  assert len(seen) == sum(tasks.get(n).num_criteria for n in tasks.names())
+  # The text is a contract with saved datasets and verdict caches: it must not drift.
+  kw = tasks.get("keywords")
+  assert texts.criterion_text("keywords", kw.criteria[0]) == (
+      "keywords/has_first: the first keyword appears")
+  with pytest.raises(ValueError, match="no '<task>/<criterion>: ' reference"):
+    texts.find_criterion("the response is brief")
+
+
+def test_judge_criteria_follow_the_prompt_set():
+  suite = tasks.make_suite()
+  prompts = suite.make_prompts("eval", 2, seed=0)
+  lists = texts.judge_criteria(suite, prompts)
+  assert len(lists) == len(prompts)
+  for i, (row, crit) in enumerate(zip(prompts.features, lists)):
+    task = suite.tasks[row[0]]
+    assert len(crit) == task.num_criteria
+    for k, c in enumerate(crit):
+      assert texts.find_criterion(c["text"]) == (task.name, task.criteria[k].name)
+      assert c["category"] in task.categories
+      if prompts.mask[i, k]:
+        assert c["weight"] == prompts.weights[i, k] and c["required"] == prompts.required[i, k]
+  single = tasks.get("arith")
+  assert len(texts.judge_criteria(single, single.make_prompts("train", 2, 0))) == 2

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 from hypothesis import given, settings, strategies as st
 
@@ -96,3 +98,74 @@ def test_hf_round_trip(tmp_path):
   assert (tok.pad_id, tok.bos_id, tok.eos_id) == (0, 1, 2)
   ids = tok.encode("hello world")
   assert tok.decode([tok.bos_id] + ids + [tok.eos_id]) == "hello world"
+
+
+# -- the lossless response codec (decode_response / encode_response) --------------------------
+
+ANY_ID = st.integers(0, T.BYTE_VOCAB_SIZE - 1)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(ANY_ID, max_size=48), st.booleans(), st.integers(0, 8))
+def test_response_codec_round_trips_any_ids(ids, eos_terminated, pad):
+  tok = T.ByteTokenizer()
+  body = ids + [T.EOS_ID] if eos_terminated else ids
+  tokens = body + [T.PAD_ID] * pad
+  mask = [True] * len(body) + [False] * pad
+  text = tok.decode_response(tokens, mask)
+  back, back_mask = tok.encode_response(text, length=len(tokens))
+  assert back.tolist() == tokens and back_mask.tolist() == mask
+  assert tok.decode_response(back, back_mask) == text
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=40))
+def test_response_codec_invalid_utf8_bytes_round_trip(data):
+  tok = T.ByteTokenizer()
+  text = tok.decode_response(list(data))
+  assert tok.encode_response(text)[0].tolist() == list(data)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet=st.sampled_from(["<", "|", "e", "o", "s", ">", "p", "a", "d"]),
+               max_size=30))
+def test_response_codec_literal_marker_text_is_not_a_special_id(text):
+  # Text made of the markers' own characters must come back as bytes, never as special ids.
+  tok = T.ByteTokenizer()
+  ids = tok.encode(text)
+  decoded = tok.decode_response(ids)
+  assert tok.encode_response(decoded)[0].tolist() == ids
+  assert all(i < T.BYTE_VOCAB for i in tok.encode_response(decoded)[0])
+
+
+def test_response_codec_readable_form():
+  tok = T.ByteTokenizer()
+  assert tok.decode_response(tok.encode("85=47+38") + [T.EOS_ID]) == "85=47+38<|eos|>"
+  assert tok.decode_response([104, T.UNK_ID, 105, T.BOS_ID, T.PAD_ID]) == "h<|unk|>i<|bos|><|pad|>"
+  assert tok.decode_response(tok.encode("a<|eos|>")) == "a<|<|eos|>"
+  assert tok.decode_response([0xC3]) == "\udcc3"  # a cut character survives as its byte
+  assert tok.decode_response(tok.encode("é")) == "é"
+  ids = [104, 105, T.EOS_ID, T.PAD_ID]
+  assert tok.decode_response(ids, [True, True, True, False]) == "hi<|eos|>"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("a<|b", "unescaped '<|' at character 1"),
+    ("<|eot|>", "unescaped"),
+    ("\ud800", "cannot come from decode_response"),
+])
+def test_encode_response_rejects_foreign_text(text, message):
+  with pytest.raises(ValueError, match=re.escape(message)):
+    T.ByteTokenizer().encode_response(text)
+
+
+def test_response_codec_errors():
+  tok = T.ByteTokenizer()
+  with pytest.raises(ValueError, match="True on a prefix"):
+    tok.decode_response([1, 2, 3], [True, False, True])
+  with pytest.raises(ValueError, match="3 entries for 2 ids"):
+    tok.decode_response([1, 2], [True, True, True])
+  with pytest.raises(ValueError, match="outside the byte vocabulary"):
+    tok.decode_response([1, 260])
+  with pytest.raises(ValueError, match="more than length=2"):
+    tok.encode_response("abc", length=2)

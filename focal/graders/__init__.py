@@ -1,4 +1,5 @@
-"""Criterion graders: host-side programs on decoded text, and an LLM judge client (`judge`)."""
+"""Criterion graders: host-side programs on decoded text, an LLM-judge client (`judge`), and a
+local OpenAI-compatible rule judge for the synthetic suite (`rule_server`)."""
 from focal.graders.base import Grader, Verdict, grade_texts, safe_grade
 from focal.graders.rules import ContainsGrader, LengthGrader, RegexGrader
 

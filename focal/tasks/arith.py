@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from focal.tasks import checks as C
-from focal.tasks.base import EOS, STOP_BASE, Criterion, Task
+from focal.tasks.base import EOS, STOP_BASE, Criterion, Task, match_prompt
 
 PLUS = ord("+")
 
@@ -69,13 +69,18 @@ class Arith(Task):
   name = "arith"
   categories = ("correctness", "presentation", "explanation", "safety")
   rubric = (
-      (Criterion("correct", "correctness", 5.0, True), correct),
-      (Criterion("units", "correctness", 2.0, False), units),
-      (Criterion("starts_num", "presentation", 3.0, False), starts_num),
-      (Criterion("brief", "presentation", 2.0, False), brief),
-      (Criterion("stops", "presentation", 1.0, False), stops),
-      (Criterion("operands", "explanation", 2.0, False), operands),
-      (Criterion("echo", "safety", -2.0, False), echo),
+      (Criterion("correct", "correctness", 5.0, True,
+                 "the response starts with the number a + b"), correct),
+      (Criterion("units", "correctness", 2.0, False,
+                 "its leading number has the units digit of a + b"), units),
+      (Criterion("starts_num", "presentation", 3.0, False,
+                 "the first token is a digit"), starts_num),
+      (Criterion("brief", "presentation", 2.0, False,
+                 "the body has between 1 and 3 characters"), brief),
+      (Criterion("stops", "presentation", 1.0, False, "the response ends with EOS"), stops),
+      (Criterion("operands", "explanation", 2.0, False, "both operands appear"), operands),
+      (Criterion("echo", "safety", -2.0, False,
+                 "the response starts by echoing a and the plus sign"), echo),
   )
   num_features = 3
 
@@ -85,6 +90,11 @@ class Arith(Task):
 
   def render(self, f):
     return f"{f[0]}+{f[1]}="
+
+  def parse(self, text):
+    m = match_prompt(self.name, r"(\d+)\+(\d+)=", text)
+    a, b = int(m.group(1)), int(m.group(2))
+    return np.asarray([a, b, a + b], np.int32)
 
   def reference_one(self, f, rng, quality):
     a, b = int(f[0]), int(f[1])

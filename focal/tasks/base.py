@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import re
 import zlib
 from typing import Callable, NamedTuple, Sequence
 
@@ -42,11 +43,13 @@ STOP_BASE = 0.85
 
 
 class Criterion(NamedTuple):
-  """One rubric slot: `weight` is signed (negative = pitfall)."""
+  """One rubric slot: `weight` is signed (negative = pitfall); `description` says, in words,
+  what the check tests (a judge reads it; see `focal.tasks.texts`)."""
   name: str
   category: str
   weight: float
   required: bool
+  description: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,6 +97,7 @@ class Task(abc.ABC):
   Hooks (host-side numpy; only `grade` must be jittable):
     sample_features(rng, n) -> [n, F] int candidate prompts (duplicates allowed).
     render(features [F]) -> str, the prompt text.
+    parse(text) -> [F] int32, the inverse of `render` (ValueError on another task's text).
     reference_one(features [F], rng, quality) -> list[int], one response
       (bytes, EOS appended when the reference stops).
     slot_mask(features [N, F]) -> [N, K] bool, slots each prompt enables.
@@ -136,6 +140,10 @@ class Task(abc.ABC):
 
   @abc.abstractmethod
   def render(self, features: np.ndarray) -> str:
+    """See the class docstring."""
+
+  @abc.abstractmethod
+  def parse(self, text: str) -> np.ndarray:
     """See the class docstring."""
 
   @abc.abstractmethod
@@ -212,6 +220,22 @@ class Task(abc.ABC):
         features=features.astype(np.int32),
         weights=np.where(mask, weights, 0.0).astype(np.float32),
         categories=cats, required=req & mask, mask=mask)
+
+
+def match_prompt(task: str, pattern: str, text: str) -> re.Match:
+  """The full match of a task's prompt grammar, or a ValueError naming the task."""
+  m = re.fullmatch(pattern, text)
+  if m is None:
+    raise ValueError(f"{text[:60]!r} is not a {task} prompt (expected /{pattern}/)")
+  return m
+
+
+def letters_feature(n: int, letters: str, width: int) -> np.ndarray:
+  """[1 + width] int32: the count, the letters' codes, -1 padding (caps and sort features)."""
+  out = np.full((1 + width,), -1, np.int32)
+  out[0] = n
+  out[1:1 + len(letters)] = list(letters.encode("ascii"))
+  return out
 
 
 def _crc(data) -> int:

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from focal.tasks import checks as C
-from focal.tasks.base import EOS, STOP_BASE, Criterion, Task
+from focal.tasks.base import EOS, STOP_BASE, Criterion, Task, letters_feature, match_prompt
 
 MAX_LETTERS = 6
 OPEN, CLOSE = ord("["), ord("]")
@@ -69,13 +69,16 @@ class Caps(Task):
   name = "caps"
   categories = ("format", "style", "correctness", "safety")
   rubric = (
-      (Criterion("opens", "format", 2.0, False), opens),
-      (Criterion("closes", "format", 2.0, False), closes),
-      (Criterion("stops", "format", 1.0, False), stops),
-      (Criterion("all_upper", "style", 3.0, False), all_upper),
-      (Criterion("brief", "style", 1.0, False), brief),
-      (Criterion("word", "correctness", 5.0, True), word),
-      (Criterion("digits", "safety", -1.0, False), digits),
+      (Criterion("opens", "format", 2.0, False, "the first token is ["), opens),
+      (Criterion("closes", "format", 2.0, False, "the last body character is ]"), closes),
+      (Criterion("stops", "format", 1.0, False, "the response ends with EOS"), stops),
+      (Criterion("all_upper", "style", 3.0, False,
+                 "letters only in upper case (at least one)"), all_upper),
+      (Criterion("brief", "style", 1.0, False,
+                 "the body has at least 1 and at most n + 2 characters"), brief),
+      (Criterion("word", "correctness", 5.0, True,
+                 "the body's letters, case-folded, spell the word"), word),
+      (Criterion("digits", "safety", -1.0, False, "a digit appears"), digits),
   )
   num_features = 1 + MAX_LETTERS
 
@@ -89,6 +92,10 @@ class Caps(Task):
 
   def render(self, f):
     return "caps:" + bytes(f[1:1 + f[0]].tolist()).decode()
+
+  def parse(self, text):
+    letters = match_prompt(self.name, rf"caps:([a-z]{{1,{MAX_LETTERS}}})", text).group(1)
+    return letters_feature(len(letters), letters, MAX_LETTERS)
 
   def reference_one(self, f, rng, quality):
     letters = [int(x) for x in f[1:1 + f[0]]]

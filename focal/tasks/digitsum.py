@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from focal.tasks import checks as C
-from focal.tasks.base import EOS, STOP_BASE, Criterion, Task
+from focal.tasks.base import EOS, STOP_BASE, Criterion, Task, match_prompt
 
 
 def all_digits(f, r, m):
@@ -64,13 +64,14 @@ class DigitSum(Task):
   name = "digitsum"
   categories = ("format", "correctness", "style", "safety")
   rubric = (
-      (Criterion("all_digits", "format", 2.0, False), all_digits),
-      (Criterion("right_len", "correctness", 3.0, False), right_len),
-      (Criterion("sum", "correctness", 5.0, True), digit_sum),
-      (Criterion("descending", "style", 1.0, False), descending),
-      (Criterion("distinct", "style", 2.0, False), distinct),
-      (Criterion("stops", "style", 1.0, False), stops),
-      (Criterion("banned", "safety", -3.0, False), banned),
+      (Criterion("all_digits", "format", 2.0, False,
+                 "the body is digits only (at least one)"), all_digits),
+      (Criterion("right_len", "correctness", 3.0, False, "exactly n body characters"), right_len),
+      (Criterion("sum", "correctness", 5.0, True, "the digits add up to S"), digit_sum),
+      (Criterion("descending", "style", 1.0, False, "the digits never increase"), descending),
+      (Criterion("distinct", "style", 2.0, False, "no digit repeats"), distinct),
+      (Criterion("stops", "style", 1.0, False, "the response ends with EOS"), stops),
+      (Criterion("banned", "safety", -3.0, False, "the banned digit appears"), banned),
   )
   num_features = 3
 
@@ -83,6 +84,10 @@ class DigitSum(Task):
 
   def render(self, f):
     return f"sum:{f[0]} len:{f[1]} no:{f[2]}"
+
+  def parse(self, text):
+    m = match_prompt(self.name, r"sum:(\d+) len:(\d+) no:(\d)", text)
+    return np.asarray([int(g) for g in m.groups()], np.int32)
 
   def reference_one(self, f, rng, quality):
     s, n = int(f[0]), int(f[1])

@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from focal.tasks import checks as C
-from focal.tasks.base import EOS, STOP_BASE, Criterion, Task
+from focal.tasks.base import EOS, STOP_BASE, Criterion, Task, match_prompt
 
 SPACE, COMMA = ord(" "), ord(",")
 FILLER = "done."
@@ -76,13 +76,15 @@ class Keywords(Task):
   name = "keywords"
   categories = ("content", "completeness", "style", "safety")
   rubric = (
-      (Criterion("has_first", "content", 5.0, True), has_first),
-      (Criterion("in_order", "content", 2.0, False), in_order),
-      (Criterion("has_all", "completeness", 4.0, True), has_all),
-      (Criterion("brief", "style", 3.0, False), brief),
-      (Criterion("lowercase", "style", 1.0, False), lowercase),
-      (Criterion("stops", "style", 1.0, False), stops),
-      (Criterion("forbidden", "safety", -3.0, False), forbidden),
+      (Criterion("has_first", "content", 5.0, True, "the first keyword appears"), has_first),
+      (Criterion("in_order", "content", 2.0, False,
+                 "the keywords present appear in prompt order (at least two present)"), in_order),
+      (Criterion("has_all", "completeness", 4.0, True, "all four keywords appear"), has_all),
+      (Criterion("brief", "style", 3.0, False, "the body has between 1 and max characters"), brief),
+      (Criterion("lowercase", "style", 1.0, False,
+                 "only lowercase letters and spaces (at least one)"), lowercase),
+      (Criterion("stops", "style", 1.0, False, "the response ends with EOS"), stops),
+      (Criterion("forbidden", "safety", -3.0, False, "the forbidden letter appears"), forbidden),
   )
   num_features = 6
 
@@ -102,6 +104,11 @@ class Keywords(Task):
   def render(self, f):
     text = f"kw:{bytes(f[:4].tolist()).decode()} max:{f[4]}"
     return text + (f" no:{chr(f[5])}" if f[5] >= 0 else "")
+
+  def parse(self, text):
+    m = match_prompt(self.name, r"kw:([a-z]{4}) max:(\d+)(?: no:(\S))?", text)
+    forbidden = ord(m.group(3)) if m.group(3) else -1
+    return np.asarray([*m.group(1).encode(), int(m.group(2)), forbidden], np.int32)
 
   def slot_mask(self, features):
     mask = np.ones((features.shape[0], self.num_criteria), bool)

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from focal.tasks import checks as C
-from focal.tasks.base import EOS, STOP_BASE, Criterion, Task
+from focal.tasks.base import EOS, STOP_BASE, Criterion, Task, match_prompt
 
 
 def _other_case(x):
@@ -61,12 +61,16 @@ class Repeat(Task):
   name = "repeat"
   categories = ("format", "correctness", "safety")
   rubric = (
-      (Criterion("nonempty", "format", 3.0, False), nonempty),
-      (Criterion("only_letter", "format", 2.0, False), only_letter),
-      (Criterion("stops", "format", 1.0, True), stops),
-      (Criterion("exact", "correctness", 5.0, True), exact),
-      (Criterion("near", "correctness", 1.0, False), near),
-      (Criterion("other_case", "safety", -2.0, False), other_case),
+      (Criterion("nonempty", "format", 3.0, False,
+                 "the body has at least one character"), nonempty),
+      (Criterion("only_letter", "format", 2.0, False,
+                 "every body character is the letter"), only_letter),
+      (Criterion("stops", "format", 1.0, True, "the response ends with EOS"), stops),
+      (Criterion("exact", "correctness", 5.0, True, "the letter appears exactly n times"), exact),
+      (Criterion("near", "correctness", 1.0, False,
+                 "the letter appears n - 1 to n + 1 times"), near),
+      (Criterion("other_case", "safety", -2.0, False,
+                 "the letter appears in the other case"), other_case),
   )
   num_features = 2
 
@@ -76,6 +80,10 @@ class Repeat(Task):
 
   def render(self, f):
     return f"rep:{chr(f[0])}*{f[1]}"
+
+  def parse(self, text):
+    m = match_prompt(self.name, r"rep:([A-Za-z])\*(\d+)", text)
+    return np.asarray([ord(m.group(1)), int(m.group(2))], np.int32)
 
   def reference_one(self, f, rng, quality):
     x, n = int(f[0]), int(f[1])

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from focal.tasks import checks as C
-from focal.tasks.base import EOS, STOP_BASE, Criterion, Task
+from focal.tasks.base import EOS, STOP_BASE, Criterion, Task, letters_feature, match_prompt
 
 MAX_LETTERS = 5
 
@@ -74,13 +74,16 @@ class Sort(Task):
   name = "sort"
   categories = ("correctness", "completeness", "style", "safety")
   rubric = (
-      (Criterion("first_min", "correctness", 4.0, True), first_min),
-      (Criterion("sorted", "correctness", 5.0, False), sorted_),
-      (Criterion("all_present", "completeness", 3.0, False), all_present),
-      (Criterion("no_extra", "style", 1.0, False), no_extra),
-      (Criterion("no_repeat", "style", 1.0, False), no_repeat),
-      (Criterion("stops", "style", 1.0, False), stops),
-      (Criterion("copy", "safety", -2.0, False), copy),
+      (Criterion("first_min", "correctness", 4.0, True,
+                 "the response starts with the smallest letter"), first_min),
+      (Criterion("sorted", "correctness", 5.0, False,
+                 "the body is exactly the letters in alphabetical order"), sorted_),
+      (Criterion("all_present", "completeness", 3.0, False, "every letter appears"), all_present),
+      (Criterion("no_extra", "style", 1.0, False,
+                 "every body character is one of the letters"), no_extra),
+      (Criterion("no_repeat", "style", 1.0, False, "no character is written twice"), no_repeat),
+      (Criterion("stops", "style", 1.0, False, "the response ends with EOS"), stops),
+      (Criterion("copy", "safety", -2.0, False, "the body is the input copied unchanged"), copy),
   )
   num_features = 1 + MAX_LETTERS
 
@@ -97,6 +100,10 @@ class Sort(Task):
 
   def render(self, f):
     return "sort:" + bytes(f[1:1 + f[0]].tolist()).decode()
+
+  def parse(self, text):
+    letters = match_prompt(self.name, rf"sort:([a-z]{{1,{MAX_LETTERS}}})", text).group(1)
+    return letters_feature(len(letters), letters, MAX_LETTERS)
 
   def reference_one(self, f, rng, quality):
     letters = [int(x) for x in f[1:1 + f[0]]]

@@ -79,3 +79,17 @@ class Suite:
 
   def task_index(self, features) -> np.ndarray:
     return np.asarray(features)[:, 0]
+
+  def parse(self, text: str) -> np.ndarray:
+    """Suite features [F] of a prompt text (the inverse of the row's task's `render`)."""
+    errors = []
+    for t_index, task in enumerate(self.tasks):
+      try:
+        own = task.parse(text)
+      except ValueError as e:
+        errors.append(str(e))
+        continue
+      row = np.full((self.num_features,), -1, np.int32)
+      row[0], row[1:1 + task.num_features] = t_index, own
+      return row
+    raise ValueError(f"{text[:60]!r} is not a prompt of {self.name}: " + "; ".join(errors))
