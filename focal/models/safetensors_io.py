@@ -128,6 +128,12 @@ def read_tensor(info: TensorInfo, index=(), *, transpose: bool = False, dtype=No
   out = np.empty(block_shape[::-1] if transpose else block_shape, dtype)
   if out.size == 0:
     return out
+  # Without a cast, copy raw bits: numpy moves (and transposes) plain integers ~3x faster than
+  # ml_dtypes' bfloat16.
+  file_dtype, target = info.dtype, out
+  if dtype == info.dtype:
+    file_dtype = np.dtype(f"u{dtype.itemsize}")
+    target = out.view(file_dtype)
   row_bytes = info.nbytes // info.shape[0]
   per_chunk = max(1, chunk_bytes // max(row_bytes, 1))
   buffer = np.empty(min(per_chunk, len(rows)) * row_bytes, np.uint8)
@@ -137,13 +143,13 @@ def read_tensor(info: TensorInfo, index=(), *, transpose: bool = False, dtype=No
       f.seek(info.offset + start * row_bytes)
       if f.readinto(memoryview(buffer)[:n * row_bytes]) != n * row_bytes:
         raise ValueError(f"{info.path}: tensor {info.name!r} is truncated")
-      chunk = buffer[:n * row_bytes].view(info.dtype).reshape((n,) + info.shape[1:])
+      chunk = buffer[:n * row_bytes].view(file_dtype).reshape((n,) + info.shape[1:])
       piece = chunk[(slice(None),) + rest]
       at = start - rows.start
       if transpose:
-        out[:, at:at + n] = piece.T
+        target[:, at:at + n] = piece.T
       else:
-        out[at:at + n] = piece
+        target[at:at + n] = piece
   return out
 
 
