@@ -75,7 +75,8 @@ def test_byte_tokenizer_and_chat_template(tmp_path):
   assert pre.stop_ids == (EOS_ID,)
   for text in ("Sort: 9, 2, 7", "héllo wörld 🙂\n\t  <s> </s>", ""):
     assert tok.encode(text) == list(text.encode())
-    assert pre.chat.encode([{"role": "user", "content": text}], tok) == [BOS_ID] + list(text.encode())
+    ids = pre.chat.encode([{"role": "user", "content": text}], tok)
+    assert ids == [BOS_ID] + list(text.encode())
     assert tok.decode([BOS_ID] + tok.encode(text) + [EOS_ID, PAD_ID]) == text
   with pytest.raises(ValueError, match="exactly one user message, got 2"):
     pre.chat.render([{"role": "system", "content": "x"}, {"role": "user", "content": "y"}])
@@ -127,3 +128,41 @@ def test_export_guards(tmp_path):
   _, _, loaded = load_hf_checkpoint(str(tmp_path / "b"))
   jax.tree.map(lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)),
                params, loaded)
+
+
+@pytest.mark.slow
+def test_export_cli_on_a_trained_run(tmp_path):
+  """experiments.export writes a run's checkpoint; the export sees the prompts' training tokens."""
+  import subprocess
+  import sys
+
+  from configs import base
+  from focal import evaluation, trainer
+
+  workdir, out = str(tmp_path / "run"), str(tmp_path / "hf")
+  config = base.get_config("tiny")
+  config.warm_start.cache_dir = ""
+  config.total_steps = 1
+  trainer.run(config, workdir, progress=False)
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  cli = subprocess.run([sys.executable, "-m", "experiments.export", f"--workdir={workdir}",
+                        f"--out={out}"], cwd=root, capture_output=True, text=True, timeout=600,
+                       env={**os.environ, "PYTHONPATH": root})
+  assert cli.returncode == 0, cli.stderr[-3000:]
+  assert f"step 1 of {workdir} -> {out}" in cli.stdout
+  setup = evaluation.build_for_eval(config)
+  params, _ = evaluation.restore_params(setup, workdir)
+  pre = load_pretrained(out)
+  jax.tree.map(lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)),
+               params, pre.params)
+  _, _, eval_set = trainer.prompt_sets(config)
+  tokens, mask = trainer.encode_prompts(eval_set)
+  for row in range(3):
+    prompt = bytes(eval_set.tokens[row]).decode()
+    ids = pre.chat.encode([{"role": "user", "content": prompt}], pre.tokenizer)
+    assert ids == [int(t) for t, m in zip(tokens[row], mask[row]) if m]
+  rerun = subprocess.run([sys.executable, "-m", "experiments.export", f"--workdir={workdir}",
+                          f"--out={out}"], cwd=root, capture_output=True, text=True,
+                         timeout=600, env={**os.environ, "PYTHONPATH": root})
+  assert rerun.returncode == 1 and rerun.stderr.startswith("error: ")
+  assert "--overwrite" in rerun.stderr
