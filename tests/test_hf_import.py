@@ -15,9 +15,10 @@ import pytest
 
 from focal.models import forward, positions_from_mask
 from focal.models.hf_config import config_from_hf, config_to_hf
-from focal.models.hf_import import load_hf_checkpoint, place_tensors
+from focal.models.hf_import import (hf_tensor_name, load_hf_checkpoint, param_path,
+                                    place_tensors)
 from focal.models.safetensors_io import index_directory, load_arrays, save_arrays, write_checkpoint
-from focal.models.transformer import RopeScaling
+from focal.models.transformer import RopeScaling, abstract_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.path.join(ROOT, "tests", "data")
@@ -30,10 +31,13 @@ def _references(directory):
   return [(ref[f"tokens_{i}"], ref[f"logits_{i}"]) for i in range(count)]
 
 
+_forward = jax.jit(forward, static_argnums=0)  # one compile beats eager dispatch of every op
+
+
 def _logits(graphdef, state, seq):
   tokens = jnp.asarray(seq)[None]
-  logits, _ = forward(graphdef, state, tokens, jnp.arange(len(seq))[None],
-                      jnp.ones_like(tokens, bool))
+  logits, _ = _forward(graphdef, state, tokens, jnp.arange(len(seq))[None],
+                       jnp.ones_like(tokens, bool))
   return np.asarray(logits[0])
 
 
@@ -55,8 +59,8 @@ def test_logits_match_transformers(fixture):
   mask = np.zeros((len(refs), width), bool)
   for i, (seq, _) in enumerate(refs):
     tokens[i, width - len(seq):], mask[i, width - len(seq):] = seq, True
-  logits, _ = forward(graphdef, state, jnp.asarray(tokens), positions_from_mask(jnp.asarray(mask)),
-                      jnp.asarray(mask))
+  logits, _ = _forward(graphdef, state, jnp.asarray(tokens),
+                       positions_from_mask(jnp.asarray(mask)), jnp.asarray(mask))
   for i, (seq, expected) in enumerate(refs):
     assert np.abs(np.asarray(logits[i, width - len(seq):]) - expected).max() < 1e-4
 
@@ -83,13 +87,14 @@ def test_config_translation():
   assert (qwen2.head_dim, qwen2.rope_theta, qwen2.qkv_bias, qwen2.tie_embeddings,
           qwen2.param_dtype) == (4, 1e6, True, False, "bfloat16")
   qwen3 = config_from_hf(_hf_config("hf_tiny_qwen3"))
-  assert (qwen3.head_dim, qwen3.qk_norm, qwen3.qkv_bias, qwen3.rope_scaling) == (8, True, False, None)
+  assert (qwen3.head_dim, qwen3.qk_norm, qwen3.qkv_bias, qwen3.rope_scaling) == (
+      8, True, False, None)
   llama3 = config_from_hf(_hf_config("hf_tiny_llama3"))
   assert llama3.rope_scaling == RopeScaling(8.0, 1.0, 4.0, 64) and llama3.rope_theta == 1e4
 
 
 def test_transformers4_style_llama31_config():
-  """Llama-3.1-8B-Instruct's config.json as transformers 4.x wrote it (rope_theta + rope_scaling)."""
+  """Llama-3.1-8B-Instruct's config.json as transformers 4 wrote it (rope_theta, rope_scaling)."""
   hf = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "attention_bias": False,
         "bos_token_id": 128000, "eos_token_id": [128001, 128008, 128009], "hidden_act": "silu",
         "hidden_size": 4096, "intermediate_size": 14336, "max_position_embeddings": 131072,
@@ -149,7 +154,8 @@ def _copy(tmp_path, fixture="hf_tiny_qwen2", edit_tensors=None):
 
 def test_missing_tensor_is_named(tmp_path):
   d = _copy(tmp_path, edit_tensors=lambda t: t.pop("model.layers.1.self_attn.k_proj.bias"))
-  with pytest.raises(ValueError, match=r"missing tensor 'model\.layers\.1\.self_attn\.k_proj\.bias'"):
+  with pytest.raises(ValueError,
+                     match=r"missing tensor 'model\.layers\.1\.self_attn\.k_proj\.bias'"):
     load_hf_checkpoint(d)
 
 
@@ -224,8 +230,6 @@ def test_sharded_load_on_eight_devices(tmp_path):
   cfg = dataclasses.replace(config_from_hf(_hf_config("hf_tiny_qwen2")), vocab_size=512,
                             d_model=64, head_dim=16, d_ff=128)
   (tmp_path / "config.json").write_text(json.dumps(config_to_hf(cfg)))
-  from focal.models.hf_import import hf_tensor_name, param_path
-  from focal.models.transformer import abstract_model
   rng = np.random.default_rng(0)
   arrays = {}
 
@@ -248,3 +252,16 @@ def test_sharded_load_on_eight_devices(tmp_path):
   assert specs["layers/0/attn/k_proj/bias"] == ["tensor"]
   assert specs["embed"] == ["tensor", "fsdp"]
   assert specs["final_norm/scale"] == [None]
+
+
+def test_sharding_rules_place_every_parameter_of_each_family():
+  from focal import sharding
+  mesh = sharding.abstract_mesh((1, 2, 4))
+  for fixture in FIXTURES:
+    _, abstract = abstract_model(config_from_hf(_hf_config(fixture)))
+    specs = sharding.param_specs(abstract, mesh, strict=False)  # raises on an unplaced parameter
+    flat = {sharding.path_str(p): s for p, s in jax.tree_util.tree_flatten_with_path(
+        specs, is_leaf=lambda x: isinstance(x, jax.sharding.PartitionSpec))[0]}
+    if fixture == "hf_tiny_qwen3":
+      assert flat["layers/1/attn/q_norm/scale"] == jax.sharding.PartitionSpec(None)
+      assert flat["layers/1/attn/k_norm/scale"] == jax.sharding.PartitionSpec(None)

@@ -20,6 +20,8 @@ Writes (each records the transformers version that produced it):
       transformers: the sha256 of each model.safetensors, transformers' logits for BOS + a
       prompt, and its chat-template ids for that prompt (tests/test_hf_export.py).
 """
+from __future__ import annotations
+
 import argparse
 import hashlib
 import json
@@ -79,7 +81,8 @@ def make_models():
       num_key_value_heads=1, head_dim=8, rope_theta=500.0, rms_norm_eps=1e-5,
       tie_word_embeddings=True, **common)), "hf_tiny_llama", 2, SEQUENCES)
   _write_model(Qwen3ForCausalLM(Qwen3Config(
-      num_key_value_heads=2, head_dim=8, rope_parameters={"rope_type": "default", "rope_theta": 1e6},
+      num_key_value_heads=2, head_dim=8,
+      rope_parameters={"rope_type": "default", "rope_theta": 1e6},
       rms_norm_eps=1e-6, tie_word_embeddings=True, **common)), "hf_tiny_qwen3", 3, SEQUENCES)
   # Llama 3 RoPE scaling, original context 64: at head_dim 8 and theta 1e4 the wavelengths
   # (6.3, 63, 628, 6283) are kept, smoothed, stretched and stretched; the long sequence makes
@@ -106,7 +109,8 @@ CORPUS = ["What is the capital of France? Paris is the capital of France.",
 CONVERSATIONS = [
     [{"role": "user", "content": "What is the capital of France?"}],
     [{"role": "system", "content": "You are a careful clinician. Answer briefly."},
-     {"role": "user", "content": "I have had a headache for three days \u2014 should I worry? \U0001F915"}],
+     {"role": "user",
+      "content": "I have had a headache for three days \u2014 should I worry? \U0001F915"}],
     [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello! How can I help?"},
      {"role": "user", "content": "  Tell me a joke.  \n", "name": None}],
 ]
@@ -120,7 +124,8 @@ FAMILIES = {
                   extra=["<think>", "</think>"], tokenizer_class="Qwen2Tokenizer",
                   eos_ids=["<|im_end|>", "<|endoftext|>"], kwargs=[{}, {"enable_thinking": False}],
                   conversations=[[{"role": "user", "content": "2+2?"},
-                                  {"role": "assistant", "content": "<think>\nsimple\n</think>\n\n4"},
+                                  {"role": "assistant",
+                                   "content": "<think>\nsimple\n</think>\n\n4"},
                                   {"role": "user", "content": "and 3+3?"}]]),
     "llama3.1": dict(regex=LLAMA3_REGEX, nfc=False, bos="<|begin_of_text|>", eos="<|eot_id|>",
                      pad=None, specials=["<|begin_of_text|>", "<|end_of_text|>",

@@ -1,6 +1,6 @@
 """A checkpoint's own chat template, rendered the way transformers' `apply_chat_template` does.
 
-    chat = ChatTemplate.from_directory(ckpt)            # tokenizer_config.json / chat_template.jinja
+    chat = ChatTemplate.from_directory(ckpt)         # tokenizer_config.json / chat_template.jinja
     ids = chat.encode([{"role": "user", "content": "Hi"}], tokenizer)   # with the generation prompt
     stops = stop_ids(ckpt, tokenizer)                   # generation_config.json's eos_token_id
 
@@ -139,5 +139,6 @@ def stop_ids(directory: str, tokenizer) -> tuple[int, ...]:
     return (int(tokenizer.eos_id),)
   ids = eos if isinstance(eos, list) else [eos]
   if not ids or not all(isinstance(i, int) for i in ids):
-    raise ValueError(f"{path}: eos_token_id must be an int or a non-empty list of ints, got {eos!r}")
+    raise ValueError(f"{path}: eos_token_id must be an int or a non-empty list of ints, "
+                     f"got {eos!r}")
   return tuple(dict.fromkeys(ids))

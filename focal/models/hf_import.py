@@ -14,7 +14,6 @@ import json
 import os
 
 import jax
-import numpy as np
 
 from focal import sharding as sharding_lib
 from focal.models.hf_config import config_from_hf
@@ -128,15 +127,3 @@ def load_hf_checkpoint(directory: str, *, dtype: str = "float32", param_dtype: s
   graphdef, state = place_tensors(config, index_directory(directory), mesh)
   return config, graphdef, state
 
-
-def host_arrays(state) -> dict[str, np.ndarray]:
-  """HF-named numpy arrays of a params state ([out, in] linear weights), for tests and export."""
-  arrays = {}
-
-  def visit(key_path, leaf):
-    name, transpose = hf_tensor_name(param_path(key_path))
-    arr = np.asarray(jax.device_get(leaf))
-    arrays[name] = arr.T if transpose else arr
-
-  jax.tree_util.tree_map_with_path(visit, state)
-  return arrays
