@@ -188,12 +188,16 @@ def read_tokenizer_config(directory: str) -> dict:
 
 
 def load_tokenizer(spec: str | None) -> Tokenizer:
-  """None or 'bytes' -> ByteTokenizer; '*.model' -> SentencePiece; '*.json' -> HF tokenizers."""
+  """None or 'bytes' -> ByteTokenizer; '*.model' -> SentencePiece; '*.json' -> HF tokenizers;
+  a checkpoint directory -> HFTokenizer.from_directory (tokenizer_config.json's specials)."""
   if spec is None or spec in ("bytes", "byte"):
     return ByteTokenizer()
+  if os.path.isdir(spec):
+    return HFTokenizer.from_directory(spec)
   if spec.endswith(".model"):
     return SentencePieceTokenizer(spec)
   if spec.endswith(".json"):
     return HFTokenizer(spec)
   raise ValueError(f"cannot tell the tokenizer type of {spec!r}: expected None/'bytes', "
-                   "a SentencePiece '.model' file or an HF 'tokenizer.json'")
+                   "a SentencePiece '.model' file, an HF 'tokenizer.json' or a checkpoint "
+                   "directory")

@@ -139,8 +139,9 @@ def test_unsupported_features_are_named(fixture, edit, message):
   hf.update(edit)
   with pytest.raises(ValueError, match=message):
     config_from_hf(hf)
-  # The default (no sliding window in effect) is accepted.
-  config_from_hf({**_hf_config(fixture), "use_sliding_window": True, "max_window_layers": 2})
+  # A window that no layer uses (max_window_layers >= layers, as in transformers) is accepted.
+  config_from_hf({**_hf_config(fixture), "use_sliding_window": True, "sliding_window": 16,
+                  "max_window_layers": 2, "layer_types": None})
 
 
 def _copy(tmp_path, fixture="hf_tiny_qwen2", edit_tensors=None):

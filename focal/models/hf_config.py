@@ -7,7 +7,7 @@ activation) is a ValueError naming the field, never a silently different model.
 
 Both RoPE spellings are read: transformers<5 writes `rope_theta` and `rope_scaling`,
 transformers>=5 writes `rope_parameters` ({rope_type, rope_theta, ...}). `config_to_hf` writes
-both, so either version loads an export.
+both spellings; exports are checked against transformers 5 (tests/data/hf_export_golden.json).
 """
 from __future__ import annotations
 
@@ -79,7 +79,8 @@ def _check_features(hf: dict, family: str) -> None:
                      "(field 'attention_bias')")
   sliding = [t for t in hf.get("layer_types") or [] if t != "full_attention"]
   windowed = hf.get("use_sliding_window", False) and hf.get("sliding_window") is not None
-  if sliding or (windowed and hf.get("max_window_layers", 0) < hf["num_hidden_layers"]):
+  # As in transformers: with the window on, layers from max_window_layers (default 28) slide.
+  if sliding or (windowed and hf.get("max_window_layers", 28) < hf["num_hidden_layers"]):
     raise ValueError("sliding-window attention is not supported (fields 'use_sliding_window', "
                      "'layer_types')")
 

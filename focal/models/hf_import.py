@@ -79,35 +79,44 @@ def _unused(tensors: dict[str, TensorInfo], used: set[str], config: ModelConfig)
                 if n not in ignorable and not n.endswith("rotary_emb.inv_freq"))
 
 
-def place_tensors(config: ModelConfig, tensors: dict[str, TensorInfo], mesh=None):
-  """(graphdef, state) with every parameter read from `tensors` straight into its sharding.
-
-  Raises ValueError naming a missing, misshaped or unused tensor.
-  """
-  graphdef, abstract = abstract_model(config)
-  shardings = param_shardings(abstract, mesh)
+def _check_tensors(abstract, tensors: dict[str, TensorInfo], config: ModelConfig) -> None:
+  """Every parameter's tensor present with its shape, and no tensor left over; before any read."""
   used = set()
 
-  def load(key_path, leaf, sharding):
+  def check(key_path, leaf):
     name, transpose = hf_tensor_name(param_path(key_path))
     if name not in tensors:
       raise ValueError(f"checkpoint is missing tensor {name!r}")
-    info = tensors[name]
-    shape = info.shape[::-1] if transpose else info.shape
-    if shape != leaf.shape:
+    shape = tensors[name].shape
+    if (shape[::-1] if transpose else shape) != leaf.shape:
       expect = leaf.shape[::-1] if transpose else leaf.shape
-      raise ValueError(f"tensor {name!r} has shape {info.shape}, expected {expect}")
+      raise ValueError(f"tensor {name!r} has shape {shape}, expected {expect}")
     used.add(name)
-    return jax.make_array_from_callback(
-        leaf.shape, sharding,
-        lambda index: read_tensor(info, index, transpose=transpose, dtype=leaf.dtype))
 
-  state = jax.tree_util.tree_map_with_path(load, abstract, shardings)
+  jax.tree_util.tree_map_with_path(check, abstract)
   unused = _unused(tensors, used, config)
   if unused:
     raise ValueError(f"checkpoint has tensors the model does not use, e.g. {unused[:3]} "
                      f"({len(unused)} in all): config.json does not describe these weights")
-  return graphdef, state
+
+
+def place_tensors(config: ModelConfig, tensors: dict[str, TensorInfo], mesh=None):
+  """(graphdef, state) with every parameter read from `tensors` straight into its sharding.
+
+  Raises ValueError naming a missing, misshaped or unused tensor before reading any.
+  """
+  graphdef, abstract = abstract_model(config)
+  _check_tensors(abstract, tensors, config)
+
+  def load(key_path, leaf, sharding):
+    name, transpose = hf_tensor_name(param_path(key_path))
+    info = tensors[name]
+    return jax.make_array_from_callback(
+        leaf.shape, sharding,
+        lambda index: read_tensor(info, index, transpose=transpose, dtype=leaf.dtype))
+
+  return graphdef, jax.tree_util.tree_map_with_path(load, abstract,
+                                                    param_shardings(abstract, mesh))
 
 
 def load_hf_checkpoint(directory: str, *, dtype: str = "float32", param_dtype: str = "float32",
