@@ -5,6 +5,7 @@ assume it): ids 0-255 are raw UTF-8 bytes, then four special ids.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 from typing import Protocol, Sequence
@@ -193,11 +194,15 @@ class HFTokenizer:
   """A Hugging Face `tokenizer.json` (needs the `tokenizers` package).
 
   Special tokens are found by their usual names unless given; a missing pad
-  token falls back to EOS (padding is masked).
+  token falls back to EOS (padding is masked). `HFTokenizer.from_directory(ckpt)` takes them from
+  the checkpoint's tokenizer_config.json instead; there `bos_id` is None when the config sets
+  bos_token to null (Qwen: no BOS), and `add_bos` says whether plain text gets a BOS
+  (tokenizer_config's add_bos_token, else whether tokenizer.json's post-processor adds one).
+  `encode` never adds special tokens: chat templates write their own.
   """
 
   def __init__(self, path: str, bos_token: str | None = None, eos_token: str | None = None,
-               pad_token: str | None = None):
+               pad_token: str | None = None, *, add_bos: bool = False, has_bos: bool = True):
     try:
       from tokenizers import Tokenizer as _HF
     except ImportError as e:
@@ -206,14 +211,27 @@ class HFTokenizer:
       raise FileNotFoundError(f"tokenizer.json not found: {path}")
     self._tok = _HF.from_file(path)
     self.vocab_size = int(self._tok.get_vocab_size(with_added_tokens=True))
-    self.bos_id = self._find("bos", bos_token, path)
+    self.bos_id = self._find("bos", bos_token, path) if has_bos else None
     self.eos_id = self._find("eos", eos_token, path)
+    self.add_bos = add_bos
     try:
       self.pad_id = self._find("pad", pad_token, path)
     except ValueError:
       if pad_token is not None:
         raise
       self.pad_id = self.eos_id
+
+  @classmethod
+  def from_directory(cls, directory: str) -> "HFTokenizer":
+    """tokenizer.json with the bos/eos/pad tokens and add_bos of tokenizer_config.json."""
+    config = read_tokenizer_config(directory)
+    names = {k: special_token_text(config.get(k)) for k in ("bos_token", "eos_token", "pad_token")}
+    has_bos = not ("bos_token" in config and names["bos_token"] is None)
+    tok = cls(os.path.join(directory, "tokenizer.json"), bos_token=names["bos_token"],
+              eos_token=names["eos_token"], pad_token=names["pad_token"], has_bos=has_bos)
+    post = tok._tok.encode("", add_special_tokens=True).ids
+    tok.add_bos = bool(config.get("add_bos_token", bool(post) and post[0] == tok.bos_id))
+    return tok
 
   def _find(self, kind: str, explicit: str | None, path: str) -> int:
     names = (explicit,) if explicit is not None else _HF_CANDIDATES[kind]
@@ -232,13 +250,31 @@ class HFTokenizer:
                             skip_special_tokens=False)
 
 
+def special_token_text(value) -> str | None:
+  """tokenizer_config.json writes a special token as "<s>" or as {"content": "<s>", ...}."""
+  return value.get("content") if isinstance(value, dict) else value
+
+
+def read_tokenizer_config(directory: str) -> dict:
+  """A checkpoint directory's tokenizer_config.json; FileNotFoundError naming it if absent."""
+  path = os.path.join(directory, "tokenizer_config.json")
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"{directory}: no tokenizer_config.json")
+  with open(path, encoding="utf-8") as f:
+    return json.load(f)
+
+
 def load_tokenizer(spec: str | None) -> Tokenizer:
-  """None or 'bytes' -> ByteTokenizer; '*.model' -> SentencePiece; '*.json' -> HF tokenizers."""
+  """None or 'bytes' -> ByteTokenizer; '*.model' -> SentencePiece; '*.json' -> HF tokenizers;
+  a checkpoint directory -> HFTokenizer.from_directory (tokenizer_config.json's specials)."""
   if spec is None or spec in ("bytes", "byte"):
     return ByteTokenizer()
+  if os.path.isdir(spec):
+    return HFTokenizer.from_directory(spec)
   if spec.endswith(".model"):
     return SentencePieceTokenizer(spec)
   if spec.endswith(".json"):
     return HFTokenizer(spec)
   raise ValueError(f"cannot tell the tokenizer type of {spec!r}: expected None/'bytes', "
-                   "a SentencePiece '.model' file or an HF 'tokenizer.json'")
+                   "a SentencePiece '.model' file, an HF 'tokenizer.json' or a checkpoint "
+                   "directory")

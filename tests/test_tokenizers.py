@@ -1,3 +1,5 @@
+import json
+import os
 import re
 
 import pytest
@@ -69,7 +71,7 @@ CORPUS = ["the quick brown fox jumps over the lazy dog", "hello world", "rubric 
 
 
 def test_sentencepiece_round_trip(tmp_path):
-  spm = pytest.importorskip("sentencepiece")
+  import sentencepiece as spm
   corpus = tmp_path / "corpus.txt"
   corpus.write_text("\n".join(CORPUS))
   prefix = str(tmp_path / "sp")
@@ -82,8 +84,8 @@ def test_sentencepiece_round_trip(tmp_path):
   assert tok.decode([tok.bos_id] + ids + [tok.eos_id, tok.pad_id]) == "hello world"
 
 
-def test_hf_round_trip(tmp_path):
-  tokenizers = pytest.importorskip("tokenizers")
+def _train_hf(path):
+  import tokenizers
   from tokenizers import models, pre_tokenizers, trainers, decoders
   hf = tokenizers.Tokenizer(models.BPE(unk_token="<unk>"))
   hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -91,8 +93,12 @@ def test_hf_round_trip(tmp_path):
   trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<pad>", "<s>", "</s>", "<unk>"],
                                 initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
   hf.train_from_iterator(CORPUS, trainer)
-  path = str(tmp_path / "tokenizer.json")
   hf.save(path)
+
+
+def test_hf_round_trip(tmp_path):
+  path = str(tmp_path / "tokenizer.json")
+  _train_hf(path)
   tok = T.load_tokenizer(path)
   assert isinstance(tok, T.HFTokenizer)
   assert (tok.pad_id, tok.bos_id, tok.eos_id) == (0, 1, 2)
@@ -169,3 +175,31 @@ def test_response_codec_errors():
     tok.decode_response([1, 260])
   with pytest.raises(ValueError, match="more than length=2"):
     tok.encode_response("abc", length=2)
+def test_hf_from_directory_takes_specials_from_tokenizer_config(tmp_path):
+  _train_hf(str(tmp_path / "tokenizer.json"))
+  config = {"bos_token": {"__type": "AddedToken", "content": "</s>"}, "eos_token": "<s>",
+            "pad_token": "<unk>", "add_bos_token": True}
+  (tmp_path / "tokenizer_config.json").write_text(json.dumps(config))
+  tok = T.HFTokenizer.from_directory(str(tmp_path))
+  assert (tok.bos_id, tok.eos_id, tok.pad_id, tok.add_bos) == (2, 1, 3, True)
+  # bos_token null (Qwen): no BOS id; pad absent: the usual names, then EOS.
+  (tmp_path / "tokenizer_config.json").write_text(json.dumps({"bos_token": None,
+                                                              "eos_token": "</s>"}))
+  tok = T.HFTokenizer.from_directory(str(tmp_path))
+  assert (tok.bos_id, tok.eos_id, tok.pad_id, tok.add_bos) == (None, 2, 0, False)
+  assert tok.decode([0] + tok.encode("hello world") + [2]) == "hello world"
+  (tmp_path / "tokenizer_config.json").write_text(json.dumps({"eos_token": "<eot>"}))
+  with pytest.raises(ValueError, match=r"no eos token among \['<eot>'\]"):
+    T.HFTokenizer.from_directory(str(tmp_path))
+  os.remove(tmp_path / "tokenizer_config.json")
+  with pytest.raises(FileNotFoundError, match="no tokenizer_config.json"):
+    T.HFTokenizer.from_directory(str(tmp_path))
+
+
+def test_hf_add_bos_follows_the_post_processor():
+  """Llama 3's tokenizer.json adds BOS in its post-processor; Qwen's adds nothing."""
+  data = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
+  llama = T.HFTokenizer.from_directory(os.path.join(data, "hf_chat_llama3.1"))
+  qwen = T.load_tokenizer(os.path.join(data, "hf_chat_qwen2.5"))  # a directory: its config
+  assert llama.add_bos and llama.bos_id == llama._tok.token_to_id("<|begin_of_text|>")
+  assert not qwen.add_bos and qwen.bos_id is None

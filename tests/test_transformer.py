@@ -200,3 +200,33 @@ def test_gqa_equals_multi_head_attention_with_repeated_kv():
   probs = np.exp(scores - scores.max(-1, keepdims=True))
   probs /= probs.sum(-1, keepdims=True)
   np.testing.assert_allclose(out, np.einsum("bhts,bshd->bthd", probs, v_rep), atol=1e-5)
+
+
+def test_llama3_rope_frequencies_hand_computed():
+  """theta=1e4, head_dim 8: frequencies 1, 0.1, 0.01, 0.001 (wavelengths 2pi/f); with L=64,
+  low=1, high=4 the first (6.3 < 16) is kept, the second (62.8) interpolated with
+  s = (64/62.83 - 1) / 3, the last two (> 64) divided by the factor 8."""
+  from focal.models.transformer import RopeScaling, rope_frequencies
+  plain = np.asarray(rope_frequencies(8, 1e4))
+  np.testing.assert_allclose(plain, [1, 0.1, 0.01, 0.001], rtol=1e-6)
+  scaled = np.asarray(rope_frequencies(8, 1e4, RopeScaling(8.0, 1.0, 4.0, 64)))
+  s = (64 / (2 * np.pi / 0.1) - 1) / 3
+  np.testing.assert_allclose(scaled, [1, (1 - s) * 0.1 / 8 + s * 0.1, 0.01 / 8, 0.001 / 8],
+                             rtol=1e-5)
+  with pytest.raises(ValueError, match="low_freq_factor < high_freq_factor"):
+    RopeScaling(8.0, 4.0, 1.0, 64)
+
+
+def test_qk_norm_and_bfloat16_params():
+  cfg = dataclasses.replace(CFG, qk_norm=True, qkv_bias=False, param_dtype="bfloat16")
+  _, f32 = init_model(dataclasses.replace(cfg, param_dtype="float32"), 0)
+  graphdef, bf16 = init_model(cfg, 0)
+  assert {x.dtype for x in jax.tree.leaves(bf16)} == {jnp.dtype(jnp.bfloat16)}
+  # Drawn in float32 and rounded, so the bfloat16 model is the float32 one up to rounding.
+  jax.tree.map(lambda a, b: np.testing.assert_array_equal(a.astype(jnp.bfloat16), b), f32, bf16)
+  assert bf16["layers"][0]["attn"]["q_norm"]["scale"].shape == (cfg.head_dim,)
+  tokens = jnp.arange(6)[None] % cfg.vocab_size
+  logits, _ = forward(graphdef, bf16, tokens, jnp.arange(6)[None], jnp.ones_like(tokens, bool))
+  assert logits.dtype == jnp.float32 and bool(jnp.isfinite(logits).all())
+  with pytest.raises(ValueError, match="param_dtype must be one of"):
+    dataclasses.replace(cfg, param_dtype="float16")

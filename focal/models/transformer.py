@@ -1,10 +1,13 @@
-"""Decoder-only transformer (Llama / Qwen2 architecture) in Flax NNX.
+"""Decoder-only transformer (Llama 3.x / Qwen2 / Qwen3 architectures) in Flax NNX.
 
 Architecture: token embedding -> n_layers x [RMSNorm -> grouped-query attention with RoPE ->
 residual -> RMSNorm -> SwiGLU MLP -> residual] -> RMSNorm -> LM head (tied to the embedding or
-separate). Qwen2 differs from Llama only by a bias on the q/k/v projections (`qkv_bias=True`).
+separate). Qwen2 differs from Llama by a bias on the q/k/v projections (`qkv_bias=True`); Qwen3
+instead RMS-normalises each query and key head before RoPE (`qk_norm=True`); Llama 3.1+ rescales
+the RoPE frequencies (`rope_scaling=RopeScaling(...)`, HF rope_type 'llama3').
 
-Parameters are always float32; `config.dtype` sets the compute dtype of activations and matmuls.
+Parameters are float32 unless `config.param_dtype='bfloat16'`; `config.dtype` sets the compute
+dtype of activations and matmuls.
 Logits are returned in float32 (the LM head accumulates in float32) because the GRPO ratio is a
 difference of log-probs and bfloat16 logits would put ~1e-2 noise into it.
 
@@ -34,10 +37,35 @@ _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
 @dataclasses.dataclass(frozen=True)
+class RopeScaling:
+  """Llama 3.x RoPE frequency scaling (HF `rope_type: llama3`).
+
+  Wavelengths longer than original_max_position_embeddings / low_freq_factor are stretched by
+  `factor`, those shorter than original_max_position_embeddings / high_freq_factor are kept, and
+  the band between is interpolated smoothly (see `rope_frequencies`).
+  """
+  factor: float
+  low_freq_factor: float
+  high_freq_factor: float
+  original_max_position_embeddings: int
+
+  def __post_init__(self):
+    if self.factor <= 0 or self.original_max_position_embeddings <= 0:
+      raise ValueError(f"rope scaling factor and original_max_position_embeddings must be > 0, "
+                       f"got {self.factor} and {self.original_max_position_embeddings}")
+    if not 0 < self.low_freq_factor < self.high_freq_factor:
+      raise ValueError(f"rope scaling needs 0 < low_freq_factor < high_freq_factor, got "
+                       f"{self.low_freq_factor} and {self.high_freq_factor}")
+
+
+@dataclasses.dataclass(frozen=True)
 class ModelConfig:
   """Hyper-parameters of the transformer.
 
-  `dtype` is the compute dtype ('float32' or 'bfloat16'); parameters stay float32.
+  `dtype` is the compute dtype ('float32' or 'bfloat16'); `param_dtype` the storage dtype of the
+  parameters (float32 by default; bfloat16 halves their memory, e.g. for a frozen reference).
+  `qk_norm` adds per-head RMSNorms on queries and keys (Qwen3); `rope_scaling` is None or a
+  `RopeScaling` (Llama 3.x).
   `max_seq_len` bounds prompt + generated length (checked by the sampling helpers; RoPE itself is
   computed on the fly and has no table to overflow).
   """
@@ -54,10 +82,16 @@ class ModelConfig:
   qkv_bias: bool = False
   dtype: str = "float32"
   max_seq_len: int = 2048
+  qk_norm: bool = False
+  rope_scaling: RopeScaling | None = None
+  param_dtype: str = "float32"
 
   def __post_init__(self):
-    if self.dtype not in _DTYPES:
-      raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {self.dtype!r}")
+    for field in ("dtype", "param_dtype"):
+      if getattr(self, field) not in _DTYPES:
+        raise ValueError(f"{field} must be one of {sorted(_DTYPES)}, got {getattr(self, field)!r}")
+    if self.rope_scaling is not None and not isinstance(self.rope_scaling, RopeScaling):
+      raise ValueError(f"rope_scaling must be None or a RopeScaling, got {self.rope_scaling!r}")
     if self.n_kv_heads < 1 or self.n_heads % self.n_kv_heads:
       raise ValueError(
           f"n_heads ({self.n_heads}) must be a positive multiple of n_kv_heads ({self.n_kv_heads})")
@@ -67,6 +101,10 @@ class ModelConfig:
   @property
   def compute_dtype(self):
     return _DTYPES[self.dtype]
+
+  @property
+  def storage_dtype(self):
+    return _DTYPES[self.param_dtype]
 
 
 class KVCache(NamedTuple):
@@ -100,15 +138,16 @@ def positions_from_mask(attention_mask: jax.Array) -> jax.Array:
   return jnp.maximum(jnp.cumsum(attention_mask.astype(jnp.int32), axis=-1) - 1, 0)
 
 
-def _normal(rngs: nnx.Rngs, shape) -> nnx.Param:
-  return nnx.Param(_INIT_STD * jax.random.normal(rngs.params(), shape, jnp.float32))
+def _normal(rngs: nnx.Rngs, shape, dtype=jnp.float32) -> nnx.Param:
+  # Drawn in float32 whatever the storage dtype, so a bfloat16 model is the rounded float32 one.
+  return nnx.Param((_INIT_STD * jax.random.normal(rngs.params(), shape, jnp.float32)).astype(dtype))
 
 
 class RMSNorm(nnx.Module):
   """y = x / sqrt(mean(x^2) + eps) * scale, with the statistics taken in float32."""
 
-  def __init__(self, dim: int, eps: float):
-    self.scale = nnx.Param(jnp.ones((dim,), jnp.float32))
+  def __init__(self, dim: int, eps: float, param_dtype=jnp.float32):
+    self.scale = nnx.Param(jnp.ones((dim,), param_dtype))
     self.eps = eps
 
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -118,11 +157,12 @@ class RMSNorm(nnx.Module):
 
 
 class Linear(nnx.Module):
-  """x @ kernel (+ bias); kernel is [in, out] float32, cast to the input's dtype for the matmul."""
+  """x @ kernel (+ bias); kernel is [in, out], cast to the input's dtype for the matmul."""
 
-  def __init__(self, d_in: int, d_out: int, *, bias: bool, rngs: nnx.Rngs):
-    self.kernel = _normal(rngs, (d_in, d_out))
-    self.bias = nnx.Param(jnp.zeros((d_out,), jnp.float32)) if bias else None
+  def __init__(self, d_in: int, d_out: int, *, bias: bool, rngs: nnx.Rngs,
+               param_dtype=jnp.float32):
+    self.kernel = _normal(rngs, (d_in, d_out), param_dtype)
+    self.bias = nnx.Param(jnp.zeros((d_out,), param_dtype)) if bias else None
 
   def __call__(self, x: jax.Array) -> jax.Array:
     y = _dot_2d(x, self.kernel[...].astype(x.dtype))
@@ -141,13 +181,38 @@ def _dot_2d(x: jax.Array, kernel: jax.Array, **kwargs) -> jax.Array:
   return y.reshape(*x.shape[:-1], kernel.shape[-1])
 
 
-def apply_rope(x: jax.Array, positions: jax.Array, theta: float) -> jax.Array:
+def rope_frequencies(head_dim: int, theta: float,
+                     scaling: RopeScaling | None = None) -> jax.Array:
+  """[head_dim / 2] float32 inverse frequencies theta^(-2i/head_dim), Llama-3-scaled if asked.
+
+  Llama 3 scaling (HF `_compute_llama3_parameters`), with wavelength w = 2 pi / f and
+  L = original_max_position_embeddings: f / factor where w > L / low_freq_factor, f where
+  w < L / high_freq_factor, and in between (1 - s) f / factor + s f with
+  s = (L / w - low_freq_factor) / (high_freq_factor - low_freq_factor).
+  """
+  inv_freq = 1.0 / (theta ** (jnp.arange(0, head_dim, 2, dtype=jnp.float32) / head_dim))
+  if scaling is None:
+    return inv_freq
+  context = scaling.original_max_position_embeddings
+  wavelen = 2 * jnp.pi / inv_freq
+  scaled = jnp.where(wavelen > context / scaling.low_freq_factor, inv_freq / scaling.factor,
+                     inv_freq)
+  smooth = ((context / wavelen - scaling.low_freq_factor)
+            / (scaling.high_freq_factor - scaling.low_freq_factor))
+  smoothed = (1 - smooth) * scaled / scaling.factor + smooth * scaled
+  medium = ((wavelen >= context / scaling.high_freq_factor)
+            & (wavelen <= context / scaling.low_freq_factor))
+  return jnp.where(medium, smoothed, scaled)
+
+
+def apply_rope(x: jax.Array, positions: jax.Array, theta: float,
+               scaling: RopeScaling | None = None) -> jax.Array:
   """Rotary embedding in the HF "rotate_half" layout (first half / second half of head_dim).
 
   x: [B, T, H, D]; positions: [B, T] int. Angles are computed in float32.
   """
   half = x.shape[-1] // 2
-  inv_freq = 1.0 / (theta ** (jnp.arange(0, 2 * half, 2, dtype=jnp.float32) / (2 * half)))
+  inv_freq = rope_frequencies(2 * half, theta, scaling)
   angles = positions.astype(jnp.float32)[..., None] * inv_freq  # [B, T, D/2]
   cos = jnp.cos(angles)[:, :, None, :]
   sin = jnp.sin(angles)[:, :, None, :]
@@ -176,10 +241,15 @@ def attend(q: jax.Array, k: jax.Array, v: jax.Array, valid: jax.Array) -> jax.Ar
 class Attention(nnx.Module):
   def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
     self.cfg = cfg
-    self.q_proj = Linear(cfg.d_model, cfg.n_heads * cfg.head_dim, bias=cfg.qkv_bias, rngs=rngs)
-    self.k_proj = Linear(cfg.d_model, cfg.n_kv_heads * cfg.head_dim, bias=cfg.qkv_bias, rngs=rngs)
-    self.v_proj = Linear(cfg.d_model, cfg.n_kv_heads * cfg.head_dim, bias=cfg.qkv_bias, rngs=rngs)
-    self.o_proj = Linear(cfg.n_heads * cfg.head_dim, cfg.d_model, bias=False, rngs=rngs)
+    pd = cfg.storage_dtype
+    q_dim, kv_dim = cfg.n_heads * cfg.head_dim, cfg.n_kv_heads * cfg.head_dim
+    self.q_proj = Linear(cfg.d_model, q_dim, bias=cfg.qkv_bias, rngs=rngs, param_dtype=pd)
+    self.k_proj = Linear(cfg.d_model, kv_dim, bias=cfg.qkv_bias, rngs=rngs, param_dtype=pd)
+    self.v_proj = Linear(cfg.d_model, kv_dim, bias=cfg.qkv_bias, rngs=rngs, param_dtype=pd)
+    self.o_proj = Linear(q_dim, cfg.d_model, bias=False, rngs=rngs, param_dtype=pd)
+    # Qwen3: one RMSNorm over head_dim shared by all query heads, one by all key heads.
+    self.q_norm = RMSNorm(cfg.head_dim, cfg.rms_eps, pd) if cfg.qk_norm else None
+    self.k_norm = RMSNorm(cfg.head_dim, cfg.rms_eps, pd) if cfg.qk_norm else None
 
   def __call__(self, x, positions, valid, layer_cache=None, cache_index=None):
     """x: [B, T, D]; valid: [B, T, S] bool. layer_cache: optional (k, v) of [B, Hkv, S, Dh].
@@ -191,8 +261,10 @@ class Attention(nnx.Module):
     q = self.q_proj(x).reshape(b, t, cfg.n_heads, cfg.head_dim)
     k = self.k_proj(x).reshape(b, t, cfg.n_kv_heads, cfg.head_dim)
     v = self.v_proj(x).reshape(b, t, cfg.n_kv_heads, cfg.head_dim)
-    q = apply_rope(q, positions, cfg.rope_theta)
-    k = apply_rope(k, positions, cfg.rope_theta).transpose(0, 2, 1, 3)  # [B, Hkv, T, Dh]
+    if self.q_norm is not None:
+      q, k = self.q_norm(q), self.k_norm(k)
+    q = apply_rope(q, positions, cfg.rope_theta, cfg.rope_scaling)
+    k = apply_rope(k, positions, cfg.rope_theta, cfg.rope_scaling).transpose(0, 2, 1, 3)
     v = v.transpose(0, 2, 1, 3)
     new_cache = None
     if layer_cache is not None:
@@ -209,9 +281,10 @@ class MLP(nnx.Module):
   """SwiGLU: down(silu(gate(x)) * up(x))."""
 
   def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
-    self.gate_proj = Linear(cfg.d_model, cfg.d_ff, bias=False, rngs=rngs)
-    self.up_proj = Linear(cfg.d_model, cfg.d_ff, bias=False, rngs=rngs)
-    self.down_proj = Linear(cfg.d_ff, cfg.d_model, bias=False, rngs=rngs)
+    pd = cfg.storage_dtype
+    self.gate_proj = Linear(cfg.d_model, cfg.d_ff, bias=False, rngs=rngs, param_dtype=pd)
+    self.up_proj = Linear(cfg.d_model, cfg.d_ff, bias=False, rngs=rngs, param_dtype=pd)
+    self.down_proj = Linear(cfg.d_ff, cfg.d_model, bias=False, rngs=rngs, param_dtype=pd)
 
   def __call__(self, x):
     return self.down_proj(jax.nn.silu(self.gate_proj(x)) * self.up_proj(x))
@@ -219,9 +292,9 @@ class MLP(nnx.Module):
 
 class Block(nnx.Module):
   def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
-    self.attn_norm = RMSNorm(cfg.d_model, cfg.rms_eps)
+    self.attn_norm = RMSNorm(cfg.d_model, cfg.rms_eps, cfg.storage_dtype)
     self.attn = Attention(cfg, rngs)
-    self.mlp_norm = RMSNorm(cfg.d_model, cfg.rms_eps)
+    self.mlp_norm = RMSNorm(cfg.d_model, cfg.rms_eps, cfg.storage_dtype)
     self.mlp = MLP(cfg, rngs)
 
   def __call__(self, x, positions, valid, layer_cache=None, cache_index=None):
@@ -254,10 +327,11 @@ class Transformer(nnx.Module):
 
   def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
     self.cfg = cfg
-    self.embed = _normal(rngs, (cfg.vocab_size, cfg.d_model))
+    pd = cfg.storage_dtype
+    self.embed = _normal(rngs, (cfg.vocab_size, cfg.d_model), pd)
     self.layers = nnx.List([Block(cfg, rngs) for _ in range(cfg.n_layers)])
-    self.final_norm = RMSNorm(cfg.d_model, cfg.rms_eps)
-    self.lm_head = None if cfg.tie_embeddings else _normal(rngs, (cfg.d_model, cfg.vocab_size))
+    self.final_norm = RMSNorm(cfg.d_model, cfg.rms_eps, pd)
+    self.lm_head = None if cfg.tie_embeddings else _normal(rngs, (cfg.d_model, cfg.vocab_size), pd)
 
   def __call__(self, tokens: jax.Array, positions: jax.Array, attention_mask: jax.Array,
                cache: KVCache | None = None, cache_index=None):

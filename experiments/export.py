@@ -1,0 +1,54 @@
+r"""Exports a run's policy as a Hugging Face checkpoint (config, safetensors, tokenizer files).
+
+  python -m experiments.export --workdir=DIR --out=HF_DIR            # latest checkpoint
+  python -m experiments.export --workdir=DIR --out=HF_DIR --step=100 --dtype=bfloat16
+
+The run's saved config rebuilds the policy, its checkpoint's parameters are restored, and
+`focal.models.hf_export.export_checkpoint` writes them: a byte-vocabulary policy with a byte-level
+tokenizer.json and a chat template that renders a user prompt as BOS + its bytes (what training
+fed it); a policy trained from an HF checkpoint (config `model.checkpoint`) with that
+checkpoint's tokenizer files. `AutoModelForCausalLM.from_pretrained(HF_DIR)` then loads it.
+"""
+import sys
+
+from absl import app, flags, logging
+from flax import nnx
+
+from focal import evaluation
+from focal.models.hf_export import export_checkpoint
+
+flags.DEFINE_string("workdir", None, "The run's directory (holds config.json, checkpoints/).",
+                    required=True)
+flags.DEFINE_string("out", None, "Directory to write the Hugging Face checkpoint to.",
+                    required=True)
+flags.DEFINE_integer("step", None, "Checkpoint step to export; default: the latest.")
+flags.DEFINE_enum("dtype", None, ["float32", "bfloat16"],
+                  "Stored tensor dtype; default: the policy's parameter dtype.")
+flags.DEFINE_bool("overwrite", False, "Replace --out if it exists and is not empty.")
+FLAGS = flags.FLAGS
+
+
+def source_checkpoint(config) -> str | None:
+  """The HF checkpoint a run started from (config `model.checkpoint`), or None."""
+  model = config.get("model")
+  return (model.get("checkpoint") or None) if hasattr(model, "get") else None
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.WARNING)  # orbax logs every restore at INFO
+  try:
+    step = evaluation.resolve_step(FLAGS.workdir, FLAGS.step)  # fails before the build
+    config = evaluation.load_config(FLAGS.workdir)
+    setup = evaluation.build_for_eval(config)
+    params, step = evaluation.restore_params(setup, FLAGS.workdir, step)
+    model_config = nnx.merge(setup.graphdef, params).cfg
+    files = export_checkpoint(FLAGS.out, model_config, params, source=source_checkpoint(config),
+                              dtype=FLAGS.dtype, overwrite=FLAGS.overwrite)
+  except (FileNotFoundError, FileExistsError) as e:
+    sys.exit(f"error: {e}")
+  print(f"step {step} of {FLAGS.workdir} -> {FLAGS.out}: {', '.join(files)}")
+
+
+if __name__ == "__main__":
+  app.run(main)
