@@ -34,7 +34,7 @@ def _loop_seconds(workdir: str) -> float:
 
 def make_config(args, cache_dir: str):
   c = base.get_config()
-  c.task, c.model, c.total_steps = args.task, args.scale, args.steps
+  c.task, c.model.scale, c.total_steps = args.task, args.scale, args.steps
   c.eval_every = c.checkpoint_every = args.steps
   c.log_every = min(c.log_every, args.steps)
   c.aggregator.name = args.aggregator

@@ -36,7 +36,7 @@ def policy_diagnostics(num_prompts: int, group: int, seed: int, model: str) -> l
   from configs import base
   from focal import components, sampling
   config = base.get_config()
-  config.seed, config.model = seed, model
+  config.seed, config.model.scale = seed, model
   config.data.train_prompts_per_task = max(num_prompts, config.data.train_prompts_per_task)
   setup = components.build(config)
   source = setup.source

@@ -20,7 +20,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0  # one seed drives prompts, initialisation, warm start and sampling
   c.task = "suite"  # 'suite' (all six synthetic tasks) or one name from focal.tasks.names()
-  c.model = "tiny"  # model scale from focal.models.scales.SCALES: tiny|small|base
   c.total_steps = 200  # GRPO iterations
   c.eval_every = 50  # evaluate on held-out prompts every this many steps (and at the end)
   c.log_every = 10  # write train metrics every this many steps
@@ -28,10 +27,30 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.keep_checkpoints = 2  # how many recent checkpoints to keep
   c.vmap_seeds = False  # sweeps: grid points differing only in seed as one vmapped program (pays off on accelerators)
 
+  c.model = ml_collections.ConfigDict()
+  c.model.scale = "tiny"  # byte-level scale from focal.models.scales.SCALES: tiny|small|base (--config.model=NAME works too)
+  c.model.checkpoint = ""  # a local Hugging Face checkpoint directory (Qwen2/2.5, Qwen3, Llama 3.x); "" = the scale above
+  c.model.dtype = "float32"  # compute dtype: float32|bfloat16
+  c.model.param_dtype = "float32"  # parameter storage dtype: float32|bfloat16
+
   c.data = ml_collections.ConfigDict()
-  c.data.train_prompts_per_task = 128  # training prompts per task (prompt ids index aggregator state)
-  c.data.eval_prompts_per_task = 32  # held-out prompts per task
+  c.data.source = "synthetic"  # synthetic (the six tasks)|rar|healthbench|rubric_jsonl (README: the rubric JSONL schema)
+  c.data.path = ""  # rar/healthbench/rubric_jsonl: a local JSONL file, or an already built TFDS directory
+  c.data.eval_path = ""  # a held-out JSONL file; "" = hold out data.eval_fraction of data.path
+  c.data.eval_fraction = 0.1  # share of data.path held out (chosen by a hash of each prompt's text)
+  c.data.max_eval_prompts = 0  # evaluate on at most this many held-out prompts (0 = all)
+  c.data.max_prompt_tokens = 1024  # longer prompts are cut from the left or skipped (counted in step 0's row)
+  c.data.long_prompts = "truncate"  # truncate|skip: what happens to a prompt over max_prompt_tokens
+  c.data.max_criteria = 0  # K, criterion slots per prompt (0 = the data's longest rubric)
+  c.data.cache_dir = ""  # where built datasets are kept, keyed by the source's content hash ("" = ~/.cache/focal/datasets)
+  c.data.train_prompts_per_task = 128  # synthetic: training prompts per task (prompt ids index aggregator state)
+  c.data.eval_prompts_per_task = 32  # synthetic: held-out prompts per task
   c.data.prompts_per_step = 12  # B: prompts per GRPO iteration, drawn without replacement per epoch
+
+  c.grader = ml_collections.ConfigDict()
+  c.grader.kind = "programmatic"  # programmatic (in-jit, synthetic suite)|judge (an LLM judge)|rules (regex/keyword rules in the data)
+  c.grader.overlap = False  # judge/rules: sample step t+1 while step t is graded (one update stale; train/policy_lag)
+  c.grader.judge = components.judge_config()  # an OpenAI-compatible endpoint (focal.graders.judge.config.JudgeConfig)
 
   c.grpo = components.grpo_config()  # focal.train.GRPOSettings: G, lengths, sampling, clip, KL
   c.grpo.max_new_tokens = 40  # response length cap (tasks need <= 40 bytes)
@@ -55,6 +74,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.eval = ml_collections.ConfigDict()
   c.eval.num_samples = 4  # sampled responses per held-out prompt (besides the greedy one)
   c.eval.temperature = 1.0  # temperature of the sampled evaluation
+  c.eval.judge = components.judge_config()  # a separate evaluation judge; base_url "" = the training grader
+  c.eval.judge.template = "healthbench"  # the evaluation judge asks in each criterion's original sense
 
   c.mesh = ml_collections.ConfigDict()
   c.mesh.shape = (1, 1, 1)  # devices along (data, fsdp, tensor); product must equal the device count

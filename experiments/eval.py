@@ -13,7 +13,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from focal import evaluation
+from focal import cli, evaluation
 
 config_flags.DEFINE_config_file("config", None, "Config file; default: WORKDIR/config.json.",
                                 lock_config=True)
@@ -37,4 +37,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, argv=cli.expand_aliases(sys.argv))

@@ -13,11 +13,12 @@ WORKDIR/results.csv, WORKDIR/summary.md and WORKDIR/*.png.
 """
 import importlib.util
 import os
+import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from focal import sweep
+from focal import cli, sweep
 
 config_flags.DEFINE_config_file("config", None, "A config file that defines get_sweep().",
                                 lock_config=True)
@@ -51,4 +52,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, argv=cli.expand_aliases(sys.argv))

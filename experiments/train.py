@@ -6,11 +6,12 @@ r"""Trains one configuration.
 Resumes from DIR when it holds checkpoints; ends with a per-category table.
 """
 import os
+import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from focal import distributed, loop, report
+from focal import cli, distributed, loop, report
 
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs", "base.py")
 config_flags.DEFINE_config_file("config", _DEFAULT_CONFIG, "Path to a config file.",
@@ -29,4 +30,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, argv=cli.expand_aliases(sys.argv))

@@ -3,13 +3,14 @@ estimator, optimizer, GRPO settings, and the initial train state.
 
 Config blocks of registered components are generated from their factories'
 signatures, so a default lives in exactly one place (the factory, or the
-`GRPOSettings` dataclass, or `make_optimizer`) and a config file states only
-what its preset changes:
+`GRPOSettings` / `JudgeConfig` dataclass, or `make_optimizer`) and a config file
+states only what its preset changes:
 
   c.aggregator = components.aggregator_config("focal")   # name + a block per aggregator
   c.advantage = components.advantage_config("grpo")      # name + a block per estimator
   c.grpo = components.grpo_config()                      # GRPOSettings' fields
   c.optimizer = components.optimizer_config()            # make_optimizer's arguments
+  c.grader.judge = components.judge_config()             # JudgeConfig's fields
 
 so `--config.aggregator.<name>.<hparam>` and `--config.advantage.<name>.<hparam>` work
 for every registered component, and switching `name` alone always works. A block
@@ -25,15 +26,14 @@ import jax
 import ml_collections
 import numpy as np
 
-from focal import advantages, aggregators, tasks
+from focal import advantages, aggregators, policy, tasks
 from focal.data.synthetic_source import SyntheticSource
-from focal.models.scales import get_scale
-from focal.models.transformer import init_model
+from focal.grading import GRADER_KINDS, HostGrader, InJitGrader, RulesGrader, check_rules
 from focal.train import GRPOSettings, init_train_state, make_engine, make_optimizer
-from focal.warm_start import warm_start_params
 
 # GRPOSettings fields that come from the tokenizer, not from the config.
 _TOKEN_FIELDS = ("eos_id", "pad_id")
+DATA_SOURCES = ("synthetic", "rar", "healthbench", "rubric_jsonl")
 
 
 def _block(defaults: dict[str, Any]) -> ml_collections.ConfigDict:
@@ -68,6 +68,12 @@ def optimizer_config() -> ml_collections.ConfigDict:
   return _block({p.name: p.default for p in params.values()})
 
 
+def judge_config() -> ml_collections.ConfigDict:
+  """JudgeConfig's fields and defaults (focal.graders.judge.config documents each)."""
+  from focal.graders.judge.config import JudgeConfig
+  return _block({f.name: f.default for f in dataclasses.fields(JudgeConfig)})
+
+
 def _hparams(section, name: str, defaults: dict) -> dict:
   block = section.get(name)
   given = {} if block is None else dict(block.to_dict())
@@ -94,6 +100,12 @@ def estimator_spec(config) -> tuple[str, dict]:
   return name, hparams
 
 
+def pitfall_mode(config) -> str:
+  """How the training aggregator treats pitfalls (what a judge is asked under)."""
+  name = config.aggregator.name
+  return _hparams(config.aggregator, name, aggregators.defaults(name)).get("pitfall_mode", "flip")
+
+
 def grpo_settings(config, eos_id: int | None, pad_id: int) -> GRPOSettings:
   fields = _hparams(config, "grpo", {})
   return GRPOSettings(eos_id=eos_id, pad_id=pad_id, **fields)
@@ -103,20 +115,77 @@ def optimizer(config):
   return make_optimizer(**config.optimizer.to_dict())
 
 
-def data_source(config, width: int | None = None) -> SyntheticSource:
-  d = config.data
-  return SyntheticSource(config.task, d.train_prompts_per_task, d.eval_prompts_per_task,
-                         d.prompts_per_step, config.seed, width)
+def data_fields(config):
+  """The `data` block; a run saved before `data.source` existed trained the synthetic suite."""
+  return ml_collections.ConfigDict({"source": "synthetic", **config.data.to_dict()})
+
+
+def grader_kind(config) -> str:
+  grader = config.get("grader")
+  return "programmatic" if grader is None else grader.kind
+
+
+def data_source(config, tokens: policy.Tokens, width: int | None = None):
+  d = data_fields(config)
+  if d.source == "synthetic":
+    return SyntheticSource(config.task, d.train_prompts_per_task, d.eval_prompts_per_task,
+                           d.prompts_per_step, config.seed, width)
+  from focal.data.rubric_source import RubricSource
+  return RubricSource(d, tokens.encode, tokens.decode_response, pad_id=tokens.pad_id,
+                      eos_id=tokens.eos_id, seed=config.seed, width=width)
+
+
+def make_grader(config, source, block: str = "grader"):
+  """The grader stage `config.<block>` names for `source` (see focal.grading)."""
+  kind = grader_kind(config)
+  if kind == "programmatic":
+    return InJitGrader(source)
+  if kind == "rules":
+    check_rules(source)
+    return HostGrader(source, RulesGrader(), pitfall_mode(config))
+  from focal.graders.judge import JudgeClient, JudgeConfig
+  section = config.grader if block == "grader" else config.eval
+  client = JudgeClient(JudgeConfig.from_mapping(section.judge.to_dict()))
+  client.preflight()  # an unreachable endpoint, a refused key or an unknown model stop here
+  return HostGrader(source, client, pitfall_mode(config))
+
+
+def eval_grader(config, source, train_grader):
+  """The evaluation grader: `eval.judge` when it names an endpoint (the papers evaluate with a
+  stronger judge than they train with), else the training grader."""
+  block = config.eval.get("judge")
+  if block is None or not block.get("base_url"):
+    return train_grader
+  return make_grader(config, source, block="eval")
 
 
 def validate(config) -> None:
   """Fails fast, naming the field and the valid choices, before anything is built."""
   make_aggregator(config)
   estimator_spec(config)
-  get_scale(config.model)
-  if config.task != "suite" and config.task not in tasks.names():
-    raise ValueError(f"unknown task {config.task!r} (config.task); choose 'suite' or one of "
-                     f"{', '.join(tasks.names())}")
+  policy.check_model(config)
+  d, kind = data_fields(config), grader_kind(config)
+  if d.source not in DATA_SOURCES:
+    raise ValueError(f"unknown data.source {d.source!r}; choose from {', '.join(DATA_SOURCES)}")
+  if kind not in GRADER_KINDS:
+    raise ValueError(f"unknown grader.kind {kind!r}; choose from {', '.join(GRADER_KINDS)}")
+  if d.source == "synthetic":
+    if config.task != "suite" and config.task not in tasks.names():
+      raise ValueError(f"unknown task {config.task!r} (config.task); choose 'suite' or one of "
+                       f"{', '.join(tasks.names())}")
+    if policy.model_fields(config)["checkpoint"]:
+      raise ValueError("data.source=synthetic trains the byte-level scales; with "
+                       "model.checkpoint, use data.source=rar|healthbench|rubric_jsonl")
+  else:
+    if kind == "programmatic":
+      raise ValueError(f"data.source={d.source} has no programmatic grader: set "
+                       "grader.kind=judge (or rules)")
+    if not d.path:
+      raise ValueError(f"data.source={d.source} needs data.path (a JSONL file or a built "
+                       "TFDS directory)")
+    if config.warm_start.steps and not policy.model_fields(config)["checkpoint"]:
+      raise ValueError("warm_start.steps > 0 imitates the synthetic suite's reference responses; "
+                       f"set it to 0 for data.source={d.source}")
   n_dev = int(np.prod(config.mesh.shape))
   if n_dev != jax.device_count():
     raise ValueError(f"config.mesh.shape={tuple(config.mesh.shape)} needs {n_dev} devices, "
@@ -130,29 +199,34 @@ def validate(config) -> None:
 class Setup:
   """Everything a run builds from its config before the first step."""
   config: ml_collections.ConfigDict
-  source: Any                   # SyntheticSource: batches, held-out prompts, criterion names
+  source: Any                   # batches, held-out prompts, criterion names (focal.data)
   graphdef: Any
   engine: Any                   # the jittable halves of a GRPO iteration (focal.train.Engine)
-  state: Any                    # the initial TrainState (warm-started policy)
+  state: Any                    # the initial TrainState (warm-started or loaded policy)
   settings: GRPOSettings
   warm_start_losses: np.ndarray
-  grade: Any                    # the jitted programmatic grader (evaluation reuses it)
+  grader: Any                   # the training grader stage (focal.grading)
+  eval_grader: Any              # what evaluation grades with (the same, or eval.judge)
 
 
-def build(config, progress: bool = True, width: int | None = None) -> Setup:
+def build(config, progress: bool = True, width: int | None = None, mesh=None) -> Setup:
   """Everything before the first step. `width` pads prompts wider than they need
-  (runs stacked along a seed axis must share shapes)."""
+  (runs stacked along a seed axis must share shapes); `mesh` receives a checkpoint's
+  parameters as they are read."""
   validate(config)
-  source = data_source(config, width)
-  settings = grpo_settings(config, source.eos_id, source.pad_id)
-  model_cfg = get_scale(config.model, max_seq_len=source.width + settings.max_new_tokens)
-  graphdef, params = init_model(model_cfg, jax.random.key(config.seed))
-  params, losses = warm_start_params(config, source, graphdef, params, progress)
+  tokens = policy.tokens_for(config)
+  source = data_source(config, tokens, width)
+  settings = grpo_settings(config, tokens.eos_id, tokens.pad_id)
+  graphdef, params, losses = policy.init_policy(config, source, settings.max_new_tokens, mesh,
+                                                progress)
+  grader = make_grader(config, source)
   tx = optimizer(config)
   aggregator = make_aggregator(config)
   estimator, estimator_hparams = estimator_spec(config)
   engine = make_engine(graphdef, tx, aggregator, settings, estimator=estimator,
-                       grader=source.grade, estimator_hparams=estimator_hparams)
+                       grader=grader.fn if grader.fused else None,
+                       estimator_hparams=estimator_hparams)
   state = init_train_state(params, tx, aggregator, num_prompts=source.num_prompts,
                            max_criteria=source.max_criteria, rng=jax.random.key(config.seed + 1))
-  return Setup(config, source, graphdef, engine, state, settings, losses, jax.jit(source.grade))
+  return Setup(config, source, graphdef, engine, state, settings, losses, grader,
+               eval_grader(config, source, grader))

@@ -33,18 +33,21 @@ def eval_key(config) -> jax.Array:
 
 def evaluate(setup: components.Setup, params, rng, *, greedy: bool, num_samples: int = 1,
              temperature: float = 1.0) -> dict:
-  """METHODS §7 metrics of responses to the held-out prompts (flat, unprefixed keys)."""
+  """METHODS §7 metrics of responses to the held-out prompts (flat, unprefixed keys).
+
+  Verdicts are asked in the criteria's original sense (pitfall_mode "signed"), so a
+  HealthBench run's `healthbench_score` is the official one."""
   source = setup.source
   tokens, mask = source.eval_prompts
   g = 1 if greedy else num_samples
   rep = lambda a: jnp.asarray(np.repeat(np.asarray(a), g, axis=0))
   out = sampling.sample(setup.graphdef, params, rep(tokens), rep(mask), rng,
                         max_new_tokens=setup.settings.max_new_tokens, temperature=temperature,
-                        eos_id=source.eos_id, pad_id=source.pad_id, greedy=greedy)
-  scores = setup.grade(rep(source.eval_set.features), out.tokens, out.mask)
-  n, k = source.eval_set.mask.shape
-  scores = scores.reshape(n, g, k)
-  m = jax.device_get(metrics_lib.compute_metrics(scores, jnp.ones(scores.shape, bool),
+                        eos_id=setup.settings.eos_id, pad_id=setup.settings.pad_id, greedy=greedy)
+  n = source.size("eval")
+  scores, valid, stats = setup.eval_grader.score("eval", range(n), out.tokens, out.mask, g,
+                                                 pitfall_mode="signed")
+  m = jax.device_get(metrics_lib.compute_metrics(jnp.asarray(scores), jnp.asarray(valid),
                                                  source.eval_rubric,
                                                  num_categories=len(source.categories)))
   row = {
@@ -63,6 +66,14 @@ def evaluate(setup: components.Setup, params, rng, *, greedy: bool, num_samples:
       row[f"category/{name}"] = float(m["category_pass_rate"][c])
   for name, value in named_means(np.asarray(m["criterion_pass_rate"]), source.eval_names).items():
     row[f"criterion/{name}"] = value
+  if not setup.eval_grader.fused:
+    row["invalid_verdict_frac"] = float(1.0 - np.sum(valid & np.asarray(
+        source.eval_rubric.mask)[:, None, :]) / max(1, np.sum(source.eval_rubric.mask) * g))
+  if getattr(source, "kind", "") == "healthbench":
+    hb = jax.device_get(metrics_lib.healthbench_score(jnp.asarray(scores), jnp.asarray(valid),
+                                                      source.eval_rubric))
+    row["healthbench_score"] = float(hb["healthbench_score"])
+    row["healthbench_score_unclipped"] = float(hb["healthbench_score_unclipped"])
   return row
 
 

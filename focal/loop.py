@@ -35,8 +35,9 @@ from typing import Sequence
 import ml_collections
 from tqdm.auto import tqdm
 
-from focal import components, evaluation
+from focal import components, evaluation, policy, sharding
 from focal.data.synthetic_source import prompt_sets, prompt_width
+from focal.host_step import TooManyInvalid
 from focal.replicas import make_replicas
 from focal.rundir import RunDir
 from focal.step_log import train_row
@@ -79,8 +80,10 @@ class Recorder:
     return self._writer
 
   def begin(self, params) -> None:
-    """The warm-started policy's numbers: the baseline every curve starts from."""
-    self.final = {"step": 0, **evaluation.evaluate_both(self.setup, params, self.eval_rng, 0)}
+    """The warm-started policy's numbers: the baseline every curve starts from (and, for a
+    rubric dataset, how many prompts were kept, truncated or skipped)."""
+    self.final = {"step": 0, **getattr(self.setup.source, "stats", {}),
+                  **evaluation.evaluate_both(self.setup, params, self.eval_rng, 0)}
     self.writer.write(self.final)
 
   def after_step(self, done: int, metrics, idx, seconds: float, state_fn) -> dict | None:
@@ -100,9 +103,16 @@ class Recorder:
     if row is not None:
       self.writer.write(row)
     if done % c.checkpoint_every == 0 or done == c.total_steps:
-      self.ckpt.save(done, state_fn(), {"step": done, "data_position": done,
-                                         "train_seconds": seconds})
+      self._save(done, state_fn(), seconds)
     return row
+
+  def save(self, step: int, state, seconds: float) -> None:
+    """Checkpoints `state` as step `step` now (unless that step is already saved)."""
+    if step not in self.ckpt.all_steps():
+      self._save(step, state, seconds + self.seconds_before)
+
+  def _save(self, step: int, state, seconds: float) -> None:
+    self.ckpt.save(step, state, {"step": step, "data_position": step, "train_seconds": seconds})
 
   def close(self) -> dict:
     self.ckpt.close()
@@ -146,12 +156,10 @@ def run_group(configs: Sequence, workdirs: Sequence[str], progress: bool = True)
     raise ValueError(f"need one workdir per config, got {len(configs)} configs and "
                      f"{len(workdirs)} workdirs")
   check_group(configs)
-  # Stacked runs share shapes: pad every seed's prompts to the widest.
-  width = None if len(configs) == 1 else max(prompt_width(*prompt_sets(
-      c.task, c.data.train_prompts_per_task, c.data.eval_prompts_per_task, c.seed)[1:])
-      for c in configs)
-  setups = [components.build(c, progress=progress, width=width) for c in configs]
-  replicas = make_replicas(configs[0], setups)
+  mesh = sharding.make_mesh(tuple(configs[0].mesh.shape)) if len(configs) == 1 else None
+  setups = [components.build(c, progress=progress, width=_stacked_width(configs), mesh=mesh)
+            for c in configs]
+  replicas = make_replicas(configs[0], setups, mesh)
   recorders = [Recorder(c, s, RunDir(w), replicas.mesh_shape)
                for c, s, w in zip(configs, setups, workdirs)]
   states = [rec.restore(replicas.restore_target(s.state)) for rec, s in zip(recorders, setups)]
@@ -171,8 +179,14 @@ def run_group(configs: Sequence, workdirs: Sequence[str], progress: bool = True)
              total=config.total_steps, disable=not progress)
   t0 = _clock()
   for step in bar:
-    batch, idxs = replicas.batch(step)
-    state, m = replicas.step(state, batch)
+    try:
+      state, m, idxs = replicas.step(state, step, last=step + 1 == config.total_steps)
+    except TooManyInvalid:
+      # Nothing was updated: keep the state the failed step started from, then stop.
+      for i, rec in enumerate(recorders):
+        rec.save(step, replicas.take(state, i), _clock() - t0)
+        rec.close()
+      raise
     seconds = _clock() - t0
     rows = [rec.after_step(step + 1, replicas.take(m, i), idxs[i], seconds,
                            lambda i=i: replicas.take(state, i))
@@ -182,6 +196,18 @@ def run_group(configs: Sequence, workdirs: Sequence[str], progress: bool = True)
   return [rec.close() for rec in recorders]
 
 
+def _stacked_width(configs) -> int | None:
+  """Stacked runs share shapes: every seed's prompts padded to the widest (synthetic only)."""
+  if len(configs) == 1:
+    return None
+  if components.data_fields(configs[0]).source != "synthetic":
+    raise ValueError("seeds are vmapped only on the synthetic suite; train other data one "
+                     "seed at a time (vmap_seeds=False)")
+  return max(prompt_width(*prompt_sets(c.task, c.data.train_prompts_per_task,
+                                       c.data.eval_prompts_per_task, c.seed)[1:])
+             for c in configs)
+
+
 def _label(config) -> str:
   """What a progress bar trains, e.g. 'keywords/base focal': a sweep runs many of them."""
-  return f"{config.task}/{config.model} {config.aggregator.name}"
+  return f"{config.task}/{policy.model_name(config)} {config.aggregator.name}"

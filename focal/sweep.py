@@ -7,7 +7,7 @@ import os
 import ml_collections
 from tqdm.auto import tqdm
 
-from focal import components, loop, report
+from focal import components, loop, policy, report
 from focal.report import plots
 from focal.rundir import RunDir
 
@@ -19,10 +19,16 @@ def run_name(overrides: dict) -> str:
   return ",".join(parts).replace("/", "_").replace(" ", "")
 
 
+# Grid keys that name a field by its older, shorter path (run names keep the short form).
+ALIASES = {"model": "model.scale"}
+
+
 def apply_overrides(config: ml_collections.ConfigDict, overrides: dict) -> ml_collections.ConfigDict:
   """A copy of `config` with dotted fields replaced; unknown fields raise with the known ones."""
   config = copy.deepcopy(config)
   for dotted, value in overrides.items():
+    if dotted in ALIASES and isinstance(config.get(dotted), ml_collections.ConfigDict):
+      dotted = ALIASES[dotted]
     node = config
     *path, last = dotted.split(".")
     for p in path:
@@ -126,11 +132,12 @@ def write_report(configs, workdir: str) -> str:
     if not is_finished(run_dir, cfg.total_steps):
       continue
     row = report.summarize_run(run_dir, {"aggregator.name": cfg.aggregator.name, "task": cfg.task,
-                                         "model": cfg.model, "seed": cfg.seed, **overrides})
+                                         "model": policy.model_name(cfg), "seed": cfg.seed,
+                                         **overrides})
     rows.append(row)
     # One run per (model, aggregator, task) for the per-category curves: the first seed.
     # Category keys carry the task's name, so the tasks' rows can share one list.
-    by_task = curves.setdefault(cfg.model, {}).setdefault(cfg.aggregator.name, {})
+    by_task = curves.setdefault(policy.model_name(cfg), {}).setdefault(cfg.aggregator.name, {})
     by_task.setdefault(cfg.task, RunDir(run_dir).rows())
   if not rows:
     return "no finished runs yet"
@@ -146,11 +153,11 @@ def write_report(configs, workdir: str) -> str:
   gaps = plots.plot_gaps(rows)
   if gaps is not None:
     gaps.savefig(os.path.join(workdir, "gaps.png"), dpi=110)
-  settings = {(c.task, c.model) for _, c in configs}
+  settings = {(c.task, policy.model_name(c)) for _, c in configs}
   done = {(r["task"], r["model"]) for r in rows}
   complete = sum(
       all(is_finished(os.path.join(workdir, run_name(o)), c.total_steps)
-          for o, c in configs if (c.task, c.model) == s) for s in settings)
+          for o, c in configs if (c.task, policy.model_name(c)) == s) for s in settings)
   summary = "\n\n".join([
       f"Finished: {len(rows)} of {len(configs)} runs; {complete} of {len(settings)} (task, model) "
       f"settings complete ({len(done)} with at least one finished run).",

@@ -21,6 +21,7 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from focal.models.transformer import token_logprobs
+from focal.policy import model_fields
 
 
 def next_token_loss(graphdef, params, tokens, loss_mask, attention_mask):
@@ -157,7 +158,10 @@ def warm_start_params(config, source, graphdef, params, progress: bool = True):
                                        per_prompt=ws.responses_per_prompt, quality=ws.quality,
                                        seed=config.seed)
   recipe = {k: v for k, v in ws.to_dict().items() if k != "cache_dir"}
-  cache = cache_file(ws.cache_dir, task=config.task, model=config.model, seed=config.seed,
+  model = model_fields(config)
+  if model["dtype"] != "float32":  # float32 compute keeps the key older caches were written under
+    recipe["dtype"] = model["dtype"]
+  cache = cache_file(ws.cache_dir, task=config.task, model=model["scale"], seed=config.seed,
                      max_new=config.grpo.max_new_tokens,  # sizes the model's context
                      sequences=fingerprint(sequences), init=fingerprint(params), **recipe)
   return supervised_warm_start(graphdef, params, sequences, steps=ws.steps,

@@ -39,7 +39,7 @@ def test_build_and_read_back_without_tensorflow(tmp_path, rar_path):
   assert list(ex["criteria"]["category"]) == [ESSENTIAL, IMPORTANT, PITFALL]
   assert list(ex["criteria"]["required"]) == [True, False, False]
   # Readable without the builder code too.
-  again = tfds.builder_from_directory(os.path.join(data_dir, "rar", "medicine", "1.0.0"))
+  again = tfds.builder_from_directory(os.path.join(data_dir, "rar", "medicine", str(Rar.VERSION)))
   assert again.as_data_source("train")[5]["prompt"].decode() == "Name the first-line drug for anaphylaxis."
 
 

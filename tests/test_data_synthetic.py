@@ -24,7 +24,7 @@ def test_synthetic_suite_round_trips_through_array_record(tmp_path):
         real = expected.mask[i]
         np.testing.assert_allclose(rec["criteria"]["weight"], expected.weights[i][real])
         np.testing.assert_array_equal(rec["criteria"]["category"], expected.categories[i][real])
-        names = [t.decode() for t in rec["criteria"]["text"]]
+        names = [t.decode() for t in rec["criteria"]["title"]]
         assert names == [c.name for c, m in zip(task.criteria, real) if m]
 
 

@@ -111,7 +111,7 @@ def test_batch_indices_cover_each_epoch_once():
     ("aggregator.name", "focal_loss", "unknown aggregator 'focal_loss'.*registered:.*pow3r"),
     ("task", "poetry", "unknown task 'poetry'.*keywords"),
     ("advantage.name", "ppo", "unknown advantage estimator 'ppo'.*gdpo"),
-    ("model", "huge", "unknown scale 'huge'"),
+    ("model.scale", "huge", "unknown scale 'huge'"),
 ])
 def test_bad_config_fails_fast(field, value, message):
   with pytest.raises(ValueError, match=message):

@@ -19,13 +19,14 @@ score (example-level tags), skipping examples with no positive points there.
 """
 from __future__ import annotations
 
+import json
 from typing import Any, Sequence
 
 import numpy as np
 import tensorflow_datasets as tfds
 
 from focal.data.records import Fields, read_jsonl
-from focal.data.rubric_prompts import RubricPromptsBuilder, check_weights, render_chat
+from focal.data.rubric_prompts import RubricPromptsBuilder, check_weights, criterion, render_chat
 from focal.rubric import RubricBatch
 
 # Fixed ids: they index per-category state and metrics, so never renumber them.
@@ -66,14 +67,15 @@ def parse_record(rec: dict, path: str, line: int) -> dict[str, Any]:
     text = fields.get(item, "criterion", str, f"{field}.criterion")
     pts = fields.number(item, "points", f"{field}.points")
     tags = fields.str_list(item, "tags", f"{field}.tags")
-    criteria.append({"text": text, "weight": pts,
-                     "category": axis_id(tags, fields, f"{field}.tags"), "required": False})
+    axis = axis_id(tags, fields, f"{field}.tags")
+    criteria.append(criterion(text, pts, axis, False, category_name=AXES[axis]))
     points.append(pts)
     item_tags.append(tags)
   check_weights(criteria, path, line, "rubrics")
   ideal = rec.get("ideal_completions_data")
   reference = ideal.get("ideal_completion") if isinstance(ideal, dict) else None
   return {"source": prompt_id, "prompt": render_chat(prompt),
+          "messages": json.dumps(prompt, ensure_ascii=False),
           "reference": reference if isinstance(reference, str) else "", "criteria": criteria,
           "points": points, "item_tags": item_tags, "example_tags": example_tags}
 

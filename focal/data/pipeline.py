@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 from typing import Any, Mapping, Sequence
 
 import grain
 import numpy as np
 
+from focal.data.rubric_prompts import user_turn
 from focal.rubric import RubricBatch
 from focal.tokenizers import Tokenizer
 
@@ -44,20 +46,27 @@ def _text(value) -> str:
   return value.decode("utf-8") if isinstance(value, (bytes, np.bytes_)) else str(value)
 
 
+_OPTIONAL = ("title", "category_name", "rule")
+
+
 def normalize_example(record: Mapping[str, Any]) -> dict[str, Any]:
   """A TFDS-decoded example (bytes, criteria as a dict of lists) or a plain dict (criteria
-  as a list of dicts) -> plain Python types with criteria as a list of dicts."""
+  as a list of dicts) -> plain Python types with criteria as a list of dicts. Fields an
+  older or hand-written record lacks get their defaults (messages: one user turn)."""
   criteria = record["criteria"]
   if isinstance(criteria, Mapping):
     n = len(criteria["weight"])
-    criteria = [{k: criteria[k][j] for k in ("text", "weight", "category", "required")}
-                for j in range(n)]
+    criteria = [{k: criteria[k][j] for k in criteria} for j in range(n)]
+  prompt = _text(record["prompt"])
+  messages = _text(record.get("messages", "")) or user_turn(prompt)
   return {
       "prompt_id": int(record["prompt_id"]),
-      "prompt": _text(record["prompt"]),
+      "prompt": prompt,
+      "messages": json.loads(messages),
       "reference": _text(record.get("reference", "")),
       "criteria": [{"text": _text(c["text"]), "weight": float(c["weight"]),
-                    "category": int(c["category"]), "required": bool(c["required"])}
+                    "category": int(c["category"]), "required": bool(c["required"]),
+                    **{k: _text(c.get(k, "")) for k in _OPTIONAL}}
                    for c in criteria],
   }
 

@@ -11,8 +11,8 @@ Mapping rule. Each `description` starts with a label that fixes the category:
                                 gives a positive number)
 A non-pitfall criterion must have a weight >= 0. Any other label is an error
 naming file, line and field. The criterion text is the description without
-its label (the category carries it); the title is not kept (it repeats the
-description in short).
+its label (the category carries it, and `category_name` keeps the label); the title, a short
+form of the description, is kept for the judge's context.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import re
 import tensorflow_datasets as tfds
 
 from focal.data.records import Fields, read_jsonl
-from focal.data.rubric_prompts import RubricPromptsBuilder, check_weights
+from focal.data.rubric_prompts import RubricPromptsBuilder, check_weights, criterion, user_turn
 
 ESSENTIAL, IMPORTANT, OPTIONAL, PITFALL = 0, 1, 2, 3
 CATEGORY_IDS = {"Essential": ESSENTIAL, "Important": IMPORTANT, "Optional": OPTIONAL,
@@ -35,7 +35,7 @@ def parse_criterion(item: dict, fields: Fields, field: str) -> dict:
   """One rubric item -> {text, weight, category, required} by the mapping rule above."""
   if not isinstance(item, dict):
     raise fields.error(field, f"expected an object, got {type(item).__name__}")
-  fields.get(item, "title", str, f"{field}.title")
+  title = fields.get(item, "title", str, f"{field}.title")
   description = fields.get(item, "description", str, f"{field}.description")
   weight = fields.number(item, "weight", f"{field}.weight")
   match = _LABEL.match(description)
@@ -51,8 +51,8 @@ def parse_criterion(item: dict, fields: Fields, field: str) -> dict:
   elif weight < 0:
     raise fields.error(f"{field}.weight",
                        f"{label} criterion has negative weight {weight}; only pitfalls are negative")
-  return {"text": description[match.end():].strip(), "weight": weight, "category": category,
-          "required": category == ESSENTIAL}
+  return criterion(description[match.end():].strip(), weight, category, category == ESSENTIAL,
+                   title=title, category_name=label)
 
 
 def parse_rar_file(path: str) -> list[dict]:
@@ -66,8 +66,8 @@ def parse_rar_file(path: str) -> list[dict]:
     rubric = fields.get(rec, "rubric", list, "rubric")
     criteria = [parse_criterion(item, fields, f"rubric[{j}]") for j, item in enumerate(rubric)]
     check_weights(criteria, path, line, "rubric")
-    examples.append({"source": source or "", "prompt": question, "reference": reference or "",
-                     "criteria": criteria})
+    examples.append({"source": source or "", "prompt": question, "messages": user_turn(question),
+                     "reference": reference or "", "criteria": criteria})
   return examples
 
 

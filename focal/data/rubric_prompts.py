@@ -4,9 +4,11 @@ One example per prompt:
   prompt_id: int64, dense and unique across the splits of one build (indexes
              per-prompt aggregator state, so it must stay small and stable)
   source:    str, where the prompt comes from (HealthBench prompt_id, RaR question_source)
-  prompt:    str, the conversation rendered by `render_chat`
+  prompt:    str, the conversation rendered by `render_chat` (what a judge reads)
+  messages:  str, the conversation as JSON [{role, content}] (what a chat template renders)
   reference: str, a reference answer ("" when the source has none)
-  criteria:  Sequence({text: str, weight: float32 signed, category: int32, required: bool})
+  criteria:  Sequence({text: str, weight: float32 signed, category: int32, required: bool,
+                       title: str, category_name: str, rule: str (JSON; "" = none)})
 
 Builders subclass `RubricPromptsBuilder`, read local files given by path (no
 downloads) and write array_record shards readable without TensorFlow via
@@ -14,6 +16,7 @@ downloads) and write array_record shards readable without TensorFlow via
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -33,14 +36,30 @@ def features() -> tfds.features.FeaturesDict:
       "prompt_id": np.int64,
       "source": tfds.features.Text(),
       "prompt": tfds.features.Text(),
+      "messages": tfds.features.Text(),
       "reference": tfds.features.Text(),
       "criteria": tfds.features.Sequence({
           "text": tfds.features.Text(),
           "weight": np.float32,
           "category": np.int32,
           "required": np.bool_,
+          "title": tfds.features.Text(),
+          "category_name": tfds.features.Text(),
+          "rule": tfds.features.Text(),
       }),
   })
+
+
+def user_turn(question: str) -> str:
+  """The `messages` field of a single-question prompt."""
+  return json.dumps([{"role": "user", "content": question}], ensure_ascii=False)
+
+
+def criterion(text: str, weight: float, category: int, required: bool, title: str = "",
+              category_name: str = "", rule: str = "") -> dict:
+  """One `criteria` entry, with every optional field filled."""
+  return {"text": text, "weight": weight, "category": category, "required": required,
+          "title": title, "category_name": category_name or str(category), "rule": rule}
 
 
 def render_chat(messages: Iterable[Mapping[str, str]]) -> str:
@@ -68,8 +87,9 @@ class RubricPromptsBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tr
     data_dir: where the dataset is written/read.
   """
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "First release."}
+  VERSION = tfds.core.Version("1.1.0")
+  RELEASE_NOTES = {"1.0.0": "First release.",
+                   "1.1.0": "messages (JSON turns); criteria title, category_name and rule."}
 
   def __init__(self, *, source_files: Mapping[str, str | os.PathLike] | None = None, **kwargs):
     self._source_files = {k: os.fspath(v) for k, v in (source_files or {}).items()}
@@ -105,7 +125,12 @@ class RubricPromptsBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tr
         ex["prompt_id"] = next_id
         next_id += 1
       parsed[split] = examples
+    parsed = self.finalize(parsed)
     return {split: self._generate_examples(examples) for split, examples in parsed.items()}
+
+  def finalize(self, parsed: dict[str, list[dict]]) -> dict[str, list[dict]]:
+    """Post-processes every split's examples at once (e.g. category ids shared by splits)."""
+    return parsed
 
   def _generate_examples(self, examples):
     for ex in examples:

@@ -6,8 +6,9 @@ graders need, so the suite travels like any other rubric dataset:
 
   task:            str, the task's name
   grader_features: int32 [F], the prompt parameters `task.grade` reads
-  criteria[].text: the criterion's name; category ids are the task's own
-                   (index into `focal.tasks.get(task).categories`)
+  criteria[].text: `<task>/<criterion>: description` (focal.tasks.texts), which the rule
+                   judge server reads; title: the criterion's name; category ids are the
+                   task's own (index into `focal.tasks.get(task).categories`)
 
 The builder config is named by its parameters (`n{per_task}_s{seed}`), so
 different sizes or seeds never overwrite each other.
@@ -19,7 +20,8 @@ import tensorflow_datasets as tfds
 
 from focal import tasks
 from focal.tasks.base import SPLITS
-from focal.data.rubric_prompts import RubricPromptsBuilder, features
+from focal.data.rubric_prompts import RubricPromptsBuilder, criterion, features, user_turn
+from focal.tasks.texts import criterion_text
 
 
 class SyntheticSuite(RubricPromptsBuilder):
@@ -52,11 +54,13 @@ class SyntheticSuite(RubricPromptsBuilder):
       task = tasks.get(name)
       prompts = task.make_prompts(split, self._num_per_task, self._seed)
       for i in range(len(prompts)):
-        criteria = [{"text": c.name, "weight": float(prompts.weights[i, k]),
-                     "category": int(prompts.categories[i, k]), "required": bool(prompts.required[i, k])}
+        criteria = [criterion(criterion_text(name, c), float(prompts.weights[i, k]),
+                              int(prompts.categories[i, k]), bool(prompts.required[i, k]),
+                              title=c.name, category_name=c.category)
                     for k, c in enumerate(task.criteria) if prompts.mask[i, k]]
+        prompt = bytes(prompts.tokens[i]).decode("utf-8")
         example = {"prompt_id": int(prompts.prompt_ids[i]), "source": f"focal.tasks/{name}",
-                   "prompt": bytes(prompts.tokens[i]).decode("utf-8"), "reference": "",
+                   "prompt": prompt, "messages": user_turn(prompt), "reference": "",
                    "criteria": criteria, "task": name,
                    "grader_features": prompts.features[i].astype(np.int32)}
         yield f"{name}/{int(prompts.prompt_ids[i])}", example

@@ -12,6 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from focal import sampling, tasks
+from focal.tasks import texts
+from focal.tokenizers import ByteTokenizer
 from focal.train import PromptBatch
 
 
@@ -60,14 +62,16 @@ def batch_indices(step: int, num_prompts: int, batch_size: int, seed: int) -> np
   return out
 
 
-def make_batch(prompt_set, prompts, idx, rubric=None) -> PromptBatch:
-  """Rows `idx` of a prompt set. Pass its `rubric` when calling per step: building
-  (and validating) it costs more host time than the rest of the batch."""
+def make_batch(features, prompts, idx, rubric) -> PromptBatch:
+  """Rows `idx` of a prompt set's features [N, F], (tokens, mask) [N, P] and RubricBatch
+  (built and validated once per run: that costs more host time than the rest of a batch)."""
   tokens, mask = prompts
-  rubric = prompt_set.rubric() if rubric is None else rubric
   take = lambda x: jnp.asarray(np.asarray(x)[idx])
-  return PromptBatch(take(tokens), take(mask), take(prompt_set.features),
+  return PromptBatch(take(tokens), take(mask), take(features),
                      jax.tree.map(lambda x: x[jnp.asarray(idx)], rubric))
+
+
+_BYTES = ByteTokenizer()
 
 
 class SyntheticSource:
@@ -97,6 +101,7 @@ class SyntheticSource:
     self.train_names = criterion_names(self.suite, self.train_set.features, self.train_set.mask)
     self.eval_names = criterion_names(self.suite, self.eval_set.features, self.eval_set.mask)
     self.grade = self.suite.grade
+    self._judge_inputs: dict = {}
 
   @property
   def num_prompts(self) -> int:
@@ -113,4 +118,31 @@ class SyntheticSource:
   def batch(self, step: int) -> tuple[PromptBatch, np.ndarray]:
     """(PromptBatch of step `step`, the training-prompt rows it holds [B])."""
     idx = batch_indices(step, self.num_prompts, self.batch_size, self.seed)
-    return make_batch(self.train_set, self.train_prompts, idx, self.train_rubric), idx
+    return make_batch(self.train_set.features, self.train_prompts, idx, self.train_rubric), idx
+
+  # -- for graders -------------------------------------------------------------
+
+  def prompt_set(self, split: str):
+    return self.train_set if split == "train" else self.eval_set
+
+  def size(self, split: str) -> int:
+    return len(self.prompt_set(split))
+
+  def features(self, split: str) -> np.ndarray:
+    """[N, F] what the programmatic grader reads about each prompt of `split`."""
+    return np.asarray(self.prompt_set(split).features)
+
+  def judge_inputs(self, split: str, rows):
+    """(prompt texts [n], criteria [n] lists (entry k = slot k), mask [n, K]) for a judge."""
+    if split not in self._judge_inputs:
+      prompts = self.prompt_set(split)
+      self._judge_inputs[split] = (texts.prompt_texts(prompts),
+                                   texts.judge_criteria(self.suite, prompts))
+    prompts, criteria = self._judge_inputs[split]
+    rows = [int(r) for r in rows]
+    return ([prompts[r] for r in rows], [criteria[r] for r in rows],
+            np.asarray(self.prompt_set(split).mask)[rows])
+
+  def decode_response(self, tokens, mask) -> str:
+    """The response as lossless text (special ids as markers; see ByteTokenizer)."""
+    return _BYTES.decode_response(tokens, mask)

@@ -68,3 +68,42 @@ class LengthGrader:
     n = len(text) if self.unit == "chars" else len(text.split())
     met = (self.min_len is None or n >= self.min_len) and (self.max_len is None or n <= self.max_len)
     return _bool(met, f"{n} {self.unit}")
+
+
+_FLAGS = {"i": re.IGNORECASE, "m": re.MULTILINE, "s": re.DOTALL}
+
+
+def rule_grader(spec):
+  """A grader from a rule spec (the `rule` field of rubric JSONL criteria):
+
+    {"regex": PATTERN, "flags": "ims"?, "fullmatch": bool?}
+    {"contains": PHRASE | [PHRASES], "mode": "any"|"all"?, "case_sensitive": bool?,
+     "whole_word": bool?}
+    {"length": {"min": N?, "max": N?, "unit": "chars"|"words"?}}
+
+  Raises ValueError naming what is wrong (a rubric file's error, not an invalid verdict).
+  """
+  if not isinstance(spec, dict) or len(spec.keys() & {"regex", "contains", "length"}) != 1:
+    raise ValueError(f"a rule is an object with exactly one of 'regex', 'contains', 'length'; "
+                     f"got {spec!r}")
+  if "regex" in spec:
+    extra = set(spec) - {"regex", "flags", "fullmatch"}
+    flags = spec.get("flags", "")
+    if extra or not isinstance(spec["regex"], str) or set(flags) - set(_FLAGS):
+      raise ValueError(f"regex rule {spec!r}: fields regex (str), flags (of 'ims'), fullmatch")
+    try:
+      return RegexGrader(spec["regex"], sum(_FLAGS[f] for f in set(flags)),
+                         bool(spec.get("fullmatch", False)))
+    except re.error as e:
+      raise ValueError(f"regex rule {spec['regex']!r}: {e}") from None
+  if "contains" in spec:
+    extra = set(spec) - {"contains", "mode", "case_sensitive", "whole_word"}
+    if extra:
+      raise ValueError(f"contains rule: unknown field(s) {sorted(extra)}")
+    return ContainsGrader(spec["contains"], spec.get("mode", "any"),
+                          bool(spec.get("case_sensitive", False)),
+                          bool(spec.get("whole_word", False)))
+  bounds = spec["length"]
+  if len(spec) != 1 or not isinstance(bounds, dict) or set(bounds) - {"min", "max", "unit"}:
+    raise ValueError(f"length rule {spec!r}: expected {{'length': {{min, max, unit}}}}")
+  return LengthGrader(bounds.get("min"), bounds.get("max"), bounds.get("unit", "chars"))

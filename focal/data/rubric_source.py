@@ -1,0 +1,191 @@
+"""A rubric dataset (RaR, HealthBench, or the project's rubric JSONL) as the loop's data source.
+
+The source file is built once into a TFDS array_record dataset under
+`data.cache_dir/<source>-<content hash>`, so a changed or different file never reuses an older
+build; `data.path` may also name an already built TFDS directory. Every prompt is rendered
+with the checkpoint's chat template and tokenized once at start-up (rubric datasets are small),
+then batches are rows of those arrays chosen by `batch_indices(step, ...)`: a pure function
+of (seed, step), so a resumed run sees exactly the batches an uninterrupted one would.
+
+Prompts longer than `data.max_prompt_tokens` are cut from the left (`long_prompts=truncate`,
+keeping their end, where the question is) or dropped (`skip`); both are counted in `stats`
+and logged with the step-0 row, never silent. Held-out prompts come from `data.eval_path`, or
+else a `data.eval_fraction` of the file chosen by a hash of each prompt's text (stable across
+seeds and file order).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import zlib
+
+import grain
+import numpy as np
+
+from focal.data.pipeline import normalize_example
+from focal.data.synthetic_source import batch_indices, make_batch
+from focal.rubric import RubricBatch
+from focal.sampling import left_pad
+
+SOURCES = ("rar", "healthbench", "rubric_jsonl")
+LONG_PROMPTS = ("truncate", "skip")
+
+
+def _builder_class(source: str):
+  from focal.data.healthbench import Healthbench
+  from focal.data.rar import Rar
+  from focal.data.rubric_jsonl import RubricJsonl
+  return {"rar": Rar, "healthbench": Healthbench, "rubric_jsonl": RubricJsonl}[source]
+
+
+def content_hash(paths) -> str:
+  h = hashlib.sha256()
+  for path in paths:
+    with open(path, "rb") as f:
+      for block in iter(lambda: f.read(1 << 20), b""):
+        h.update(block)
+    h.update(b"\0")
+  return h.hexdigest()[:16]
+
+
+def build_dataset(source: str, path: str, eval_path: str = "", cache_dir: str = ""):
+  """The built TFDS builder of `path` (and `eval_path`), built now if not cached yet."""
+  from focal.data.rubric_prompts import build
+  import tensorflow_datasets as tfds
+  if os.path.isdir(path):  # an already built TFDS dataset
+    return tfds.builder_from_directory(path)
+  files = {"train": path, **({"eval": eval_path} if eval_path else {})}
+  for split, f in files.items():
+    if not os.path.isfile(f):
+      raise FileNotFoundError(f"data.{'path' if split == 'train' else 'eval_path'}: no file {f}")
+  cls = _builder_class(source)
+  key = f"{source}-{cls.VERSION}-{content_hash(files.values())}"
+  root = os.path.join(os.path.expanduser(cache_dir or "~/.cache/focal/datasets"), key)
+  builder = cls(source_files=files, data_dir=root)
+  if not os.path.exists(os.path.join(builder.data_dir, "dataset_info.json")):
+    build(builder)
+  return builder
+
+
+def _read(builder, split: str) -> list[dict]:
+  ds = grain.MapDataset.source(builder.as_data_source(split)).map(normalize_example)
+  return [ds[i] for i in range(len(ds))]
+
+
+def held_out(example: dict, fraction: float) -> bool:
+  return zlib.crc32(example["prompt"].encode("utf-8")) % 10_000 < fraction * 10_000
+
+
+class RubricSource:
+  """Training batches and held-out prompts of a rubric dataset.
+
+  Args:
+    data: the config's `data` block; `encode(messages) -> ids` renders and tokenizes a prompt;
+    `decode_response(tokens [L], mask [L]) -> str` is what a judge reads of a rollout;
+    pad_id / eos_id: the tokenizer's; seed: the run's; width: pad prompts to this many tokens.
+  """
+
+  def __init__(self, data, encode, decode_response, *, pad_id: int, eos_id, seed: int,
+               width: int | None = None):
+    if data.source not in SOURCES:
+      raise ValueError(f"unknown data.source {data.source!r}; choose synthetic or one of "
+                       f"{', '.join(SOURCES)}")
+    if data.long_prompts not in LONG_PROMPTS:
+      raise ValueError(f"data.long_prompts must be one of {LONG_PROMPTS}, got "
+                       f"{data.long_prompts!r}")
+    builder = build_dataset(data.source, data.path, data.eval_path, data.cache_dir)
+    splits = set(builder.info.splits)
+    train = _read(builder, "train")
+    if "eval" in splits:
+      evals = _read(builder, "eval")
+    else:
+      if not 0 < data.eval_fraction < 1:
+        raise ValueError(f"data.eval_fraction must be in (0, 1) without data.eval_path, got "
+                         f"{data.eval_fraction}")
+      evals = [ex for ex in train if held_out(ex, data.eval_fraction)]
+      train = [ex for ex in train if not held_out(ex, data.eval_fraction)]
+    self.stats = {}
+    train = self._tokenized("train", train, encode, data)
+    evals = self._tokenized("eval", evals, encode, data)[:data.max_eval_prompts or None]
+    if not train or not evals:
+      raise ValueError(f"{data.path}: {len(train)} training and {len(evals)} held-out prompts "
+                       "left; both must be non-empty")
+    self.train_examples, self.eval_examples = train, evals
+    self.batch_size, self.seed, self.pad_id, self.eos_id = data.prompts_per_step, seed, pad_id, eos_id
+    self.width = width or max(len(ex["ids"]) for ex in train + evals)
+    k = data.max_criteria or max(len(ex["criteria"]) for ex in train + evals)
+    self.categories = _category_names(train + evals)
+    self.train_prompts, self.train_rubric = self._arrays(train, k)
+    self.eval_prompts, self.eval_rubric = self._arrays(evals, k)
+    self.train_names = self._names(train, k)
+    self.eval_names = np.full(self.eval_rubric.mask.shape, "", object)  # no per-criterion keys
+    self.num_prompts = int(max(ex["prompt_id"] for ex in train)) + 1
+    self.max_criteria = k
+    self.grade = None  # host-side graders only
+    self.kind = data.source
+    self.decode_response = decode_response
+
+  def _tokenized(self, split, examples, encode, data) -> list[dict]:
+    out, cut, dropped = [], 0, 0
+    limit = data.max_prompt_tokens
+    for ex in examples:
+      ids = list(encode(ex["messages"]))
+      if limit and len(ids) > limit:
+        if data.long_prompts == "skip":
+          dropped += 1
+          continue
+        ids, cut = ids[len(ids) - limit:], cut + 1
+      out.append({**ex, "ids": ids})
+    self.stats.update({f"data/{split}_prompts": len(out), f"data/{split}_truncated": cut,
+                       f"data/{split}_skipped": dropped})
+    return out
+
+  def _arrays(self, examples, k):
+    tokens, mask = left_pad([ex["ids"] for ex in examples], pad_id=self.pad_id, width=self.width)
+    rubric = RubricBatch.from_lists([ex["criteria"] for ex in examples],
+                                    prompt_ids=[ex["prompt_id"] for ex in examples],
+                                    max_criteria=k)
+    return (tokens, mask), rubric
+
+  def _names(self, examples, k) -> np.ndarray:
+    """[N, K] slot names for the train/* per-criterion keys: the category's name (a real
+    dataset has too many distinct criteria to log one key each)."""
+    names = np.full((len(examples), k), "", object)
+    for i, ex in enumerate(examples):
+      for j, c in enumerate(ex["criteria"]):
+        names[i, j] = self.categories[c["category"]]
+    return names
+
+  # -- what the loop and the graders read ------------------------------------
+
+  def batch(self, step: int):
+    idx = batch_indices(step, len(self.train_examples), self.batch_size, self.seed)
+    return make_batch(self.features("train"), self.train_prompts, idx, self.train_rubric), idx
+
+  def examples(self, split: str) -> list[dict]:
+    return self.train_examples if split == "train" else self.eval_examples
+
+  def size(self, split: str) -> int:
+    return len(self.examples(split))
+
+  def features(self, split: str) -> np.ndarray:
+    return np.zeros((self.size(split), 1), np.int32)  # no programmatic grader reads them
+
+  def judge_inputs(self, split: str, rows):
+    """(conversations [n] message lists, criteria [n] lists (entry k = slot k), mask [n, K])."""
+    examples = self.examples(split)
+    rubric = self.train_rubric if split == "train" else self.eval_rubric
+    rows = [int(r) for r in rows]
+    criteria = [[{"text": c["text"], "weight": c["weight"], "required": c["required"],
+                  "category": self.categories[c["category"]], "title": c["title"],
+                  "rule": c["rule"]} for c in examples[r]["criteria"]] for r in rows]
+    return ([examples[r]["messages"] for r in rows], criteria,
+            np.asarray(rubric.mask)[rows])
+
+
+def _category_names(examples) -> tuple[str, ...]:
+  names: dict[int, str] = {}
+  for ex in examples:
+    for c in ex["criteria"]:
+      names.setdefault(c["category"], c["category_name"] or str(c["category"]))
+  return tuple(names.get(i, str(i)) for i in range(max(names) + 1))

@@ -1,0 +1,129 @@
+"""The policy a run trains, and how its prompts and responses become tokens and text.
+
+`config.model` picks one of two kinds:
+  scale        a named byte-level model of focal.models.scales (random init, then the
+               synthetic suite's supervised warm start): `model.checkpoint = ""`.
+  checkpoint   a local Hugging Face directory (Qwen2/2.5, Qwen3, Llama 3.x): weights placed
+               with the mesh's shardings as they are read, its tokenizer, its chat template
+               and its generation config's stop ids.
+
+Older runs saved `model` as the scale's name (a string); both forms are read.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import jax
+
+from focal.models import scales
+from focal.tokenizers import ByteTokenizer
+
+DTYPES = ("float32", "bfloat16")
+_BYTES = ByteTokenizer()
+
+
+def model_fields(config) -> dict:
+  """{scale, checkpoint, dtype, param_dtype} of a config (configs/base.py documents each), also
+  of a run saved before `model` was a block (then it was the scale's name)."""
+  model = config.model
+  if isinstance(model, str):
+    return {"scale": model, "checkpoint": "", "dtype": "float32", "param_dtype": "float32"}
+  return model.to_dict()
+
+
+def model_name(config) -> str:
+  """What a report calls the policy: the scale, or the checkpoint directory's name."""
+  m = model_fields(config)
+  return m["checkpoint"].rstrip("/").split("/")[-1] if m["checkpoint"] else m["scale"]
+
+
+def check_model(config) -> None:
+  m = model_fields(config)
+  for field in ("dtype", "param_dtype"):
+    if m[field] not in DTYPES:
+      raise ValueError(f"config.model.{field} must be one of {DTYPES}, got {m[field]!r}")
+  if not m["checkpoint"]:
+    scales.get_scale(m["scale"])
+
+
+@dataclasses.dataclass(frozen=True)
+class Tokens:
+  """How prompts become ids and rollouts become text for one policy."""
+  pad_id: int
+  stop_ids: tuple[int, ...]
+  encode: Callable        # messages [{role, content}] -> ids (chat template applied)
+  decode_response: Callable  # (tokens [L], mask [L]) -> what a judge reads
+
+  @property
+  def eos_id(self) -> int:
+    return self.stop_ids[0]
+
+
+def byte_tokens() -> Tokens:
+  """The byte vocabulary: a prompt is BOS + its text's bytes; responses decode losslessly."""
+  def encode(messages):
+    if len(messages) != 1 or messages[0]["role"] != "user":
+      raise ValueError("a byte-level policy is prompted with exactly one user message")
+    return [scales.BOS_ID] + _BYTES.encode(messages[0]["content"])
+  return Tokens(scales.PAD_ID, (scales.EOS_ID,), encode, _BYTES.decode_response)
+
+
+def _is_byte_vocabulary(tokenizer) -> bool:
+  from focal.models.hf_byte_tokenizer import SPECIAL_TOKENS
+  return (tokenizer.vocab_size == scales.BYTE_VOCAB_SIZE
+          and tokenizer.eos_id == scales.EOS_ID
+          and tokenizer.decode([scales.EOS_ID]) in ("", SPECIAL_TOKENS[scales.EOS_ID]))
+
+
+def checkpoint_tokens(directory: str) -> Tokens:
+  """A checkpoint's chat template, tokenizer and stop ids (its weights are not read)."""
+  from focal.models.pretrained import load_tokenizer_files, missing_files
+  missing = missing_files(directory)
+  if missing:
+    raise FileNotFoundError(f"config.model.checkpoint={directory} is not a usable Hugging Face "
+                            f"checkpoint: missing {', '.join(missing)}")
+  tokenizer, chat, stops = load_tokenizer_files(directory)
+  encode = lambda messages: chat.encode(messages, tokenizer)
+  if _is_byte_vocabulary(tokenizer):  # an exported byte-level policy: keep its lossless text
+    return Tokens(tokenizer.pad_id, tuple(stops), encode, _BYTES.decode_response)
+  stop_set = set(stops)
+
+  def decode_response(tokens, mask):
+    ids = [int(t) for t, m in zip(tokens, mask) if m]
+    if ids and ids[-1] in stop_set:
+      ids = ids[:-1]
+    return tokenizer.decode(ids)
+
+  return Tokens(tokenizer.pad_id, tuple(stops), encode, decode_response)
+
+
+def tokens_for(config) -> Tokens:
+  m = model_fields(config)
+  return checkpoint_tokens(m["checkpoint"]) if m["checkpoint"] else byte_tokens()
+
+
+def init_policy(config, source, max_new_tokens: int, mesh=None, progress: bool = True):
+  """(graphdef, params, warm-start losses) of the run's policy.
+
+  A scale is initialised from the seed and warm-started on the synthetic suite (cached);
+  a checkpoint is read onto `mesh` (None: the default device) and not warm-started.
+  """
+  import numpy as np
+  from focal.models.transformer import init_model
+  from focal.warm_start import warm_start_params
+  m = model_fields(config)
+  if m["checkpoint"]:
+    from focal.models.pretrained import load_pretrained
+    pre = load_pretrained(m["checkpoint"], dtype=m["dtype"], param_dtype=m["param_dtype"],
+                          mesh=mesh)
+    if source.width + max_new_tokens > pre.config.max_seq_len:
+      raise ValueError(f"prompts of up to {source.width} tokens + grpo.max_new_tokens="
+                       f"{max_new_tokens} exceed the checkpoint's context of "
+                       f"{pre.config.max_seq_len} (lower data.max_prompt_tokens)")
+    return pre.graphdef, pre.params, np.zeros((0,), np.float32)
+  model_cfg = scales.get_scale(m["scale"], max_seq_len=source.width + max_new_tokens,
+                               dtype=m["dtype"], param_dtype=m["param_dtype"])
+  graphdef, params = init_model(model_cfg, jax.random.key(config.seed))
+  params, losses = warm_start_params(config, source, graphdef, params, progress)
+  return graphdef, params, losses
