@@ -59,14 +59,15 @@ def hlo_instructions(hlo_text: str) -> dict[str, str]:
 
 def op_times(trace_file: str, instructions: dict[str, str]) -> dict[str, list]:
   """Instruction name -> [executions, microseconds] over the trace (while loops excluded: their
-  bodies' ops are counted themselves). The time is executions x the median execution, so that an
+  bodies' ops are counted themselves, and so are conditionals'). The time is executions x the median execution, so that an
   op descheduled by another job on a shared machine does not count at its inflated duration."""
   with gzip.open(trace_file) as f:
     events = json.load(f)["traceEvents"]
   durations = collections.defaultdict(list)
   for e in events:
     name = e.get("name", "")
-    if e.get("ph") == "X" and name in instructions and not name.startswith("while"):
+    if (e.get("ph") == "X" and name in instructions
+        and not name.startswith(("while", "cond", "conditional"))):
       durations[name].append(e.get("dur", 0.0))
   return {name: [len(d), len(d) * statistics.median(d)] for name, d in durations.items()}
 
