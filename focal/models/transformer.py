@@ -23,7 +23,6 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
 # Finite instead of -inf so a fully masked query row (a padding position) gives a uniform, finite
@@ -165,23 +164,6 @@ def _dot_2d(x: jax.Array, kernel: jax.Array, **kwargs) -> jax.Array:
   return y.reshape(*x.shape[:-1], kernel.shape[-1])
 
 
-def fused_linear(x: jax.Array, layers) -> list[jax.Array]:
-  """[layer(x) for layer in layers] as ONE matmul against the concatenated kernels.
-
-  Each output column is the same dot product as in its own layer; one [D, E1 + E2 + ...] matmul
-  instead of several thin ones halves a decode step's op count at small widths, and inside a
-  decode loop XLA hoists the concatenation out of the loop (docs/PERFORMANCE.md).
-  """
-  kernel = jnp.concatenate([layer.kernel[...] for layer in layers], axis=1)
-  y = _dot_2d(x, kernel.astype(x.dtype))
-  if any(layer.bias is not None for layer in layers):
-    bias = jnp.concatenate([jnp.zeros(layer.kernel.shape[1], jnp.float32) if layer.bias is None
-                            else layer.bias[...] for layer in layers])
-    y = y + bias.astype(x.dtype)
-  ends = np.cumsum([layer.kernel.shape[1] for layer in layers])[:-1]
-  return jnp.split(y, ends, axis=-1)
-
-
 def apply_rope(x: jax.Array, positions: jax.Array, theta: float) -> jax.Array:
   """Rotary embedding in the HF "rotate_half" layout (first half / second half of head_dim).
 
@@ -232,10 +214,9 @@ class Attention(nnx.Module):
     """
     cfg = self.cfg
     b, t, _ = x.shape
-    q, k, v = fused_linear(x, (self.q_proj, self.k_proj, self.v_proj))
-    q = q.reshape(b, t, cfg.n_heads, cfg.head_dim)
-    k = k.reshape(b, t, cfg.n_kv_heads, cfg.head_dim)
-    v = v.reshape(b, t, cfg.n_kv_heads, cfg.head_dim)
+    q = self.q_proj(x).reshape(b, t, cfg.n_heads, cfg.head_dim)
+    k = self.k_proj(x).reshape(b, t, cfg.n_kv_heads, cfg.head_dim)
+    v = self.v_proj(x).reshape(b, t, cfg.n_kv_heads, cfg.head_dim)
     q = apply_rope(q, positions, cfg.rope_theta)
     k = apply_rope(k, positions, cfg.rope_theta).transpose(0, 2, 1, 3)  # [B, Hkv, T, Dh]
     v = v.transpose(0, 2, 1, 3)
@@ -259,8 +240,7 @@ class MLP(nnx.Module):
     self.down_proj = Linear(cfg.d_ff, cfg.d_model, bias=False, rngs=rngs)
 
   def __call__(self, x):
-    gate, up = fused_linear(x, (self.gate_proj, self.up_proj))
-    return self.down_proj(jax.nn.silu(gate) * up)
+    return self.down_proj(jax.nn.silu(self.gate_proj(x)) * self.up_proj(x))
 
 
 class Block(nnx.Module):
