@@ -51,12 +51,14 @@ def jaxpr_primitives(jaxpr) -> set[str]:
 
 def host_round_trips(fn, *args) -> dict:
   """What in `fn(*args)` (jitted) would make the device wait on the host: callback primitives in
-  its jaxpr, callback custom-calls and host transfers in its HLO."""
+  its jaxpr, callback custom-calls and host transfers in its HLO; and its number of XLA
+  programs (HLO modules)."""
   jaxpr = jax.make_jaxpr(fn)(*args)
   hlo = jax.jit(fn).lower(*args).compile().as_text()
   return {"jaxpr_callbacks": sorted(p for p in jaxpr_primitives(jaxpr) if "callback" in p),
           "hlo_callbacks": sorted(set(CALLBACK_TARGETS.findall(hlo))),
-          "host_transfers": sorted(set(TRANSFER_OPS.findall(hlo)))}
+          "host_transfers": sorted(set(TRANSFER_OPS.findall(hlo))),
+          "hlo_modules": hlo.count("HloModule ")}
 
 
 def small_engine(batch_size: int):
@@ -105,11 +107,12 @@ def facts(mesh_shape) -> dict:
   compiled_params = compiled.input_shardings[0][0].params
   specs = {sharding.path_str(path): str(s.spec) for path, s in
            jax.tree_util.tree_leaves_with_path(compiled_params)}
-  return {"devices": jax.device_count(), "mesh": dict(mesh.shape),
-          "hlo_modules": hlo.count("HloModule "), "state_leaves": n_state,
+  return {"devices": jax.device_count(), "mesh": dict(mesh.shape), "state_leaves": n_state,
           "donated_state_leaves": donated,
           "collectives": {c: len(re.findall(rf"\b{c}(?:-start)?\(", hlo)) for c in COLLECTIVES},
-          "param_specs": specs, **host_round_trips(engine.train_step, state, batch)}
+          "param_specs": specs, **host_round_trips(engine.train_step, state, batch),
+          # The sharded executable itself, not the single-device one host_round_trips compiles.
+          "hlo_modules": hlo.count("HloModule ")}
 
 
 def main(argv=None):
