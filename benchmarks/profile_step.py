@@ -59,8 +59,9 @@ def hlo_instructions(hlo_text: str) -> dict[str, str]:
 
 def op_times(trace_file: str, instructions: dict[str, str]) -> dict[str, list]:
   """Instruction name -> [executions, microseconds] over the trace (while loops excluded: their
-  bodies' ops are counted themselves, and so are conditionals'). The time is executions x the median execution, so that an
-  op descheduled by another job on a shared machine does not count at its inflated duration."""
+  bodies' ops are counted themselves, and so are conditionals'). The time is executions x the
+  median execution, so that an op descheduled by another job on a shared machine does not count
+  at its inflated duration."""
   with gzip.open(trace_file) as f:
     events = json.load(f)["traceEvents"]
   durations = collections.defaultdict(list)
@@ -108,7 +109,8 @@ def main(argv=None):
     by_phase[phase][1] += us
   op_sum = sum(us for _, us in totals.values()) / args.steps
   print(f"{args.shape} {args.dtype}: {args.steps} traced steps, {wall * 1e3:.1f} ms per step "
-        f"wall (profiler on), {op_sum / 1e3:.1f} ms in XLA ops (median-based); load {os.getloadavg()[0]:.1f}")
+        f"wall (profiler on), {op_sum / 1e3:.1f} ms in XLA ops (median-based); "
+        f"load {os.getloadavg()[0]:.1f}")
   print(f"{'phase':20s} {'ms/step':>8s} {'share':>6s} {'ops/step':>9s}")
   for phase in PHASES:
     count, us = by_phase[phase]

@@ -183,8 +183,8 @@ def decode_buckets(max_new_tokens: int, first: int = FIRST_BUCKET) -> list[int]:
   return sizes
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "max_new_tokens", "top_k", "top_p", "greedy",
-                                             "group_size"))
+@functools.partial(jax.jit, static_argnames=("graphdef", "max_new_tokens", "top_k", "top_p",
+                                             "greedy", "group_size"))
 def _sample_jit(graphdef, state, prompt_tokens, prompt_mask, rng, temperature, eos_id, pad_id, *,
                 max_new_tokens, top_k, top_p, greedy, group_size):
   model = nnx.merge(graphdef, state)

@@ -1,7 +1,8 @@
 """Tunix's GRPOLearner (vanilla rollout engine, llama3 model) on one shape of `shapes.py`.
 
 Runs in its own environment (docs/PERFORMANCE.md):
-  python -m venv /work/venvs/tunix && /work/venvs/tunix/bin/pip install google-tunix 'transformers<=5.12.1'
+  python -m venv /work/venvs/tunix
+  /work/venvs/tunix/bin/pip install google-tunix 'transformers<=5.12.1'
   /work/venvs/tunix/bin/python benchmarks/peers/tunix_worker.py --shape 0.11M
 then reads 'run K' lines on stdin and answers each with the K iteration times (shapes.emit).
 Offline: a randomly initialised tunix.models.llama3 model from a config (tied embeddings), the
