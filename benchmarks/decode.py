@@ -1,17 +1,18 @@
 """Decode speed of `focal.sampling.sample` per model scale (figures only, no assertions).
 
 Usage (from the repository root):
-    python -m benchmarks.decode                    # all scales, lengths 32 128 512
+    python -m benchmarks.decode                    # all scales, lengths 32 128 512 2048
     python -m benchmarks.decode --scales tiny --lengths 32 128 --batch 8
 
 For each scale and response length L it times a full `sample` call (prefill + L decode steps, EOS
 disabled so every row runs to L) and reports
   * decode ms/token: (time(L) - time(1)) / (L - 1), i.e. one decode step for the whole batch with
-    the prefill removed. The cache makes a step cost O(params + cache slots) instead of the
-    O(params x prefix) of recomputing the prefix, so it stays within a small factor across L. It
-    does grow with L: the cache is a fixed buffer of prompt + L slots that every step reads, and
-    on this CPU that read is memory-bound (base, batch 16, 576 slots: ~9 MB of keys/values per
-    layer per step);
+    the prefill removed. The cache makes a step cost O(params + filled slots) instead of the
+    O(params x prefix) of recomputing the prefix, and the decode runs in buckets
+    (focal.sampling.decode_buckets) so a step attends over the filled part of the cache rounded
+    up to a power of two, not over all prompt + L slots. What still grows with L is attention
+    itself: at L = 2048 a step reads ~1000 filled slots per layer, which at the wider scales costs
+    as much as the weights. The last line gives max/min over L (target: within 1.5x);
   * rollout tokens/s: batch * L / time(L), prefill included (what GRPO rollouts see).
 Timings take the median of --repeats runs after one compile-and-warm-up run.
 """
@@ -57,7 +58,7 @@ def _prompts(batch, prompt_len, seed=0):
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--scales", nargs="+", default=["tiny", "small", "base"])
-  parser.add_argument("--lengths", nargs="+", type=int, default=[32, 128, 512])
+  parser.add_argument("--lengths", nargs="+", type=int, default=[32, 128, 512, 2048])
   parser.add_argument("--batch", type=int, default=16, help="rollouts decoded together")
   parser.add_argument("--prompt-len", type=int, default=64)
   parser.add_argument("--repeats", type=int, default=3)
@@ -69,16 +70,21 @@ def main(argv=None):
   print(f"{'scale':>6} {'params':>9} {'L':>5} {'total s':>8} {'decode ms/tok':>14} "
         f"{'rollout tok/s':>14}")
   for name in args.scales:
-    config = get_scale(name, dtype=args.dtype)
+    # The context must hold the longest prompt + response.
+    config = get_scale(name, dtype=args.dtype, max_seq_len=args.prompt_len + max(args.lengths))
     graphdef, state = init_model(config, 0)
     tokens, mask = left_pad(_prompts(args.batch, args.prompt_len), pad_id=PAD_ID,
                             max_new_tokens=max(args.lengths), max_seq_len=config.max_seq_len)
     prefill = _time_sample(graphdef, state, tokens, mask, 1, args.repeats)
+    per_token = []
     for length in args.lengths:
       total = _time_sample(graphdef, state, tokens, mask, length, args.repeats)
-      per_token_ms = 1e3 * (total - prefill) / max(length - 1, 1)
+      per_token.append(1e3 * (total - prefill) / max(length - 1, 1))
       print(f"{name:>6} {param_count(state):>9,} {length:>5} {total:>8.3f} "
-            f"{per_token_ms:>14.3f} {args.batch * length / total:>14,.0f}", flush=True)
+            f"{per_token[-1]:>14.3f} {args.batch * length / total:>14,.0f}", flush=True)
+    ratio = max(per_token) / min(per_token)
+    print(f"{name:>6} decode ms/token max/min over L = {ratio:.2f} (target <= 1.5: "
+          f"{'MEETS' if ratio <= 1.5 else 'MISSES'}); load {os.getloadavg()[0]:.1f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,12 @@
 """Autoregressive sampling with a KV cache: prefill and decode inside one jitted function.
 
-`sample` runs the prompt through the model once (prefill, writing the cache), then decodes one
-token per step in a `jax.lax.while_loop` whose carry holds the cache, so XLA updates the cache
-buffers in place. The loop exits early once every row has emitted EOS.
+`sample` runs the prompt through the model once (prefill, writing the cache; once per prompt
+however many continuations of it are drawn), then decodes one token per step in
+`jax.lax.while_loop`s whose carry holds the cache, so XLA updates the cache buffers in place.
+The decode runs in buckets (`decode_buckets`): each bucket's loop attends over a cache just long
+enough for its steps, so a step's cost follows the filled part of the cache, not the length cap.
+The loops exit early once every row has emitted EOS. Tokens are drawn by inverse-CDF sampling
+from one uniform per row and step, all drawn before the loop (`inverse_cdf_sample`).
 
 Log-probs returned (see `SampleOutput`):
   * `logprobs`    = log softmax(logits / temperature)[token]: the policy at the sampling
@@ -23,7 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from focal.models.transformer import init_cache, positions_from_mask
+from focal.models.transformer import (grow_cache, init_cache, positions_from_mask,
+                                      repeat_cache)
 
 
 class SampleOutput(NamedTuple):
@@ -104,13 +109,33 @@ def _token_logprob(logits, tokens, temperature=1.0):
   return jnp.take_along_axis(logp, tokens[:, None], axis=-1)[:, 0]
 
 
-def _choose(rng, logits, temperature, *, top_k, top_p, greedy):
+def inverse_cdf_sample(logits: jax.Array, uniform: jax.Array) -> jax.Array:
+  """One token per row of logits [N, V] (-inf = excluded) from one uniform in [0, 1) per row.
+
+  Token i is drawn with probability softmax(logits)_i: it is the first index where the running
+  sum of exp(logits - max) exceeds uniform * total. One random number per row instead of V
+  (Gumbel-max, `jax.random.categorical`) makes a decode step's sampling ~5x cheaper on CPU,
+  where generating V threefry numbers per row cost more than the model's own step
+  (docs/PERFORMANCE.md).
+  """
+  weights = jnp.exp(logits - jnp.max(logits, axis=-1, keepdims=True))
+  # jnp.cumsum, not a log-depth associative_scan: the scan was ~15 us faster per decode step on
+  # this CPU but, over a vocabulary sharded on 'tensor', took 42 more all-to-alls per train_step
+  # (benchmarks/readiness.py).
+  cdf = jnp.cumsum(weights, axis=-1)
+  total = cdf[:, -1:]
+  token = jnp.sum(cdf <= uniform[:, None] * total, axis=-1, dtype=jnp.int32)
+  # If rounding puts the threshold on the total, take the first index where the running sum
+  # reaches it, which always has mass (excluded tokens after it never do).
+  return jnp.minimum(token, jnp.sum(cdf < total, axis=-1, dtype=jnp.int32))
+
+
+def _choose(uniform, logits, temperature, *, top_k, top_p, greedy):
   """Pick one token per row from logits [N, V] -> (token [N], logprob [N], logprob_t1 [N])."""
   if greedy:
     token = jnp.argmax(logits, axis=-1).astype(jnp.int32)
   else:
-    filtered = sampling_logits(logits, temperature, top_k, top_p)
-    token = jax.random.categorical(rng, filtered, axis=-1).astype(jnp.int32)
+    token = inverse_cdf_sample(sampling_logits(logits, temperature, top_k, top_p), uniform)
   return token, _token_logprob(logits, token, temperature), _token_logprob(logits, token)
 
 
@@ -118,18 +143,19 @@ class _Loop(NamedTuple):
   step: jax.Array      # [] int32: column of the next token to emit
   logits: jax.Array    # [N, V] float32: next-token logits
   cache: object        # KVCache
-  rng: jax.Array
   done: jax.Array      # [N] bool: row has emitted EOS
   out: SampleOutput
 
 
-def _emit(loop: _Loop, temperature, *, top_k, top_p, greedy, eos_id, pad_id):
+def _emit(loop: _Loop, uniforms, temperature, *, top_k, top_p, greedy, eos_id, pad_id):
   """Choose the next token for every row and record it at column `loop.step`.
 
-  Returns (the loop state with outputs written and `done` updated, token [N], active [N]).
+  uniforms: [L, N], one uniform per row for each column. Returns (the loop state with outputs
+  written and `done` updated, token [N], active [N]).
   """
-  rng, key = jax.random.split(loop.rng)
-  token, lp, lp1 = _choose(key, loop.logits, temperature, top_k=top_k, top_p=top_p, greedy=greedy)
+  uniform = jax.lax.dynamic_index_in_dim(uniforms, loop.step, keepdims=False)
+  token, lp, lp1 = _choose(uniform, loop.logits, temperature, top_k=top_k, top_p=top_p,
+                           greedy=greedy)
   active = ~loop.done
   token = jnp.where(active, token, pad_id)
   write = lambda buf, col: jax.lax.dynamic_update_slice(buf, col[:, None], (0, loop.step))
@@ -138,33 +164,55 @@ def _emit(loop: _Loop, temperature, *, top_k, top_p, greedy, eos_id, pad_id):
                      logprobs=write(loop.out.logprobs, jnp.where(active, lp, 0.0)),
                      logprobs_t1=write(loop.out.logprobs_t1, jnp.where(active, lp1, 0.0)))
   done = loop.done | (token == eos_id)  # eos_id = -1 (no EOS) never matches
-  return loop._replace(rng=rng, done=done, out=out), token, active
+  return loop._replace(done=done, out=out), token, active
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "max_new_tokens", "top_k", "top_p", "greedy"))
+FIRST_BUCKET = 64  # new tokens the first decode bucket's cache holds; each next one doubles
+
+
+def decode_buckets(max_new_tokens: int, first: int = FIRST_BUCKET) -> list[int]:
+  """Cache sizes (in generated tokens) of the decode buckets: first, 2 first, ... up to the cap.
+
+  The decode steps of bucket j attend over prompt + buckets[j] slots, so a step's attention costs
+  at most about twice the filled part (instead of the whole cap from the first token on), for
+  log2(cap / first) extra compiled loops and cache copies.
+  """
+  sizes = [min(first, max_new_tokens)]
+  while sizes[-1] < max_new_tokens:
+    sizes.append(min(2 * sizes[-1], max_new_tokens))
+  return sizes
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "max_new_tokens", "top_k", "top_p",
+                                             "greedy", "group_size"))
 def _sample_jit(graphdef, state, prompt_tokens, prompt_mask, rng, temperature, eos_id, pad_id, *,
-                max_new_tokens, top_k, top_p, greedy):
+                max_new_tokens, top_k, top_p, greedy, group_size):
   model = nnx.merge(graphdef, state)
   cfg = model.cfg
-  n, p = prompt_tokens.shape
+  b, p = prompt_tokens.shape
+  n = b * group_size
   if p + max_new_tokens > cfg.max_seq_len:
     raise ValueError(f"prompt width {p} + max_new_tokens {max_new_tokens} exceeds the model "
                      f"context of {cfg.max_seq_len}")
   prompt_mask = prompt_mask.astype(bool)
-  cache = init_cache(cfg, n, p + max_new_tokens)
+  buckets = decode_buckets(max_new_tokens)
+  # The prompt is prefilled once and its cache shared by its group of rollouts.
+  cache = init_cache(cfg, b, p + buckets[0])
   logits, cache = model(prompt_tokens, positions_from_mask(prompt_mask), prompt_mask, cache,
                         jnp.int32(0))
-  prompt_len = prompt_mask.sum(-1).astype(jnp.int32)  # position of the first generated token
+  cache = repeat_cache(cache, group_size)
+  logits = jnp.repeat(logits[:, -1], group_size, axis=0)
+  prompt_len = jnp.repeat(prompt_mask.sum(-1).astype(jnp.int32), group_size)  # first new position
+  uniforms = jax.random.uniform(rng, (max_new_tokens, n), jnp.float32)
   empty = SampleOutput(tokens=jnp.full((n, max_new_tokens), pad_id, jnp.int32),
                        mask=jnp.zeros((n, max_new_tokens), bool),
                        logprobs=jnp.zeros((n, max_new_tokens), jnp.float32),
                        logprobs_t1=jnp.zeros((n, max_new_tokens), jnp.float32))
-  emit = functools.partial(_emit, temperature=temperature, top_k=top_k, top_p=top_p,
-                           greedy=greedy, eos_id=eos_id, pad_id=pad_id)
+  emit = functools.partial(_emit, uniforms=uniforms, temperature=temperature, top_k=top_k,
+                           top_p=top_p, greedy=greedy, eos_id=eos_id, pad_id=pad_id)
   # Left padding puts every row's last prompt token in the last column.
-  loop, token, active = emit(_Loop(jnp.int32(0), logits[:, -1], cache, rng,
-                                   jnp.zeros((n,), bool), empty))
-  loop = loop._replace(step=jnp.int32(1))
+  carry = emit(_Loop(jnp.int32(0), logits, cache, jnp.zeros((n,), bool), empty))
+  carry = (carry[0]._replace(step=jnp.int32(1)),) + carry[1:]
 
   def body(carry):
     loop, token, active = carry
@@ -175,26 +223,30 @@ def _sample_jit(graphdef, state, prompt_tokens, prompt_mask, rng, temperature, e
     loop, token, active = emit(loop._replace(logits=logits[:, 0], cache=cache))
     return loop._replace(step=loop.step + 1), token, active
 
-  def cond(carry):
-    loop = carry[0]
-    return (loop.step < max_new_tokens) & ~jnp.all(loop.done)
-
-  loop, _, _ = jax.lax.while_loop(cond, body, (loop, token, active))
-  return loop.out
+  for j, size in enumerate(buckets):
+    if j:
+      carry = (carry[0]._replace(cache=grow_cache(carry[0].cache, p + size)),) + carry[1:]
+    # Steps up to `size` write slots below p + size; the last bucket runs to the cap.
+    end = max_new_tokens if size == max_new_tokens else size + 1
+    cond = lambda carry, end=end: (carry[0].step < end) & ~jnp.all(carry[0].done)
+    carry = jax.lax.while_loop(cond, body, carry)
+  return carry[0].out
 
 
 def sample(graphdef, state, prompt_tokens, prompt_mask, rng, *, max_new_tokens: int,
            temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, eos_id: int | None,
-           pad_id: int, greedy: bool = False) -> SampleOutput:
-  """Generate up to max_new_tokens per prompt.
+           pad_id: int, greedy: bool = False, group_size: int = 1) -> SampleOutput:
+  """Generate up to max_new_tokens per prompt, `group_size` times per prompt.
 
-  prompt_tokens: [N, P] int32, left-padded (see `left_pad`); prompt_mask: [N, P] bool, every row
+  prompt_tokens: [B, P] int32, left-padded (see `left_pad`); prompt_mask: [B, P] bool, every row
   with at least one real token. rng: a JAX PRNG key. temperature > 0 scales the logits (also in
   greedy mode, where it only affects the returned `logprobs`); top_k=0 and top_p=1 disable those
-  filters. eos_id=None never stops early (useful for benchmarks).
-  Returns SampleOutput with [N, max_new_tokens] arrays; see the module docstring for which
-  log-probs are which. Compiles once per (shapes, max_new_tokens, top_k, top_p, greedy);
-  temperature, eos_id and pad_id are traced, so changing them does not recompile.
+  filters. eos_id=None never stops early (useful for benchmarks). group_size = G > 1 samples G
+  continuations of each prompt (a GRPO group) from one prefill of it; rows are prompt-major, as
+  from sampling `jnp.repeat(prompt_tokens, G, axis=0)` with group_size 1.
+  Returns SampleOutput with [N = B * G, max_new_tokens] arrays; see the module docstring for
+  which log-probs are which. Compiles once per (shapes, max_new_tokens, top_k, top_p, greedy,
+  group_size); temperature, eos_id and pad_id are traced, so changing them does not recompile.
   """
   if max_new_tokens < 1:
     raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
@@ -204,6 +256,8 @@ def sample(graphdef, state, prompt_tokens, prompt_mask, rng, *, max_new_tokens: 
     raise ValueError(f"top_p must be in (0, 1], got {top_p}")
   if top_k < 0:
     raise ValueError(f"top_k must be >= 0, got {top_k}")
+  if group_size < 1:
+    raise ValueError(f"group_size must be >= 1, got {group_size}")
   if not isinstance(prompt_mask, jax.core.Tracer) and not np.asarray(prompt_mask)[:, -1].all():
     # The first new token is read off the last column, so it must hold a real token per row.
     raise ValueError("every prompt row must be left-padded with a real token in the last "
@@ -212,4 +266,4 @@ def sample(graphdef, state, prompt_tokens, prompt_mask, rng, *, max_new_tokens: 
                      jnp.asarray(prompt_mask, bool), rng, jnp.float32(temperature),
                      jnp.int32(-1 if eos_id is None else eos_id), jnp.int32(pad_id),
                      max_new_tokens=max_new_tokens, top_k=int(top_k), top_p=float(top_p),
-                     greedy=greedy)
+                     greedy=greedy, group_size=int(group_size))

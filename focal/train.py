@@ -28,11 +28,10 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 import optax
-from flax import nnx
 
 from focal import aggregators, grpo, sampling
 from focal.advantages import make_estimator
-from focal.models.transformer import token_logprobs
+from focal.models.transformer import grouped_response_logprobs, token_logprobs
 from focal.rubric import RubricBatch, passes
 
 
@@ -151,10 +150,10 @@ def make_engine(graphdef, tx, aggregator: aggregators.Aggregator, settings: GRPO
 
   def rollout_step(state: TrainState, batch: PromptBatch):
     rng, sample_rng = jax.random.split(state.rng)
-    tokens, mask, _ = _repeat_prompts(batch, s.group_size)
-    out = sampling.sample(graphdef, state.params, tokens, mask, sample_rng,
+    out = sampling.sample(graphdef, state.params, batch.tokens, batch.mask, sample_rng,
                           max_new_tokens=s.max_new_tokens, temperature=s.temperature,
-                          top_k=s.top_k, top_p=s.top_p, eos_id=s.eos_id, pad_id=s.pad_id)
+                          top_k=s.top_k, top_p=s.top_p, eos_id=s.eos_id, pad_id=s.pad_id,
+                          group_size=s.group_size)
     return state.replace(rng=rng), Rollouts(out.tokens, out.mask)
 
   def learn_step(state: TrainState, batch: PromptBatch, rollouts: Rollouts, scores, valid):
@@ -167,23 +166,29 @@ def make_engine(graphdef, tx, aggregator: aggregators.Aggregator, settings: GRPO
     advantages, adv_metrics = estimate(rewards, scores, valid, batch.rubric)
     adv = advantages.reshape(n)
 
-    logp_of = lambda params, idx: response_logprobs(
-        graphdef, params, prompt_tokens[idx], prompt_mask[idx], Rollouts(*(x[idx] for x in rollouts)))
-    all_rows = jnp.arange(n)
+    def logp_of(params, idx):
+      if idx is None:  # every row in order: each prompt runs once for its whole group
+        return grouped_response_logprobs(graphdef, params, batch.tokens, batch.mask,
+                                         rollouts.tokens, rollouts.mask, g)
+      return response_logprobs(graphdef, params, prompt_tokens[idx], prompt_mask[idx],
+                               Rollouts(*(x[idx] for x in rollouts)))
+
+    rows = lambda x, idx: x if idx is None else x[idx]
     # With one pass over one mini-batch the policy that sampled is the one being
     # updated: its log-probs are the loss's own forward (stopped), which saves a
-    # whole forward pass over the rollouts.
+    # whole forward pass over the rollouts. That one mini-batch is every row, in order
+    # (a shuffle would only change the summation order), so it shares prompts too.
     single_pass = s.mu == 1 and s.num_minibatches == 1
-    old_logp = None if single_pass else jax.lax.stop_gradient(logp_of(state.params, all_rows))
-    ref_logp = jax.lax.stop_gradient(logp_of(state.ref_params, all_rows)) if s.beta else None
+    old_logp = None if single_pass else jax.lax.stop_gradient(logp_of(state.params, None))
+    ref_logp = jax.lax.stop_gradient(logp_of(state.ref_params, None)) if s.beta else None
     num_tokens = jnp.sum(rollouts.mask).astype(jnp.float32)
 
     def loss_fn(params, idx):
       logp = logp_of(params, idx)
-      old = jax.lax.stop_gradient(logp) if single_pass else old_logp[idx]
+      old = jax.lax.stop_gradient(logp) if single_pass else rows(old_logp, idx)
       return grpo.grpo_loss(
-          logp, old, old if ref_logp is None else ref_logp[idx], adv[idx], rollouts.mask[idx],
-          eps_low=s.eps_low, eps_high=s.eps_high, beta=s.beta,
+          logp, old, old if ref_logp is None else rows(ref_logp, idx), rows(adv, idx),
+          rows(rollouts.mask, idx), eps_low=s.eps_low, eps_high=s.eps_high, beta=s.beta,
           loss_aggregation=s.loss_aggregation, max_len=s.max_new_tokens,
           # Each mini-batch carries its share of the batch's tokens, so token_mean
           # over mini-batches weighs every token of the rollout batch alike.
@@ -199,10 +204,13 @@ def make_engine(graphdef, tx, aggregator: aggregators.Aggregator, settings: GRPO
     rng, perm_rng = jax.random.split(state.rng)
     if n % s.num_minibatches:
       raise ValueError(f"{n} rollouts do not split into {s.num_minibatches} mini-batches")
-    perms = jax.vmap(lambda k: jax.random.permutation(k, n))(jax.random.split(perm_rng, s.mu))
-    order = perms.reshape(s.mu * s.num_minibatches, n // s.num_minibatches)
-    (params, opt_state), inner = jax.lax.scan(minibatch_update, (state.params, state.opt_state),
-                                              order)
+    if single_pass:
+      (params, opt_state), inner = minibatch_update((state.params, state.opt_state), None)
+    else:
+      perms = jax.vmap(lambda k: jax.random.permutation(k, n))(jax.random.split(perm_rng, s.mu))
+      order = perms.reshape(s.mu * s.num_minibatches, n // s.num_minibatches)
+      (params, opt_state), inner = jax.lax.scan(minibatch_update,
+                                                (state.params, state.opt_state), order)
     new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
                               agg_state=agg_state, rng=rng)
     metrics = _step_metrics(rewards, scores, valid, batch.rubric, rollouts, agg_metrics,

@@ -1,5 +1,6 @@
-"""Tests for focal.sampling: cache parity with full recomputation, top-k/top-p on hand-computed
-cases, greedy determinism, EOS stopping and padding, left-padding invariance, left_pad errors."""
+"""Tests for focal.sampling: cache parity with full recomputation (across decode buckets too),
+top-k/top-p on hand-computed cases, inverse-CDF draws against softmax, greedy determinism, EOS
+stopping and padding, left-padding invariance, groups from one prefill, left_pad errors."""
 import dataclasses
 
 import jax
@@ -10,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from focal.models import ModelConfig, forward, init_model, positions_from_mask, token_logprobs
-from focal.sampling import (left_pad, sample, sampling_logits, top_k_filter, top_p_filter)
+from focal.sampling import (decode_buckets, inverse_cdf_sample, left_pad, sample,
+                            sampling_logits, top_k_filter, top_p_filter)
 
 CFG = ModelConfig(vocab_size=40, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, head_dim=8,
                   d_ff=48, qkv_bias=True, tie_embeddings=False, max_seq_len=32)
@@ -203,3 +205,61 @@ def test_bfloat16_sampling_tracks_recomputation(model):
   assert out.logprobs.dtype == jnp.float32
   ref = _generated_logprobs(graphdef, state, jnp.asarray(tokens), jnp.asarray(mask), out)
   np.testing.assert_allclose(out.logprobs_t1, ref, atol=5e-2)
+
+
+def test_inverse_cdf_sample_follows_softmax_and_never_picks_excluded_tokens():
+  logits = jnp.array([[0.0, -jnp.inf, 1.0, 2.0, -jnp.inf],
+                      [-jnp.inf, 3.0, -jnp.inf, -jnp.inf, -jnp.inf]])
+  n = 20000
+  uniforms = jax.random.uniform(jax.random.key(0), (n,))
+  rows = jnp.repeat(logits[:1], n, axis=0)
+  draw = jax.jit(inverse_cdf_sample)
+  draws = np.asarray(draw(rows, uniforms))
+  expected = np.exp([0.0, 1.0, 2.0]) / np.exp([0.0, 1.0, 2.0]).sum()
+  freq = np.bincount(draws, minlength=5) / n
+  assert freq[1] == 0 and freq[4] == 0
+  np.testing.assert_allclose(freq[[0, 2, 3]], expected, atol=0.015)
+  # The ends of [0, 1): the first token with mass, and the last one (never a trailing excluded
+  # token, even at the largest uniform below 1).
+  edge = jnp.array([0.0, np.nextafter(np.float32(1), np.float32(0))], jnp.float32)
+  np.testing.assert_array_equal(draw(jnp.repeat(logits[:1], 2, 0), edge), [0, 3])
+  np.testing.assert_array_equal(draw(jnp.repeat(logits[1:], 2, 0), edge), [1, 1])
+
+
+def test_decode_buckets_double_up_to_the_cap():
+  assert decode_buckets(32) == [32]
+  assert decode_buckets(64) == [64]
+  assert decode_buckets(65) == [64, 65]
+  assert decode_buckets(300) == [64, 128, 256, 300]
+  assert decode_buckets(8, first=2) == [2, 4, 8]
+
+
+@pytest.mark.slow
+def test_decoding_across_buckets_matches_full_recomputation():
+  """70 new tokens cross the first bucket (64): the grown cache keeps every written slot."""
+  cfg = dataclasses.replace(CFG, max_seq_len=80)
+  graphdef, state = init_model(cfg, 2)
+  tokens, mask = left_pad(PROMPTS, pad_id=PAD)
+  out = sample(graphdef, state, tokens, mask, jax.random.key(7), max_new_tokens=70, eos_id=None,
+               pad_id=PAD)
+  assert out.mask.all()
+  ref = _generated_logprobs(graphdef, state, jnp.asarray(tokens), jnp.asarray(mask), out)
+  np.testing.assert_allclose(out.logprobs_t1, ref, atol=1e-5)
+
+
+def test_group_size_samples_like_repeated_prompts(model):
+  """G continuations from one prefill per prompt equal sampling the prompts repeated G times."""
+  graphdef, state = model
+  tokens, mask = left_pad(PROMPTS, pad_id=PAD)
+  kw = dict(max_new_tokens=6, temperature=0.8, eos_id=EOS, pad_id=PAD)
+  grouped = sample(graphdef, state, tokens, mask, jax.random.key(9), group_size=3, **kw)
+  repeated = sample(graphdef, state, np.repeat(tokens, 3, 0), np.repeat(mask, 3, 0),
+                    jax.random.key(9), **kw)
+  assert grouped.tokens.shape == (9, 6)
+  np.testing.assert_array_equal(grouped.tokens, repeated.tokens)
+  np.testing.assert_array_equal(grouped.mask, repeated.mask)
+  np.testing.assert_allclose(grouped.logprobs, repeated.logprobs, atol=1e-5)
+  # The rows of a group differ (they are G draws, not one draw copied).
+  assert len({tuple(r) for r in np.asarray(grouped.tokens[:3])}) > 1
+  with pytest.raises(ValueError, match="group_size"):
+    sample(graphdef, state, tokens, mask, jax.random.key(0), group_size=0, **kw)

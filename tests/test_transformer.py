@@ -9,7 +9,8 @@ import pytest
 
 from focal.models import (SCALES, ModelConfig, abstract_model, forward, init_cache, init_model,
                           param_count, positions_from_mask, token_logprobs)
-from focal.models.transformer import RMSNorm, apply_rope, attend
+from focal.models.transformer import (RMSNorm, apply_rope, attend, grouped_response_logprobs,
+                                      grow_cache, repeat_cache)
 
 CFG = ModelConfig(vocab_size=50, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, head_dim=8,
                   d_ff=48, qkv_bias=True, tie_embeddings=False, rope_theta=10000.0, max_seq_len=64)
@@ -230,3 +231,64 @@ def test_qk_norm_and_bfloat16_params():
   assert logits.dtype == jnp.float32 and bool(jnp.isfinite(logits).all())
   with pytest.raises(ValueError, match="param_dtype must be one of"):
     dataclasses.replace(cfg, param_dtype="float16")
+
+
+def _groups(seed=0, b=2, g=3, p=5, length=6):
+  """Left-padded prompts [B, P] and G responses each [B*G, L], some ending early."""
+  rng = np.random.default_rng(seed)
+  prompts = np.asarray(rng.integers(0, 50, (b, p)), np.int32)
+  prompt_mask = np.ones((b, p), bool)
+  prompt_mask[0, :2] = False  # prompt 0 is 3 tokens, left-padded
+  responses = np.asarray(rng.integers(0, 50, (b * g, length)), np.int32)
+  lengths = rng.integers(1, length + 1, b * g)
+  response_mask = np.arange(length)[None] < lengths[:, None]
+  return tuple(map(jnp.asarray, (prompts, prompt_mask, responses, response_mask))) + (g,)
+
+
+def _full_logprobs(graphdef, state, prompts, prompt_mask, responses, response_mask, g):
+  tokens = jnp.concatenate([jnp.repeat(prompts, g, 0), responses], 1)
+  mask = jnp.concatenate([jnp.repeat(prompt_mask, g, 0), response_mask], 1)
+  return token_logprobs(graphdef, state, tokens, mask)[:, prompts.shape[1] - 1:]
+
+
+def test_grouped_response_logprobs_equal_the_full_forward(model):
+  """One prompt pass per group gives every response's log-probs."""
+  graphdef, state = model
+  args = _groups()
+  mask = args[3]
+  grouped = jax.jit(grouped_response_logprobs, static_argnums=(0, 6))(graphdef, state, *args)
+  full = jax.jit(_full_logprobs, static_argnums=(0, 6))(graphdef, state, *args)
+  np.testing.assert_allclose(grouped * mask, full * mask, atol=1e-5)
+  with pytest.raises(ValueError, match="5 responses for 2 prompts x group_size 3"):
+    grouped_response_logprobs(graphdef, state, *args[:2], args[2][:5], args[3][:5], 3)
+
+
+@pytest.mark.slow
+def test_grouped_response_logprobs_gradient_equals_the_full_forward(model):
+  """The gradient flows through the repeated prompt cache like through G prompt copies."""
+  graphdef, state = model
+  args = _groups(seed=1)
+  mask = args[3]
+  loss = lambda fn: lambda st: jnp.sum(fn(graphdef, st, *args) * mask)
+  g_grouped = jax.jit(jax.grad(loss(grouped_response_logprobs)))(state)
+  g_full = jax.jit(jax.grad(loss(_full_logprobs)))(state)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-4),
+               g_grouped, g_full)
+
+
+def test_repeat_and_grow_cache():
+  cache = init_cache(CFG, 2, 3)
+  cache = cache._replace(k=tuple(k.at[1].set(1.0) for k in cache.k),
+                         mask=cache.mask.at[1, :2].set(True))
+  rep = repeat_cache(cache, 3)
+  assert rep.k[0].shape == (6, CFG.n_kv_heads, 3, CFG.head_dim)
+  # Prompt-major: rows 3..5 are copies of row 1.
+  np.testing.assert_array_equal(rep.mask[:, 0], [False] * 3 + [True] * 3)
+  assert float(rep.k[1][3:].min()) == 1.0 and float(rep.k[1][:3].max()) == 0.0
+  grown = grow_cache(rep, 5)
+  assert grown.v[0].shape[2] == 5 and grown.mask.shape == (6, 5)
+  np.testing.assert_array_equal(grown.mask[:, :3], rep.mask)
+  assert not grown.mask[:, 3:].any()
+  np.testing.assert_array_equal(grown.k[0][:, :, :3], rep.k[0])
+  with pytest.raises(ValueError, match="cannot grow a cache of 5 slots to 4"):
+    grow_cache(grown, 4)

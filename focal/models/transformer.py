@@ -129,6 +129,29 @@ def init_cache(config: ModelConfig, batch: int, length: int) -> KVCache:
                  mask=jnp.zeros((batch, length), bool))
 
 
+def repeat_cache(cache: KVCache, repeats: int) -> KVCache:
+  """Each row of `cache` repeated `repeats` times in place ([B, ...] -> [B * repeats, ...]).
+
+  A prompt prefilled once serves its whole group of rollouts this way.
+  """
+  rep = lambda x: jnp.repeat(x, repeats, axis=0)
+  return KVCache(tuple(map(rep, cache.k)), tuple(map(rep, cache.v)), rep(cache.mask))
+
+
+def grow_cache(cache: KVCache, length: int) -> KVCache:
+  """`cache` with empty slots appended up to `length` (a copy; written slots keep their place).
+
+  Decoding in buckets attends over a cache as long as the filled part rounded up, and grows it
+  between buckets, instead of attending over the longest cache from the first token on.
+  """
+  extra = length - cache.mask.shape[1]
+  if extra < 0:
+    raise ValueError(f"cannot grow a cache of {cache.mask.shape[1]} slots to {length}")
+  pad = lambda x: jnp.pad(x, ((0, 0), (0, 0), (0, extra), (0, 0)))
+  return KVCache(tuple(map(pad, cache.k)), tuple(map(pad, cache.v)),
+                 jnp.pad(cache.mask, ((0, 0), (0, extra))))
+
+
 def positions_from_mask(attention_mask: jax.Array) -> jax.Array:
   """[B, T] bool -> [B, T] int32 positions: 0 at each row's first real token, counting real tokens.
 
@@ -234,8 +257,11 @@ def attend(q: jax.Array, k: jax.Array, v: jax.Array, valid: jax.Array) -> jax.Ar
   scores = scores / jnp.sqrt(jnp.float32(d))
   scores = jnp.where(valid[:, None, None, :, :], scores, _MASK_VALUE)
   probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
-  out = jnp.einsum("bkgts,bksd->btkgd", probs, v)
-  return out.reshape(b, t, h, d)
+  # The product keeps the (b, k) batch and (g, t) rows of the scores, so XLA's CPU backend runs
+  # it as one batched matmul; asking the einsum for [B, T, ...] directly made it compute the
+  # transposed product, 4x slower on a decode step (docs/PERFORMANCE.md). Same sums either way.
+  out = jnp.einsum("bkgts,bksd->bkgtd", probs, v)
+  return out.transpose(0, 3, 1, 2, 4).reshape(b, t, h, d)
 
 
 class Attention(nnx.Module):
@@ -398,3 +424,43 @@ def token_logprobs(graphdef: nnx.GraphDef, state: nnx.State, tokens: jax.Array,
   logp = jax.nn.log_softmax(logits[:, :-1] / temperature, axis=-1)
   return jnp.take_along_axis(logp, tokens[:, 1:, None], axis=-1)[..., 0]
 
+
+
+def grouped_response_logprobs(graphdef: nnx.GraphDef, state: nnx.State, prompt_tokens: jax.Array,
+                              prompt_mask: jax.Array, response_tokens: jax.Array,
+                              response_mask: jax.Array, group_size: int) -> jax.Array:
+  """Log-probs (temperature 1) of G responses per prompt, running each prompt once: [N, L].
+
+  prompt_tokens, prompt_mask: [B, P], left-padded. response_tokens, response_mask: [N, L] with
+  N = B * group_size, prompt-major (rows b*G .. b*G + G - 1 answer prompt b).
+  Equals `token_logprobs` on the concatenated [N, P + L] sequences (the prompt's keys and values
+  do not depend on what follows it), but the prompt goes through the model B times instead of N:
+  the prompt pass writes a KV cache that is repeated G times, and the responses attend over it.
+  Differentiable in `state` (through the repeated cache too). Entries whose token is padding are
+  meaningless; mask them with response_mask.
+  """
+  model = nnx.merge(graphdef, state)
+  b, p = prompt_tokens.shape
+  n, length = response_tokens.shape
+  if n != b * group_size:
+    raise ValueError(f"{n} responses for {b} prompts x group_size {group_size}")
+  prompt_mask = prompt_mask.astype(bool)
+  response_mask = response_mask.astype(bool)
+  cache = init_cache(model.cfg, b, p + length - 1)
+  prompt_logits, cache = model(prompt_tokens, positions_from_mask(prompt_mask), prompt_mask,
+                               cache, jnp.int32(0))
+  cache = repeat_cache(cache, group_size)
+  # Response token j is predicted at the slot before it: the prompt's last slot for j = 0, else
+  # response slot j - 1; the last response token predicts nothing and is not fed.
+  logits = jnp.repeat(prompt_logits[:, -1:], group_size, axis=0)
+  if length > 1:
+    prompt_len = jnp.repeat(jnp.sum(prompt_mask, -1, dtype=jnp.int32), group_size)
+    positions = prompt_len[:, None] + jnp.arange(length - 1, dtype=jnp.int32)
+    rest, _ = model(response_tokens[:, :-1], positions, response_mask[:, :-1], cache,
+                    jnp.int32(p))
+    logits = jnp.concatenate([logits, rest], axis=1)
+  logp = jax.nn.log_softmax(logits, axis=-1)
+  # A masked sum rather than a gather: its gradient is elementwise and fuses with the softmax's,
+  # where a gather's is a scatter into a zeroed [N, L, V] buffer.
+  chosen = jnp.arange(logp.shape[-1]) == response_tokens[..., None]
+  return jnp.sum(jnp.where(chosen, logp, 0.0), axis=-1)
