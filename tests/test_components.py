@@ -226,14 +226,18 @@ def test_unknown_names_fail_listing_the_registered_ones():
 POISONS = st.sampled_from([np.nan, np.inf, -np.inf, 1e30, -7.0])
 
 
-@functools.lru_cache(maxsize=None)  # one compilation per aggregator / estimator
-def _jitted(kind: str, name: str):
-  """`f(scores, valid, rubric, rewards)` -> the component's whole output, jitted."""
+@functools.lru_cache(maxsize=None)  # one compilation per aggregator
+def _component(kind: str, name: str):
+  """`f(scores, valid, rubric, rewards)` -> the component's whole output.
+
+  Aggregators run jitted (one compilation, many examples). Estimators run eagerly: they are
+  cheap, and under jit XLA happens to rewrite `x * float(mask)` into a select, which hides a
+  0 x NaN that eager execution (or another backend) would produce."""
   if kind == "aggregator":
     agg = aggregators.make(name)
     update = jax.jit(agg.update)
     return lambda s, v, r, _: update(s, v, r, agg.init(NUM_PROMPTS, K + PAD))
-  estimate = jax.jit(advantages.make_estimator(name))
+  estimate = advantages.make_estimator(name)
   return lambda s, v, r, rewards: estimate(rewards, s, v, r)
 
 
@@ -255,7 +259,7 @@ def _poisoned_verdicts(seed: int, poison: float):
 def test_nothing_without_a_verdict_reaches_rewards_or_advantages(kind, name, seed, poison):
   """NaN, inf or any value in an invalid or padded slot (and, for an estimator, in the reward of
   the rollout without a verdict) leaves every output bit-identical to 0 there."""
-  call = _jitted(kind, name)
+  call = _component(kind, name)
   rubric, valid, poisoned, clean = _poisoned_verdicts(seed, poison)
   rewards = _rewards(np.random.default_rng(seed))
   out_p = call(poisoned, valid, rubric, rewards.at[0, 1].set(poison))
