@@ -5,14 +5,30 @@ one `StandardSave` item; a JSON item `meta` carries what is not an array: the
 data iterator's position and the metrics of that step. Restoring targets an
 abstract copy of a freshly built state, so optimizer states come back with their
 types (not as lists) and arrays land on the target's shardings.
+
+A damaged newest checkpoint (a truncated array file, a deleted manifest, bad
+JSON in `meta`, an empty step folder) never stops a resume: `restore()` skips
+it with a warning naming the step and the error, and restores the newest step
+that reads back. Once an older step has restored onto the same target, the
+skipped ones are known to be damaged (not mismatched with the target), so they
+are renamed `<step>.corrupt` (kept for inspection, out of orbax's sight) and
+the run can save those steps again. When no step reads back, nothing is
+renamed and the error lists every step with its reason.
 """
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+
+CORRUPT_SUFFIX = ".corrupt"
+
+
+class CheckpointError(RuntimeError):
+  """No checkpoint under a directory could be restored."""
 
 
 class Checkpointer:
@@ -62,19 +78,57 @@ class Checkpointer:
     return list(self._manager.all_steps())
 
   def restore(self, target_state, step: int | None = None):
-    """(state, meta) of `step` (default: latest), restored onto `target_state`'s structure.
+    """(state, meta) of `step`, restored onto `target_state`'s structure.
 
     `target_state` is a freshly initialised state (or one of ShapeDtypeStructs,
     with shardings where they matter). Returns None when nothing is saved.
+    Without `step`, the newest step that reads back (see the module docstring);
+    with it, exactly that step, or its error.
     """
-    step = self.latest_step() if step is None else step
-    if step is None:
-      return None
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target_state)
+    if step is not None:
+      return self._restore_step(step, abstract)
+    failures = []
+    for candidate in sorted(self.all_steps(), reverse=True):
+      try:
+        restored = self._restore_step(candidate, abstract)
+      except Exception as e:  # orbax and tensorstore raise many types for a damaged step
+        reason = f"{type(e).__name__}: {_first_line(e)}"
+        failures.append((candidate, reason))
+        warnings.warn(f"checkpoint step {candidate} under {self.directory} could not be "
+                      f"restored ({reason}); trying the step before it", RuntimeWarning,
+                      stacklevel=2)
+        continue
+      if failures:
+        self._set_aside([s for s, _ in failures])
+      return restored
+    if failures:
+      listed = "; ".join(f"step {s}: {reason}" for s, reason in failures)
+      raise CheckpointError(f"no checkpoint under {self.directory} could be restored ({listed})")
+    return None
+
+  def _restore_step(self, step: int, abstract):
     restored = self._manager.restore(
         step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
                                       meta=ocp.args.JsonRestore()))
     return restored.state, restored.meta
+
+  def _set_aside(self, steps: list[int]) -> None:
+    """Renames damaged step folders out of orbax's sight, so those steps can be saved again."""
+    if jax.process_index() == 0:
+      for step in steps:
+        src = os.path.join(self.directory, str(step))
+        if not os.path.isdir(src):
+          continue
+        dst, n = src + CORRUPT_SUFFIX, 1
+        while os.path.exists(dst):
+          dst, n = f"{src}{CORRUPT_SUFFIX}-{n}", n + 1
+        os.rename(src, dst)
+        warnings.warn(f"damaged checkpoint step {step} moved to {dst}; restored the step "
+                      f"before it", RuntimeWarning, stacklevel=3)
+    if jax.process_count() > 1:
+      ocp.multihost.sync_global_processes("focal_checkpoint_set_aside")
+    self._manager.reload()
 
   def wait(self) -> None:
     """Blocks until background saves are on disk."""
@@ -83,3 +137,10 @@ class Checkpointer:
   def close(self) -> None:
     self._manager.wait_until_finished()
     self._manager.close()
+
+
+def _first_line(error: Exception) -> str:
+  """The head of an error's message (tensorstore's run to pages of JSON spec)."""
+  text = str(error).strip().splitlines()
+  head = text[0] if text else ""
+  return head if len(head) <= 300 else head[:300] + "..."

@@ -16,6 +16,9 @@ import numpy as np
 
 PITFALL_MODES = ("flip", "signed")
 
+# Category and prompt ids are stored as int32: the valid range of both.
+MAX_ID = int(np.iinfo(np.int32).max)
+
 # A verdict counts as a pass at or above this level (graded verdicts in [0, 1]).
 PASS_THRESHOLD = 0.5
 
@@ -48,12 +51,18 @@ class RubricBatch:
 
   @classmethod
   def from_arrays(cls, weights, categories, required, mask, prompt_ids,
-                  pitfall_mode: str = "flip") -> "RubricBatch":
-    """Validates host arrays and returns a batch of jnp arrays."""
-    weights = np.asarray(weights, np.float32)
+                  pitfall_mode: str = "flip", allow_duplicate_ids: bool = False) -> "RubricBatch":
+    """Validates host arrays and returns a batch of jnp arrays.
+
+    Weights must be numbers, `required` and `mask` bools, categories and prompt
+    ids integers in [0, MAX_ID]; prompt ids must be distinct unless
+    `allow_duplicate_ids` (a prompt visited twice in one batch: per-prompt
+    aggregator state then keeps the last occurrence's update).
+    """
+    weights = _typed(weights, "weights", "iuf").astype(np.float32)
+    required = _typed(required, "required", "b")
+    mask = _typed(mask, "mask", "b")
     categories = np.asarray(categories)
-    required = np.asarray(required, bool)
-    mask = np.asarray(mask, bool)
     prompt_ids = np.asarray(prompt_ids)
     if weights.ndim != 2:
       raise ValueError(f"weights must be [B, K], got shape {weights.shape}")
@@ -68,11 +77,17 @@ class RubricBatch:
       raise ValueError(f"categories must be integers, got dtype {categories.dtype}")
     if not np.issubdtype(prompt_ids.dtype, np.integer):
       raise ValueError(f"prompt_ids must be integers, got dtype {prompt_ids.dtype}")
-    if np.any(prompt_ids < 0):
-      raise ValueError(f"prompt_ids must be >= 0, got {prompt_ids.min()}")
+    _check_ids(prompt_ids, "prompt_ids")
+    _check_ids(categories[mask], "categories")
+    if not allow_duplicate_ids:
+      ids, counts = np.unique(prompt_ids, return_counts=True)
+      if np.any(counts > 1):
+        raise ValueError(f"prompt_ids must be distinct within a batch, got duplicates "
+                         f"{ids[counts > 1].tolist()} (pass allow_duplicate_ids=True to visit a "
+                         f"prompt twice in one batch)")
     check_pitfall_mode(pitfall_mode)
     for b in range(weights.shape[0]):
-      _validate_prompt(b, int(prompt_ids[b]), weights[b], categories[b], mask[b], pitfall_mode)
+      _validate_prompt(b, int(prompt_ids[b]), weights[b], mask[b], pitfall_mode)
     weights = np.where(mask, weights, 0.0)
     return cls(
         weights=jnp.asarray(weights, jnp.float32),
@@ -86,11 +101,13 @@ class RubricBatch:
   def from_lists(cls, rubrics: Sequence[Sequence[Mapping[str, Any]]],
                  prompt_ids: Sequence[int] | None = None,
                  max_criteria: int | None = None,
-                 pitfall_mode: str = "flip") -> "RubricBatch":
+                 pitfall_mode: str = "flip", allow_duplicate_ids: bool = False) -> "RubricBatch":
     """Pads lists of criteria dicts to K slots.
 
-    Each criterion is a mapping with `weight` (float, required), `category`
-    (int >= 0, default 0) and `required` (bool, default False).
+    Each criterion is a mapping with `weight` (an int or float, not a bool or a
+    string; required), `category` (int in [0, MAX_ID], default 0) and `required`
+    (a bool, default False). Prompt ids must be distinct unless
+    `allow_duplicate_ids` (see `from_arrays`).
 
     Raises:
       ValueError naming the prompt and field on bad input.
@@ -118,24 +135,54 @@ class RubricBatch:
           raise ValueError(f"prompt {pid}, criterion {j}: missing field 'weight'")
         weights[i, j] = _as_float(criterion["weight"], pid, j, "weight")
         categories[i, j] = _as_int(criterion.get("category", 0), pid, j, "category")
-        required[i, j] = bool(criterion.get("required", False))
+        required[i, j] = _as_bool(criterion.get("required", False), pid, j, "required")
         mask[i, j] = True
-    return cls.from_arrays(weights, categories, required, mask, np.asarray(prompt_ids, np.int64),
-                           pitfall_mode=pitfall_mode)
+    ids = [_as_int(p, p, None, "prompt_ids") for p in prompt_ids]
+    return cls.from_arrays(weights, categories, required, mask, np.asarray(ids, np.int64),
+                           pitfall_mode=pitfall_mode, allow_duplicate_ids=allow_duplicate_ids)
+
+
+def _where(pid, j) -> str:
+  return f"prompt {pid}" + ("" if j is None else f", criterion {j}")
 
 
 def _as_float(value, pid, j, field) -> float:
-  try:
-    return float(value)
-  except (TypeError, ValueError):
-    raise ValueError(f"prompt {pid}, criterion {j}: field '{field}' must be a number, "
-                     f"got {value!r}") from None
+  # bool is an int subclass and float("5") parses: both are slips, never weights.
+  if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
+    raise ValueError(f"{_where(pid, j)}: field '{field}' must be a number, got {value!r}")
+  return float(value)
 
 
 def _as_int(value, pid, j, field) -> int:
-  if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-    raise ValueError(f"prompt {pid}, criterion {j}: field '{field}' must be an int, got {value!r}")
+  if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+    raise ValueError(f"{_where(pid, j)}: field '{field}' must be an int, got {value!r}")
+  if not 0 <= int(value) <= MAX_ID:
+    raise ValueError(f"{_where(pid, j)}: field '{field}' is {int(value)}, outside the valid "
+                     f"range [0, {MAX_ID}] (stored as int32)")
   return int(value)
+
+
+def _as_bool(value, pid, j, field) -> bool:
+  if not isinstance(value, (bool, np.bool_)):
+    raise ValueError(f"{_where(pid, j)}: field '{field}' must be a bool, got {value!r}")
+  return bool(value)
+
+
+def _typed(values, name: str, kinds: str) -> np.ndarray:
+  """`values` as an array whose dtype kind is one of `kinds` (numpy's codes)."""
+  arr = np.asarray(values)
+  if arr.dtype.kind not in kinds:
+    wanted = {"iuf": "numbers (not bools or strings)", "b": "bools"}[kinds]
+    raise ValueError(f"{name} must be {wanted}, got dtype {arr.dtype}")
+  return arr
+
+
+def _check_ids(ids: np.ndarray, name: str) -> None:
+  """Integer ids must fit int32 and be >= 0 (a larger id would wrap to a negative one)."""
+  if ids.size and (ids.min() < 0 or ids.max() > MAX_ID):
+    bad = ids[(ids < 0) | (ids > MAX_ID)]
+    raise ValueError(f"{name} must lie in [0, {MAX_ID}] (stored as int32), got "
+                     f"{bad[:5].tolist()}")
 
 
 def check_pitfall_mode(pitfall_mode: str) -> None:
@@ -143,7 +190,7 @@ def check_pitfall_mode(pitfall_mode: str) -> None:
     raise ValueError(f"pitfall_mode must be one of {PITFALL_MODES}, got {pitfall_mode!r}")
 
 
-def _validate_prompt(index, pid, weights, categories, mask, pitfall_mode) -> None:
+def _validate_prompt(index, pid, weights, mask, pitfall_mode) -> None:
   where = f"prompt {pid} (row {index})"
   if not mask.any():
     raise ValueError(f"{where}: no real criteria (field 'mask' is all False)")
@@ -151,8 +198,6 @@ def _validate_prompt(index, pid, weights, categories, mask, pitfall_mode) -> Non
   bad = ~np.isfinite(real_w)
   if bad.any():
     raise ValueError(f"{where}: field 'weights' has non-finite values {real_w[bad].tolist()}")
-  if np.any(categories[mask] < 0):
-    raise ValueError(f"{where}: field 'categories' has negative ids {categories[mask].tolist()}")
   positive = np.abs(real_w) if pitfall_mode == "flip" else real_w
   if not np.any(positive > 0):
     raise ValueError(f"{where}: field 'weights' has no positive weight after pitfall handling "

@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from focal import aggregators, grpo, sampling
+from focal import aggregators, grpo, nonfinite, sampling
 from focal.advantages import make_estimator
 from focal.models.transformer import grouped_response_logprobs, token_logprobs
 from focal.rubric import RubricBatch, passes
@@ -85,6 +85,7 @@ class GRPOSettings:
   eps_high: float = 0.2               # clip range above 1
   beta: float = 0.0                   # k3 KL weight
   loss_aggregation: str = "seq_mean_token_mean"
+  nonfinite: str = "stop"             # non-finite step: "stop" or "skip_update" (focal.nonfinite)
 
   def __post_init__(self):
     if self.group_size < 2:
@@ -94,6 +95,7 @@ class GRPOSettings:
     if self.loss_aggregation not in grpo.LOSS_AGGREGATIONS:
       raise ValueError(f"unknown loss_aggregation {self.loss_aggregation!r}; "
                        f"choose from {grpo.LOSS_AGGREGATIONS}")
+    nonfinite.check_mode(self.nonfinite)
 
 
 def make_optimizer(learning_rate: float = 1e-4, grad_clip: float = 0.5,
@@ -211,10 +213,15 @@ def make_engine(graphdef, tx, aggregator: aggregators.Aggregator, settings: GRPO
       order = perms.reshape(s.mu * s.num_minibatches, n // s.num_minibatches)
       (params, opt_state), inner = jax.lax.scan(minibatch_update,
                                                 (state.params, state.opt_state), order)
+    bad = nonfinite.nonfinite_code(rewards, advantages, inner["loss"], inner["grad_norm"], params)
+    if s.nonfinite == "skip_update":
+      params, opt_state, agg_state = nonfinite.keep_if(
+          bad > 0, (state.params, state.opt_state, state.agg_state), (params, opt_state, agg_state))
     new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
                               agg_state=agg_state, rng=rng)
     metrics = _step_metrics(rewards, scores, valid, batch.rubric, rollouts, agg_metrics,
                             adv_metrics, inner)
+    metrics[nonfinite.METRIC] = bad
     return new_state, metrics
 
   def train_step(state: TrainState, batch: PromptBatch):

@@ -9,11 +9,12 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from configs import base
 from focal import advantages, aggregators, components
 from focal.advantages import base as adv_base
-from focal.aggregators import base as agg_base
+from focal.aggregators import base as agg_base, prompt_state
 from focal.rubric import RubricBatch
 
 B, G, K, PAD = 3, 4, 5, 3
@@ -216,3 +217,70 @@ def test_unknown_names_fail_listing_the_registered_ones():
   c.advantage.name = "ppo"
   with pytest.raises(ValueError, match="unknown advantage estimator 'ppo'.*sa_mrpo"):
     components.validate(c)
+
+
+# ----------------------------------------------------------------------------
+# Reliability: what a slot without a verdict holds never matters; tables are checked.
+# ----------------------------------------------------------------------------
+
+POISONS = st.sampled_from([np.nan, np.inf, -np.inf, 1e30, -7.0])
+
+
+@functools.lru_cache(maxsize=None)  # one compilation per aggregator
+def _component(kind: str, name: str):
+  """`f(scores, valid, rubric, rewards)` -> the component's whole output.
+
+  Aggregators run jitted (one compilation, many examples). Estimators run eagerly: they are
+  cheap, and under jit XLA happens to rewrite `x * float(mask)` into a select, which hides a
+  0 x NaN that eager execution (or another backend) would produce."""
+  if kind == "aggregator":
+    agg = aggregators.make(name)
+    update = jax.jit(agg.update)
+    return lambda s, v, r, _: update(s, v, r, agg.init(NUM_PROMPTS, K + PAD))
+  estimate = advantages.make_estimator(name)
+  return lambda s, v, r, rewards: estimate(rewards, s, v, r)
+
+
+def _poisoned_verdicts(seed: int, poison: float):
+  """A padded rubric, verdicts with every slot lacking a usable one set to `poison`, and the
+  same verdicts with those slots at 0 (one rollout has no verdict at all)."""
+  rng = np.random.default_rng(seed)
+  rubric = _rubric(rng, pad=PAD)
+  scores, valid = _verdicts(rng, K + PAD)
+  valid = valid.at[0, 1].set(False)
+  usable = agg_base.present(valid, rubric)
+  return (rubric, valid, jnp.where(usable, scores, poison), jnp.where(usable, scores, 0.0))
+
+
+@pytest.mark.parametrize("kind, name", [("aggregator", n) for n in AGGREGATORS]
+                         + [("advantage", n) for n in ESTIMATORS])
+@given(seed=st.integers(0, 2**31 - 1), poison=POISONS)
+@settings(max_examples=12, deadline=None)
+def test_nothing_without_a_verdict_reaches_rewards_or_advantages(kind, name, seed, poison):
+  """NaN, inf or any value in an invalid or padded slot (and, for an estimator, in the reward of
+  the rollout without a verdict) leaves every output bit-identical to 0 there."""
+  call = _component(kind, name)
+  rubric, valid, poisoned, clean = _poisoned_verdicts(seed, poison)
+  rewards = _rewards(np.random.default_rng(seed))
+  out_p = call(poisoned, valid, rubric, rewards.at[0, 1].set(poison))
+  out_c = call(clean, valid, rubric, rewards.at[0, 1].set(0.0))
+  jax.tree.map(np.testing.assert_array_equal, out_p, out_c)  # rewards/advantages, state, metrics
+  assert np.all(np.isfinite(out_p[0]))
+
+
+@pytest.mark.parametrize("name", AGGREGATORS)
+def test_a_prompt_id_past_the_state_table_is_an_error(name):
+  agg = aggregators.make(name)
+  rubric = _rubric(np.random.default_rng(5))
+  small = agg.init(int(np.max(rubric.prompt_ids)), K)  # one row short of the largest id
+  scores, valid = _verdicts(np.random.default_rng(6))
+  if prompt_state.table_rows(small) is None:  # stateless: no table to overflow
+    prompt_state.check_prompt_ids(small, rubric.prompt_ids)
+    agg.update(scores, valid, rubric, small)
+    return
+  message = rf"prompt id {int(np.max(rubric.prompt_ids))} is outside .* table of"
+  with pytest.raises(ValueError, match=message):
+    prompt_state.check_prompt_ids(small, rubric.prompt_ids)
+  with pytest.raises(ValueError, match=message):  # eager use checks on first use
+    agg.update(scores, valid, rubric, small)
+  prompt_state.check_prompt_ids(agg.init(NUM_PROMPTS, K), rubric.prompt_ids)

@@ -183,3 +183,15 @@ def test_arrays_mark_missing_verdicts_invalid(healthbench_path):
   scores, valid, _ = to_arrays(records, verdicts)
   assert not valid[0, 0, 1] and scores[0, 0, 1] == 0.0
   assert valid[0, 0, 0] and valid.sum() == sum(len(v) for v in VERDICTS) - 1
+
+
+def test_duplicate_prompt_id_names_both_lines(tmp_path):
+  other = json.loads(_with((["prompt_id"], "p2")))
+  path = tmp_path / "dup.jsonl"
+  path.write_text("\n".join(json.dumps(r) for r in (GOOD, other, GOOD)) + "\n")
+  with pytest.raises(RecordError, match="duplicate value 'p1', first seen on line 1") as info:
+    parse_healthbench_file(str(path))
+  assert (info.value.line, info.value.field) == (3, "prompt_id")
+  with pytest.raises(RecordError, match="duplicate value 'p1'"):
+    build(Healthbench(data_dir=str(tmp_path / "tfds"), source_files={"test": str(path)}))
+  assert not (tmp_path / "tfds").exists()

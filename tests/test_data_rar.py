@@ -126,3 +126,24 @@ def test_empty_file_is_an_error(tmp_path):
   with pytest.raises(RecordError, match="no records"):
     build(Rar(data_dir=str(tmp_path / "out"), source_files={"train": str(empty)}))
   assert not (tmp_path / "out").exists()
+
+
+def test_non_utf8_input_names_file_and_line(tmp_path):
+  path = tmp_path / "latin1.jsonl"
+  bad = json.dumps(_json_with_question("caf\u00e9?"), ensure_ascii=False).encode("latin-1")
+  path.write_bytes(json.dumps(GOOD).encode() + b"\n" + bad + b"\n")
+  column = bad.index(b"\xe9") + 1
+  with pytest.raises(RecordError, match=f"not valid UTF-8 \\(byte 0xe9 at column {column}\\)") \
+      as info:
+    parse_rar_file(str(path))
+  assert (info.value.path, info.value.line) == (str(path), 2)
+  assert f"{path}:2" in str(info.value)
+  # The same text as UTF-8 reads fine.
+  path.write_bytes(json.dumps(GOOD).encode() + b"\n" + bad.decode("latin-1").encode() + b"\n")
+  assert parse_rar_file(str(path))[1]["prompt"] == "caf\u00e9?"
+
+
+def _json_with_question(question):
+  rec = json.loads(json.dumps(GOOD))
+  rec["question"] = question
+  return rec

@@ -69,3 +69,22 @@ def test_grade_texts_shapes_padding_and_invalid():
     grade_texts(graders, [["a"], ["b", "c"]])
   with pytest.raises(ValueError, match="do not fit"):
     grade_texts(graders, texts, max_criteria=2)
+
+
+def test_check_scores_refuses_out_of_range_and_nonfinite_valid_scores():
+  from focal.graders.base import check_scores
+  scores = np.array([[[0.0, 1.0, 0.5]], [[np.nan, 4.67, -3.33]]], np.float32)
+  valid = np.array([[[True, True, True]], [[False, True, True]]])
+  with pytest.raises(ValueError, match=re.escape("scores[1, 0, 1] = 4.67") + ".*in \\[0, 1\\].*"
+                     "2 such verdict"):
+    check_scores(scores, valid)
+  # Slots without a valid verdict may hold anything; they come back as 0.
+  ok = check_scores(scores, valid & (scores >= 0.0) & (scores <= 1.0))
+  np.testing.assert_array_equal(ok, [[[0.0, 1.0, 0.5]], [[0.0, 0.0, 0.0]]])
+  np.testing.assert_array_equal(check_scores(scores, valid, clip=True),
+                                [[[0.0, 1.0, 0.5]], [[0.0, 1.0, 0.0]]])
+  valid[1, 0, 0] = True  # a valid NaN is never clipped into range
+  with pytest.raises(ValueError, match=re.escape("scores[1, 0, 0] = nan") + ".*must be finite"):
+    check_scores(scores, valid, clip=True)
+  with pytest.raises(ValueError, match="valid must be a bool array"):
+    check_scores(scores, valid.astype(int))

@@ -88,3 +88,34 @@ def test_kl_term_weighted_by_beta_and_metrics():
   np.testing.assert_allclose(loss1, 0.1 * (1 - np.log(2)) / 2, rtol=1e-5)
   np.testing.assert_allclose(m1["kl"], (1 - np.log(2)) / 2, rtol=1e-5)
   assert float(m1["clip_frac"]) == 0.0
+
+
+def test_lower_clip_bound_is_eps_low_with_a_negative_advantage():
+  """eps_low != eps_high, A < 0: ratios under 1 - eps_low are clipped there (not at 1 - eps_high)."""
+  eps_low, eps_high = 0.2, 0.28
+  ratios = jnp.array([[0.5, 0.75, 0.9]])
+  f = lambda lp: grpo.clipped_surrogate(lp, jnp.zeros((1, 3)), jnp.array([-1.0]), eps_low,
+                                        eps_high)
+  lp = jnp.log(ratios)
+  # min(r A, clip(r, 0.8, 1.28) A) with A = -1: the first two sit below 0.8.
+  np.testing.assert_allclose(f(lp), [[-0.8, -0.8, -0.9]], rtol=1e-6)
+  grad = jax.grad(lambda x: jnp.sum(f(x)))(lp)
+  np.testing.assert_allclose(grad, [[0.0, 0.0, -0.9]], rtol=1e-6)  # clipped tokens: no gradient
+  _, m = grpo.grpo_loss(lp, jnp.zeros((1, 3)), jnp.zeros((1, 3)), jnp.array([-1.0]),
+                        jnp.ones((1, 3), bool), eps_low=eps_low, eps_high=eps_high)
+  np.testing.assert_allclose(m["clip_frac"], 2 / 3, rtol=1e-6)
+
+
+def test_grpo_loss_takes_no_gradient_through_old_or_reference_logprobs():
+  """The contract holds even when a caller passes the live log-probs as old and reference."""
+  logp = jnp.log(jnp.array([[0.3, 0.6], [0.2, 0.5]]))
+  adv = jnp.array([1.0, -2.0])
+  mask = jnp.array([[True, True], [True, False]])
+  live = lambda lp: grpo.grpo_loss(lp, lp, lp, adv, mask, beta=0.1)[0]
+  # At ratio 1 (and u = 1 for the KL) it is the policy gradient: -A / tokens of its seq / N.
+  np.testing.assert_allclose(jax.grad(live)(logp), [[-0.25, -0.25], [1.0, 0.0]], rtol=1e-6)
+  off = logp + jnp.array([[0.1, -0.2], [0.3, 0.0]])
+  by_arg = jax.grad(lambda lp, old, ref: grpo.grpo_loss(lp, old, ref, adv, mask, beta=0.1)[0],
+                    argnums=(1, 2))(logp, off, off)
+  for g in by_arg:
+    np.testing.assert_array_equal(g, jnp.zeros_like(g))

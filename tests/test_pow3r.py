@@ -129,7 +129,7 @@ def test_multi_step_saturated_falls_and_contrastive_rises():
 
 def test_duplicate_prompt_in_batch_last_occurrence_wins():
   rubric = RubricBatch.from_arrays([[1.0, 1.0]] * 2, [[0, 0]] * 2, np.zeros((2, 2), bool),
-                                   np.ones((2, 2), bool), [3, 3])
+                                   np.ones((2, 2), bool), [3, 3], allow_duplicate_ids=True)
   scores = jnp.float32([[[1, 1], [1, 0]] * 2, [[0, 1], [0, 1]] * 2])
   _, state, metrics = UPDATE(scores, jnp.ones((2, 4, 2), bool), rubric, POW3R.init(5, 2))
   np.testing.assert_array_equal(state.alpha[3], metrics["factors"][1])

@@ -1,3 +1,5 @@
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -34,7 +36,16 @@ def test_rubric_is_a_pytree_through_jit():
     ([[_crit(1)], []], {}, "prompt 1 (row 1): no real criteria"),
     ([[_crit(float("nan"))]], {}, "non-finite"),
     ([[_crit(float("inf"))]], {}, "non-finite"),
-    ([[_crit(1, -1)]], {}, "negative ids"),
+    ([[_crit(1, -1)]], {}, "field 'category' is -1, outside the valid range"),
+    # Type slips that used to pass silently.
+    ([[_crit("5")]], {}, "field 'weight' must be a number, got '5'"),
+    ([[_crit(True)]], {}, "field 'weight' must be a number, got True"),
+    ([[_crit(1, required="no")]], {}, "field 'required' must be a bool, got 'no'"),
+    ([[_crit(1, required=1)]], {}, "field 'required' must be a bool, got 1"),
+    ([[_crit(1, True)]], {}, "field 'category' must be an int, got True"),
+    ([[_crit(1, 10**12)]], {}, "field 'category' is 1000000000000, outside the valid range"),
+    ([[_crit(1)], [_crit(2)]], {"prompt_ids": [4, 4]}, "duplicates [4]"),
+    ([[_crit(1)]], {"prompt_ids": [2**31]}, "field 'prompt_ids' is 2147483648, outside"),
     ([[_crit(0), _crit(0)]], {}, "no positive weight"),
     ([[_crit(-1)]], {"pitfall_mode": "signed"}, "no positive weight"),
     ([[_crit(1), _crit(1)]], {"max_criteria": 1}, "do not fit max_criteria=1"),
@@ -45,8 +56,45 @@ def test_rubric_is_a_pytree_through_jit():
     ([[_crit(1)]], {"pitfall_mode": "clip"}, "pitfall_mode must be one of"),
 ])
 def test_from_lists_rejects_bad_input(rubrics, kwargs, message):
-  with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+  with pytest.raises(ValueError, match=re.escape(message)):
     RubricBatch.from_lists(rubrics, **kwargs)
+
+
+def test_category_ids_keep_their_value_up_to_the_int32_limit():
+  r = RubricBatch.from_lists([[_crit(1, 2**31 - 1)]])
+  assert int(r.categories[0, 0]) == 2**31 - 1
+
+
+def test_duplicate_prompt_ids_only_by_explicit_option():
+  r = RubricBatch.from_lists([[_crit(1)], [_crit(2)]], prompt_ids=[4, 4], allow_duplicate_ids=True)
+  np.testing.assert_array_equal(r.prompt_ids, [4, 4])
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("weights", [["5", "1"]], "weights must be numbers (not bools or strings), got dtype <U1"),
+    ("weights", [[True, True]], "weights must be numbers (not bools or strings), got dtype bool"),
+    ("required", [["no", "no"]], "required must be bools, got dtype <U2"),
+    ("required", [[0, 1]], "required must be bools, got dtype int64"),
+    ("mask", [[1, 1]], "mask must be bools, got dtype int64"),
+    ("categories", [[0, 10**12]], "categories must lie in [0, 2147483647] (stored as int32), "
+                                  "got [1000000000000]"),
+    ("prompt_ids", [-3], "prompt_ids must lie in [0, 2147483647]"),
+    ("prompt_ids", [2**40], "prompt_ids must lie in [0, 2147483647]"),
+])
+def test_from_arrays_rejects_type_slips(field, value, message):
+  fields = dict(weights=[[1.0, 2.0]], categories=[[0, 1]], required=[[True, False]],
+                mask=[[True, True]], prompt_ids=[0])
+  fields[field] = value
+  with pytest.raises(ValueError, match=re.escape(message)):
+    RubricBatch.from_arrays(**fields)
+
+
+def test_from_arrays_rejects_duplicate_prompt_ids():
+  two = dict(weights=np.ones((2, 1)), categories=np.zeros((2, 1), int),
+             required=np.zeros((2, 1), bool), mask=np.ones((2, 1), bool))
+  with pytest.raises(ValueError, match=re.escape("duplicates [5]")):
+    RubricBatch.from_arrays(**two, prompt_ids=[5, 5])
+  assert RubricBatch.from_arrays(**two, prompt_ids=[5, 5], allow_duplicate_ids=True).num_prompts == 2
 
 
 def test_pitfall_only_rubric_is_fine_when_flipped():

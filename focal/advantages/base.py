@@ -1,20 +1,44 @@
 """The advantage-estimator registry and the group statistics every estimator shares."""
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import jax.numpy as jnp
 
-from focal.aggregators.base import check_range, present
+from focal.aggregators.base import check_range, present, usable_scores
 from focal.registry import Registry
 from focal.rubric import RubricBatch, safe_div
 
 Estimator = Callable[..., tuple]
 
 _ESTIMATORS = Registry("advantage estimator")
-register_estimator = _ESTIMATORS.register
 registered_estimators = _ESTIMATORS.names
 estimator_defaults = _ESTIMATORS.defaults  # name -> {hyper-parameter: default}
+
+
+def register_estimator(name: str):
+  """Decorator registering an estimator factory under `name`.
+
+  The registered factory builds estimators that see 0 for every score without a
+  usable verdict and for the reward of every rollout without one, before any
+  arithmetic: a masked-out NaN or inf never reaches an advantage (0 x NaN = NaN).
+  """
+  def wrap(factory):
+    @functools.wraps(factory)  # keeps the signature the config block is read from
+    def guarded(*args, **kwargs) -> Estimator:
+      return _on_usable_inputs(factory(*args, **kwargs))
+    return _ESTIMATORS.register(name)(guarded)
+  return wrap
+
+
+def _on_usable_inputs(estimate):
+  @functools.wraps(estimate)
+  def guarded_estimate(rewards, scores, valid, rubric: RubricBatch):
+    rewards = jnp.where(rollout_has_verdict(valid, rubric), rewards,
+                        jnp.zeros((), jnp.result_type(rewards)))
+    return estimate(rewards, usable_scores(scores, valid, rubric), valid, rubric)
+  return guarded_estimate
 
 
 def make_estimator(name: str, **hparams) -> Estimator:

@@ -11,6 +11,9 @@ Python constants; nothing loops over B, G or K in Python).
 Invalid verdicts (`valid=False`) are left out of that rollout's reward, in the
 numerator and the denominator. A rollout with no usable verdict gets the mean
 reward of the rollouts of its group that have one, so its GRPO advantage is 0.
+`register` wraps every update so that scores without a usable verdict (invalid
+or padding) are 0 before any arithmetic: a NaN or inf there would otherwise
+survive its mask (0 x NaN = NaN) and reach the rewards.
 
 Every aggregator's metrics hold at least:
   weights [B, K]: the per-criterion coefficients it applied (all verdicts
@@ -20,6 +23,7 @@ Every aggregator's metrics hold at least:
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, NamedTuple
 
 import jax.numpy as jnp
@@ -45,9 +49,30 @@ def init_empty(num_prompts: int, max_criteria: int) -> EmptyState:
 
 
 _AGGREGATORS = Registry("aggregator")
-register = _AGGREGATORS.register
 registered = _AGGREGATORS.names   # registered(static=True): the static baselines
 defaults = _AGGREGATORS.defaults
+
+
+def register(name: str, **tags):
+  """Decorator registering an aggregator factory under `name` (tags as in `Registry`).
+
+  The registered factory builds aggregators whose `update` sees `usable_scores`:
+  no update can mix a masked-out NaN into a reward.
+  """
+  def wrap(factory):
+    @functools.wraps(factory)  # keeps the signature the config block is read from
+    def guarded(*args, **kwargs) -> Aggregator:
+      agg = factory(*args, **kwargs)
+      return Aggregator(agg.init, _on_usable_scores(agg.update))
+    return _AGGREGATORS.register(name, **tags)(guarded)
+  return wrap
+
+
+def _on_usable_scores(update):
+  @functools.wraps(update)
+  def guarded_update(scores, valid, rubric: RubricBatch, state):
+    return update(usable_scores(scores, valid, rubric), valid, rubric, state)
+  return guarded_update
 
 
 def make(name: str, **hparams) -> Aggregator:
@@ -75,6 +100,11 @@ def check_range(name: str, value: float, lo: float | None = None, hi: float | No
 def present(valid, rubric: RubricBatch):
   """[B, G, K] bool: a real criterion with a verdict."""
   return valid & rubric.mask[:, None, :]
+
+
+def usable_scores(scores, valid, rubric: RubricBatch):
+  """scores [B, G, K] with 0 wherever no real criterion has a verdict (invalid or padding)."""
+  return jnp.where(present(valid, rubric), scores, jnp.zeros((), scores.dtype))
 
 
 def fill_from_group(raw, has_valid):

@@ -120,7 +120,7 @@ def category_balanced(pitfall_mode: str = "flip") -> base.Aggregator:
 
 def static_reward(scores, valid, rubric: RubricBatch, pitfall_mode: str = "signed"):
   """[B, G] static weighted score (the evaluation objective), no group fill-in."""
-  w, s = apply_pitfalls(scores, rubric, pitfall_mode)
+  w, s = apply_pitfalls(base.usable_scores(scores, valid, rubric), rubric, pitfall_mode)
   raw, _ = _linear_rewards(w, s, valid, rubric, pitfall_mode == "signed")
   return raw
 

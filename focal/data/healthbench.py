@@ -25,7 +25,7 @@ from typing import Any, Sequence
 import numpy as np
 import tensorflow_datasets as tfds
 
-from focal.data.records import Fields, read_jsonl
+from focal.data.records import Fields, UniqueField, read_jsonl
 from focal.data.rubric_prompts import RubricPromptsBuilder, check_weights, criterion, render_chat
 from focal.rubric import RubricBatch
 
@@ -85,9 +85,10 @@ _SCORER_KEYS = ("points", "item_tags", "example_tags")
 
 def parse_healthbench_file(path: str) -> list[dict]:
   """All records of a HealthBench JSONL file as `rubric_prompts` examples (without prompt_id)."""
-  out = []
+  out, ids = [], UniqueField(path, "prompt_id")
   for line, rec in read_jsonl(path):
     ex = parse_record(rec, path, line)
+    ids.add(ex["source"], line)  # a repeated prompt would be trained as two prompts
     out.append({k: v for k, v in ex.items() if k not in _SCORER_KEYS})
   return out
 

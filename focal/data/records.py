@@ -24,8 +24,15 @@ class RecordError(ValueError):
 def read_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
   """Yields (line number, object) for each non-blank line of a JSONL file."""
   path = os.fspath(path)
-  with open(path, encoding="utf-8") as f:
-    for lineno, line in enumerate(f, start=1):
+  # Bytes, decoded line by line, so that bad UTF-8 is reported with its line.
+  with open(path, "rb") as f:
+    for lineno, raw in enumerate(f, start=1):
+      try:
+        line = raw.decode("utf-8")
+      except UnicodeDecodeError as e:
+        raise RecordError(path, lineno, None,
+                          f"not valid UTF-8 (byte 0x{raw[e.start]:02x} at column {e.start + 1}); "
+                          "re-encode the file as UTF-8") from None
       if not line.strip():
         continue
       try:
@@ -73,6 +80,22 @@ class Fields:
       if not isinstance(v, str):
         raise self.error(f"{field}[{i}]", f"expected str, got {type(v).__name__} {v!r}")
     return values
+
+
+class UniqueField:
+  """A field whose values must not repeat within a file (e.g. a dataset's prompt ids)."""
+
+  def __init__(self, path: str, field: str):
+    self.path, self.field = path, field
+    self._first_line: dict[Any, int] = {}
+
+  def add(self, value, line: int) -> None:
+    """Records `value` seen on `line`; raises `RecordError` naming both lines on a repeat."""
+    first = self._first_line.setdefault(value, line)
+    if first != line:
+      raise RecordError(self.path, line, self.field,
+                        f"duplicate value {value!r}, first seen on line {first}; each record "
+                        f"needs its own {self.field}")
 
 
 def _as_tuple(kind) -> tuple:

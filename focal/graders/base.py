@@ -60,6 +60,36 @@ def grade_texts(graders: Sequence[Sequence[Grader]], texts: Sequence[Sequence[st
   return scores, valid
 
 
+def check_scores(scores, valid, clip: bool = False, name: str = "scores") -> np.ndarray:
+  """The host boundary of verdict arrays, before they enter a jitted step.
+
+  Args:
+    scores: [..., K] verdicts ([N, K] or [B, G, K]); valid: the same shape, bool.
+    clip: clip valid scores into [0, 1] instead of refusing them (explicit opt-in:
+      a score of 5 is usually a grader on another scale, which clipping hides).
+    name: what the error calls the array.
+
+  Returns:
+    scores as float32, 0 wherever `valid` is False (whatever they held).
+
+  Raises:
+    ValueError naming the first offending index and value: a valid score that
+    is not finite, or (unless `clip`) outside [0, 1]; mismatched shapes.
+  """
+  scores, valid = np.asarray(scores, np.float32), np.asarray(valid)
+  if valid.dtype != bool or valid.shape != scores.shape:
+    raise ValueError(f"valid must be a bool array shaped like {name} {scores.shape}, got "
+                     f"{valid.dtype} {valid.shape}")
+  scores = np.where(valid, scores, np.float32(0.0))
+  bad = ~np.isfinite(scores) if clip else ~((scores >= 0.0) & (scores <= 1.0))
+  if bad.any():
+    index = tuple(int(i) for i in np.argwhere(bad)[0])
+    rule = "finite" if clip else "in [0, 1] (pass clip=True to clip)"
+    raise ValueError(f"{name}{list(index)} = {float(scores[index]):.6g} on a valid verdict: scores must be "
+                     f"{rule}; {int(bad.sum())} such verdict(s) in all")
+  return np.clip(scores, 0.0, 1.0) if clip else scores
+
+
 def safe_grade(grader: Grader, text: str | None) -> Verdict:
   """grader.grade, with a failure of the grader turned into an invalid verdict."""
   if text is None:
