@@ -27,6 +27,7 @@ import ml_collections
 import numpy as np
 
 from focal import advantages, aggregators, policy, tasks
+from focal.aggregators import prompt_state
 from focal.data.synthetic_source import SyntheticSource
 from focal.grading import GRADER_KINDS, HostGrader, InJitGrader, RulesGrader, check_rules
 from focal.train import GRPOSettings, init_train_state, make_engine, make_optimizer
@@ -228,5 +229,6 @@ def build(config, progress: bool = True, width: int | None = None, mesh=None) ->
                        estimator_hparams=estimator_hparams)
   state = init_train_state(params, tx, aggregator, num_prompts=source.num_prompts,
                            max_criteria=source.max_criteria, rng=jax.random.key(config.seed + 1))
+  prompt_state.check_prompt_ids(state.agg_state, source.train_rubric.prompt_ids)
   return Setup(config, source, graphdef, engine, state, settings, losses, grader,
                eval_grader(config, source, grader))

@@ -21,7 +21,7 @@ import time
 import jax
 import numpy as np
 
-from focal.graders.base import grade_texts
+from focal.graders.base import check_scores, grade_texts
 from focal.graders.rules import rule_grader
 
 GRADER_KINDS = ("programmatic", "judge", "rules")
@@ -104,4 +104,6 @@ class HostGrader:
     scores, valid, stats = self.client.grade(conversations, texts, criteria, crit_mask,
                                              pitfall_mode or self.pitfall_mode)
     stats = stats.as_dict() if hasattr(stats, "as_dict") else dict(stats)
-    return np.asarray(scores, np.float32), np.asarray(valid, bool), stats
+    scores, valid = np.asarray(scores, np.float32), np.asarray(valid, bool)
+    check_scores(scores, valid)  # a grader's bug stops here, not as a NaN in the policy
+    return scores, valid, stats

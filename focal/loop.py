@@ -35,7 +35,7 @@ from typing import Sequence
 import ml_collections
 from tqdm.auto import tqdm
 
-from focal import components, evaluation, policy, sharding
+from focal import components, evaluation, nonfinite, policy, sharding
 from focal.data.synthetic_source import prompt_sets, prompt_width
 from focal.host_step import TooManyInvalid
 from focal.replicas import make_replicas
@@ -93,16 +93,23 @@ class Recorder:
     c = self.config
     seconds += self.seconds_before
     row = None
-    if done % c.log_every == 0 or done == c.total_steps:
+    log = done % c.log_every == 0 or done == c.total_steps
+    evaluate = done % c.eval_every == 0 or done == c.total_steps
+    save = done % c.checkpoint_every == 0 or done == c.total_steps
+    if log or evaluate or save:
+      # The metrics are fetched anyway on these steps; a non-finite step raises here, before
+      # it is evaluated or checkpointed ("stop"), or is reported ("skip_update").
+      nonfinite.check_finite(metrics, done, self.setup.settings.nonfinite)
+    if log:
       row = train_row(metrics, self.setup.source.train_names[idx], done)
       row["train/seconds"] = seconds
-    if done % c.eval_every == 0 or done == c.total_steps:
+    if evaluate:
       row = row or {"step": done}
       row.update(evaluation.evaluate_both(self.setup, state_fn().params, self.eval_rng, done))
       self.final = row
     if row is not None:
       self.writer.write(row)
-    if done % c.checkpoint_every == 0 or done == c.total_steps:
+    if save:
       self._save(done, state_fn(), seconds)
     return row
 
