@@ -1,0 +1,80 @@
+"""Hyper-parameters of the decoder-only transformer (focal.models.transformer)."""
+from __future__ import annotations
+
+import dataclasses
+
+import jax.numpy as jnp
+
+
+_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+@dataclasses.dataclass(frozen=True)
+class RopeScaling:
+  """Llama 3.x RoPE frequency scaling (HF `rope_type: llama3`).
+
+  Wavelengths longer than original_max_position_embeddings / low_freq_factor are stretched by
+  `factor`, those shorter than original_max_position_embeddings / high_freq_factor are kept, and
+  the band between is interpolated smoothly (see `rope_frequencies`).
+  """
+  factor: float
+  low_freq_factor: float
+  high_freq_factor: float
+  original_max_position_embeddings: int
+
+  def __post_init__(self):
+    if self.factor <= 0 or self.original_max_position_embeddings <= 0:
+      raise ValueError(f"rope scaling factor and original_max_position_embeddings must be > 0, "
+                       f"got {self.factor} and {self.original_max_position_embeddings}")
+    if not 0 < self.low_freq_factor < self.high_freq_factor:
+      raise ValueError(f"rope scaling needs 0 < low_freq_factor < high_freq_factor, got "
+                       f"{self.low_freq_factor} and {self.high_freq_factor}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  """Hyper-parameters of the transformer.
+
+  `dtype` is the compute dtype ('float32' or 'bfloat16'); `param_dtype` the storage dtype of the
+  parameters (float32 by default; bfloat16 halves their memory, e.g. for a frozen reference).
+  `qk_norm` adds per-head RMSNorms on queries and keys (Qwen3); `rope_scaling` is None or a
+  `RopeScaling` (Llama 3.x).
+  `max_seq_len` bounds prompt + generated length (checked by the sampling helpers; RoPE itself is
+  computed on the fly and has no table to overflow).
+  """
+  vocab_size: int
+  d_model: int
+  n_layers: int
+  n_heads: int
+  n_kv_heads: int
+  head_dim: int
+  d_ff: int
+  rope_theta: float = 10000.0
+  rms_eps: float = 1e-6
+  tie_embeddings: bool = True
+  qkv_bias: bool = False
+  dtype: str = "float32"
+  max_seq_len: int = 2048
+  qk_norm: bool = False
+  rope_scaling: RopeScaling | None = None
+  param_dtype: str = "float32"
+
+  def __post_init__(self):
+    for field in ("dtype", "param_dtype"):
+      if getattr(self, field) not in _DTYPES:
+        raise ValueError(f"{field} must be one of {sorted(_DTYPES)}, got {getattr(self, field)!r}")
+    if self.rope_scaling is not None and not isinstance(self.rope_scaling, RopeScaling):
+      raise ValueError(f"rope_scaling must be None or a RopeScaling, got {self.rope_scaling!r}")
+    if self.n_kv_heads < 1 or self.n_heads % self.n_kv_heads:
+      raise ValueError(
+          f"n_heads ({self.n_heads}) must be a positive multiple of n_kv_heads ({self.n_kv_heads})")
+    if self.head_dim % 2:
+      raise ValueError(f"head_dim must be even for RoPE, got {self.head_dim}")
+
+  @property
+  def compute_dtype(self):
+    return _DTYPES[self.dtype]
+
+  @property
+  def storage_dtype(self):
+    return _DTYPES[self.param_dtype]

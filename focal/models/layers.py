@@ -1,0 +1,183 @@
+"""The transformer's layers: RMSNorm, linear maps, RoPE, grouped-query attention, SwiGLU."""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from focal.models.config import ModelConfig, RopeScaling
+
+
+# Finite instead of -inf so a fully masked query row (a padding position) gives a uniform, finite
+# softmax rather than NaNs that would poison gradients through jnp.where.
+_MASK_VALUE = -1e30
+_INIT_STD = 0.02  # HF `initializer_range` default for Llama and Qwen2.
+
+
+def normal_param(rngs: nnx.Rngs, shape, dtype=jnp.float32) -> nnx.Param:
+  # Drawn in float32 whatever the storage dtype, so a bfloat16 model is the rounded float32 one.
+  return nnx.Param((_INIT_STD * jax.random.normal(rngs.params(), shape, jnp.float32)).astype(dtype))
+
+
+class RMSNorm(nnx.Module):
+  """y = x / sqrt(mean(x^2) + eps) * scale, with the statistics taken in float32."""
+
+  def __init__(self, dim: int, eps: float, param_dtype=jnp.float32):
+    self.scale = nnx.Param(jnp.ones((dim,), param_dtype))
+    self.eps = eps
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    x32 = x.astype(jnp.float32)
+    normed = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
+    return (normed * self.scale[...]).astype(x.dtype)
+
+
+class Linear(nnx.Module):
+  """x @ kernel (+ bias); kernel is [in, out], cast to the input's dtype for the matmul."""
+
+  def __init__(self, d_in: int, d_out: int, *, bias: bool, rngs: nnx.Rngs,
+               param_dtype=jnp.float32):
+    self.kernel = normal_param(rngs, (d_in, d_out), param_dtype)
+    self.bias = nnx.Param(jnp.zeros((d_out,), param_dtype)) if bias else None
+
+  def __call__(self, x: jax.Array) -> jax.Array:
+    y = dot_2d(x, self.kernel[...].astype(x.dtype))
+    if self.bias is not None:
+      y = y + self.bias[...].astype(x.dtype)
+    return y
+
+
+def dot_2d(x: jax.Array, kernel: jax.Array, **kwargs) -> jax.Array:
+  """x [..., D] @ kernel [D, E] as one 2-D matmul over the flattened leading dims.
+
+  Same maths as `x @ kernel`; the weight gradient of a 3-D dot must sum over two
+  dimensions, which XLA's CPU backend does ~1.7x slower (benchmarks/step.py).
+  """
+  y = jnp.matmul(x.reshape(-1, x.shape[-1]), kernel, **kwargs)
+  return y.reshape(*x.shape[:-1], kernel.shape[-1])
+
+
+def rope_frequencies(head_dim: int, theta: float,
+                     scaling: RopeScaling | None = None) -> jax.Array:
+  """[head_dim / 2] float32 inverse frequencies theta^(-2i/head_dim), Llama-3-scaled if asked.
+
+  Llama 3 scaling (HF `_compute_llama3_parameters`), with wavelength w = 2 pi / f and
+  L = original_max_position_embeddings: f / factor where w > L / low_freq_factor, f where
+  w < L / high_freq_factor, and in between (1 - s) f / factor + s f with
+  s = (L / w - low_freq_factor) / (high_freq_factor - low_freq_factor).
+  """
+  inv_freq = 1.0 / (theta ** (jnp.arange(0, head_dim, 2, dtype=jnp.float32) / head_dim))
+  if scaling is None:
+    return inv_freq
+  context = scaling.original_max_position_embeddings
+  wavelen = 2 * jnp.pi / inv_freq
+  scaled = jnp.where(wavelen > context / scaling.low_freq_factor, inv_freq / scaling.factor,
+                     inv_freq)
+  smooth = ((context / wavelen - scaling.low_freq_factor)
+            / (scaling.high_freq_factor - scaling.low_freq_factor))
+  smoothed = (1 - smooth) * scaled / scaling.factor + smooth * scaled
+  medium = ((wavelen >= context / scaling.high_freq_factor)
+            & (wavelen <= context / scaling.low_freq_factor))
+  return jnp.where(medium, smoothed, scaled)
+
+
+def apply_rope(x: jax.Array, positions: jax.Array, theta: float,
+               scaling: RopeScaling | None = None) -> jax.Array:
+  """Rotary embedding in the HF "rotate_half" layout (first half / second half of head_dim).
+
+  x: [B, T, H, D]; positions: [B, T] int. Angles are computed in float32.
+  """
+  half = x.shape[-1] // 2
+  inv_freq = rope_frequencies(2 * half, theta, scaling)
+  angles = positions.astype(jnp.float32)[..., None] * inv_freq  # [B, T, D/2]
+  cos = jnp.cos(angles)[:, :, None, :]
+  sin = jnp.sin(angles)[:, :, None, :]
+  x1, x2 = x[..., :half].astype(jnp.float32), x[..., half:].astype(jnp.float32)
+  out = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+  return out.astype(x.dtype)
+
+
+def attend(q: jax.Array, k: jax.Array, v: jax.Array, valid: jax.Array) -> jax.Array:
+  """Grouped-query scaled dot-product attention.
+
+  q: [B, T, H, D]; k, v: [B, Hkv, S, D] with H a multiple of Hkv (query head h reads kv head
+  h // (H / Hkv)); valid: [B, T, S] bool. Returns [B, T, H, D]. Scores and softmax in float32.
+  """
+  b, t, h, d = q.shape
+  hkv = k.shape[1]
+  qg = q.reshape(b, t, hkv, h // hkv, d)
+  scores = jnp.einsum("btkgd,bksd->bkgts", qg, k, preferred_element_type=jnp.float32)
+  scores = scores / jnp.sqrt(jnp.float32(d))
+  scores = jnp.where(valid[:, None, None, :, :], scores, _MASK_VALUE)
+  probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
+  # The product keeps the (b, k) batch and (g, t) rows of the scores, so XLA's CPU backend runs
+  # it as one batched matmul; asking the einsum for [B, T, ...] directly made it compute the
+  # transposed product, 4x slower on a decode step (docs/PERFORMANCE.md). Same sums either way.
+  out = jnp.einsum("bkgts,bksd->bkgtd", probs, v)
+  return out.transpose(0, 3, 1, 2, 4).reshape(b, t, h, d)
+
+
+class Attention(nnx.Module):
+  def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+    self.cfg = cfg
+    pd = cfg.storage_dtype
+    q_dim, kv_dim = cfg.n_heads * cfg.head_dim, cfg.n_kv_heads * cfg.head_dim
+    self.q_proj = Linear(cfg.d_model, q_dim, bias=cfg.qkv_bias, rngs=rngs, param_dtype=pd)
+    self.k_proj = Linear(cfg.d_model, kv_dim, bias=cfg.qkv_bias, rngs=rngs, param_dtype=pd)
+    self.v_proj = Linear(cfg.d_model, kv_dim, bias=cfg.qkv_bias, rngs=rngs, param_dtype=pd)
+    self.o_proj = Linear(q_dim, cfg.d_model, bias=False, rngs=rngs, param_dtype=pd)
+    # Qwen3: one RMSNorm over head_dim shared by all query heads, one by all key heads.
+    self.q_norm = RMSNorm(cfg.head_dim, cfg.rms_eps, pd) if cfg.qk_norm else None
+    self.k_norm = RMSNorm(cfg.head_dim, cfg.rms_eps, pd) if cfg.qk_norm else None
+
+  def __call__(self, x, positions, valid, layer_cache=None, cache_index=None):
+    """x: [B, T, D]; valid: [B, T, S] bool. layer_cache: optional (k, v) of [B, Hkv, S, Dh].
+
+    Returns (out [B, T, D], new (k, v) or None).
+    """
+    cfg = self.cfg
+    b, t, _ = x.shape
+    q = self.q_proj(x).reshape(b, t, cfg.n_heads, cfg.head_dim)
+    k = self.k_proj(x).reshape(b, t, cfg.n_kv_heads, cfg.head_dim)
+    v = self.v_proj(x).reshape(b, t, cfg.n_kv_heads, cfg.head_dim)
+    if self.q_norm is not None:
+      q, k = self.q_norm(q), self.k_norm(k)
+    q = apply_rope(q, positions, cfg.rope_theta, cfg.rope_scaling)
+    k = apply_rope(k, positions, cfg.rope_theta, cfg.rope_scaling).transpose(0, 2, 1, 3)
+    v = v.transpose(0, 2, 1, 3)
+    new_cache = None
+    if layer_cache is not None:
+      k_buf, v_buf = layer_cache
+      start = (0, 0, cache_index, 0)
+      k = jax.lax.dynamic_update_slice(k_buf, k.astype(k_buf.dtype), start)
+      v = jax.lax.dynamic_update_slice(v_buf, v.astype(v_buf.dtype), start)
+      new_cache = (k, v)
+    out = attend(q, k, v, valid)
+    return self.o_proj(out.reshape(b, t, cfg.n_heads * cfg.head_dim)), new_cache
+
+
+class MLP(nnx.Module):
+  """SwiGLU: down(silu(gate(x)) * up(x))."""
+
+  def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+    pd = cfg.storage_dtype
+    self.gate_proj = Linear(cfg.d_model, cfg.d_ff, bias=False, rngs=rngs, param_dtype=pd)
+    self.up_proj = Linear(cfg.d_model, cfg.d_ff, bias=False, rngs=rngs, param_dtype=pd)
+    self.down_proj = Linear(cfg.d_ff, cfg.d_model, bias=False, rngs=rngs, param_dtype=pd)
+
+  def __call__(self, x):
+    return self.down_proj(jax.nn.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class Block(nnx.Module):
+  def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+    self.attn_norm = RMSNorm(cfg.d_model, cfg.rms_eps, cfg.storage_dtype)
+    self.attn = Attention(cfg, rngs)
+    self.mlp_norm = RMSNorm(cfg.d_model, cfg.rms_eps, cfg.storage_dtype)
+    self.mlp = MLP(cfg, rngs)
+
+  def __call__(self, x, positions, valid, layer_cache=None, cache_index=None):
+    h, new_cache = self.attn(self.attn_norm(x), positions, valid, layer_cache, cache_index)
+    x = x + h
+    x = x + self.mlp(self.mlp_norm(x))
+    return x, new_cache
