@@ -160,59 +160,13 @@ def make_engine(graphdef, tx, aggregator: aggregators.Aggregator, settings: GRPO
 
   def learn_step(state: TrainState, batch: PromptBatch, rollouts: Rollouts, scores, valid):
     b, g = batch.tokens.shape[0], s.group_size
-    n = b * g
-    prompt_tokens, prompt_mask, _ = _repeat_prompts(batch, g)
     scores = scores.reshape(b, g, -1)
     valid = valid.reshape(b, g, -1)
     rewards, agg_state, agg_metrics = aggregator.update(scores, valid, batch.rubric, state.agg_state)
     advantages, adv_metrics = estimate(rewards, scores, valid, batch.rubric)
-    adv = advantages.reshape(n)
-
-    def logp_of(params, idx):
-      if idx is None:  # every row in order: each prompt runs once for its whole group
-        return grouped_response_logprobs(graphdef, params, batch.tokens, batch.mask,
-                                         rollouts.tokens, rollouts.mask, g)
-      return response_logprobs(graphdef, params, prompt_tokens[idx], prompt_mask[idx],
-                               Rollouts(*(x[idx] for x in rollouts)))
-
-    rows = lambda x, idx: x if idx is None else x[idx]
-    # With one pass over one mini-batch the policy that sampled is the one being
-    # updated: its log-probs are the loss's own forward (stopped), which saves a
-    # whole forward pass over the rollouts. That one mini-batch is every row, in order
-    # (a shuffle would only change the summation order), so it shares prompts too.
-    single_pass = s.mu == 1 and s.num_minibatches == 1
-    old_logp = None if single_pass else jax.lax.stop_gradient(logp_of(state.params, None))
-    ref_logp = jax.lax.stop_gradient(logp_of(state.ref_params, None)) if s.beta else None
-    num_tokens = jnp.sum(rollouts.mask).astype(jnp.float32)
-
-    def loss_fn(params, idx):
-      logp = logp_of(params, idx)
-      old = jax.lax.stop_gradient(logp) if single_pass else rows(old_logp, idx)
-      return grpo.grpo_loss(
-          logp, old, old if ref_logp is None else rows(ref_logp, idx), rows(adv, idx),
-          rows(rollouts.mask, idx), eps_low=s.eps_low, eps_high=s.eps_high, beta=s.beta,
-          loss_aggregation=s.loss_aggregation, max_len=s.max_new_tokens,
-          # Each mini-batch carries its share of the batch's tokens, so token_mean
-          # over mini-batches weighs every token of the rollout batch alike.
-          num_tokens=num_tokens / s.num_minibatches)
-
-    def minibatch_update(carry, idx):
-      params, opt_state = carry
-      (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, idx)
-      updates, opt_state = tx.update(grads, opt_state, params)
-      params = optax.apply_updates(params, updates)
-      return (params, opt_state), {**metrics, "grad_norm": optax.global_norm(grads)}
-
     rng, perm_rng = jax.random.split(state.rng)
-    if n % s.num_minibatches:
-      raise ValueError(f"{n} rollouts do not split into {s.num_minibatches} mini-batches")
-    if single_pass:
-      (params, opt_state), inner = minibatch_update((state.params, state.opt_state), None)
-    else:
-      perms = jax.vmap(lambda k: jax.random.permutation(k, n))(jax.random.split(perm_rng, s.mu))
-      order = perms.reshape(s.mu * s.num_minibatches, n // s.num_minibatches)
-      (params, opt_state), inner = jax.lax.scan(minibatch_update,
-                                                (state.params, state.opt_state), order)
+    params, opt_state, inner = policy_update(graphdef, tx, s, state, batch, rollouts,
+                                             advantages.reshape(b * g), perm_rng)
     bad = nonfinite.nonfinite_code(rewards, advantages, inner["loss"], inner["grad_norm"], params)
     if s.nonfinite == "skip_update":
       params, opt_state, agg_state = nonfinite.keep_if(
@@ -234,6 +188,61 @@ def make_engine(graphdef, tx, aggregator: aggregators.Aggregator, settings: GRPO
     return learn_step(state, batch, rollouts, scores, jnp.ones(scores.shape, bool))
 
   return Engine(rollout_step, learn_step, train_step)
+
+
+def policy_update(graphdef, tx, s: GRPOSettings, state: TrainState, batch: PromptBatch,
+                  rollouts: Rollouts, adv, perm_rng):
+  """`mu` passes of mini-batch updates of the clipped GRPO loss on the rollouts, whose
+  advantages are `adv` [N]: returns (params, opt_state, per-update metrics)."""
+  b, g = batch.tokens.shape[0], s.group_size
+  n = b * g
+  prompt_tokens, prompt_mask, _ = _repeat_prompts(batch, g)
+
+  def logp_of(params, idx):
+    if idx is None:  # every row in order: each prompt runs once for its whole group
+      return grouped_response_logprobs(graphdef, params, batch.tokens, batch.mask,
+                                       rollouts.tokens, rollouts.mask, g)
+    return response_logprobs(graphdef, params, prompt_tokens[idx], prompt_mask[idx],
+                             Rollouts(*(x[idx] for x in rollouts)))
+
+  rows = lambda x, idx: x if idx is None else x[idx]
+  # With one pass over one mini-batch the policy that sampled is the one being
+  # updated: its log-probs are the loss's own forward (stopped), which saves a
+  # whole forward pass over the rollouts. That one mini-batch is every row, in order
+  # (a shuffle would only change the summation order), so it shares prompts too.
+  single_pass = s.mu == 1 and s.num_minibatches == 1
+  old_logp = None if single_pass else jax.lax.stop_gradient(logp_of(state.params, None))
+  ref_logp = jax.lax.stop_gradient(logp_of(state.ref_params, None)) if s.beta else None
+  num_tokens = jnp.sum(rollouts.mask).astype(jnp.float32)
+
+  def loss_fn(params, idx):
+    logp = logp_of(params, idx)
+    old = jax.lax.stop_gradient(logp) if single_pass else rows(old_logp, idx)
+    return grpo.grpo_loss(
+        logp, old, old if ref_logp is None else rows(ref_logp, idx), rows(adv, idx),
+        rows(rollouts.mask, idx), eps_low=s.eps_low, eps_high=s.eps_high, beta=s.beta,
+        loss_aggregation=s.loss_aggregation, max_len=s.max_new_tokens,
+        # Each mini-batch carries its share of the batch's tokens, so token_mean
+        # over mini-batches weighs every token of the rollout batch alike.
+        num_tokens=num_tokens / s.num_minibatches)
+
+  def minibatch_update(carry, idx):
+    params, opt_state = carry
+    (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, idx)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    params = optax.apply_updates(params, updates)
+    return (params, opt_state), {**metrics, "grad_norm": optax.global_norm(grads)}
+
+  if n % s.num_minibatches:
+    raise ValueError(f"{n} rollouts do not split into {s.num_minibatches} mini-batches")
+  if single_pass:
+    (params, opt_state), inner = minibatch_update((state.params, state.opt_state), None)
+  else:
+    perms = jax.vmap(lambda k: jax.random.permutation(k, n))(jax.random.split(perm_rng, s.mu))
+    order = perms.reshape(s.mu * s.num_minibatches, n // s.num_minibatches)
+    (params, opt_state), inner = jax.lax.scan(minibatch_update,
+                                              (state.params, state.opt_state), order)
+  return params, opt_state, inner
 
 
 def _step_metrics(rewards, scores, valid, rubric: RubricBatch, rollouts: Rollouts,
