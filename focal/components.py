@@ -107,7 +107,7 @@ def pitfall_mode(config) -> str:
   return _hparams(config.aggregator, name, aggregators.defaults(name)).get("pitfall_mode", "flip")
 
 
-def grpo_settings(config, eos_id: int | None, pad_id: int) -> GRPOSettings:
+def grpo_settings(config, eos_id, pad_id: int) -> GRPOSettings:
   fields = _hparams(config, "grpo", {})
   return GRPOSettings(eos_id=eos_id, pad_id=pad_id, **fields)
 
@@ -217,7 +217,8 @@ def build(config, progress: bool = True, width: int | None = None, mesh=None) ->
   validate(config)
   tokens = policy.tokens_for(config)
   source = data_source(config, tokens, width)
-  settings = grpo_settings(config, tokens.eos_id, tokens.pad_id)
+  stops = tokens.stop_ids[0] if len(tokens.stop_ids) == 1 else tuple(tokens.stop_ids)
+  settings = grpo_settings(config, stops, tokens.pad_id)
   graphdef, params, losses = policy.init_policy(config, source, settings.max_new_tokens, mesh,
                                                 progress)
   grader = make_grader(config, source)

@@ -163,7 +163,8 @@ def _emit(loop: _Loop, uniforms, temperature, *, top_k, top_p, greedy, eos_id, p
                      mask=write(loop.out.mask, active),
                      logprobs=write(loop.out.logprobs, jnp.where(active, lp, 0.0)),
                      logprobs_t1=write(loop.out.logprobs_t1, jnp.where(active, lp1, 0.0)))
-  done = loop.done | (token == eos_id)  # eos_id = -1 (no EOS) never matches
+  # eos_id: [S] stop ids; -1 (no stop) never matches.
+  done = loop.done | jnp.any(token[:, None] == eos_id[None, :], axis=-1)
   return loop._replace(done=done, out=out), token, active
 
 
@@ -181,6 +182,14 @@ def decode_buckets(max_new_tokens: int, first: int = FIRST_BUCKET) -> list[int]:
   while sizes[-1] < max_new_tokens:
     sizes.append(min(2 * sizes[-1], max_new_tokens))
   return sizes
+
+
+def stop_array(eos_id) -> jax.Array:
+  """[S] int32 stop ids of `eos_id` (an id, a sequence of ids, or None: [-1], never met)."""
+  if eos_id is None:
+    return jnp.asarray([-1], jnp.int32)
+  ids = list(eos_id) if isinstance(eos_id, (list, tuple)) else [eos_id]
+  return jnp.asarray(ids, jnp.int32)
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "max_new_tokens", "top_k", "top_p",
@@ -234,14 +243,16 @@ def _sample_jit(graphdef, state, prompt_tokens, prompt_mask, rng, temperature, e
 
 
 def sample(graphdef, state, prompt_tokens, prompt_mask, rng, *, max_new_tokens: int,
-           temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, eos_id: int | None,
+           temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
+           eos_id: int | Sequence[int] | None,
            pad_id: int, greedy: bool = False, group_size: int = 1) -> SampleOutput:
   """Generate up to max_new_tokens per prompt, `group_size` times per prompt.
 
   prompt_tokens: [B, P] int32, left-padded (see `left_pad`); prompt_mask: [B, P] bool, every row
   with at least one real token. rng: a JAX PRNG key. temperature > 0 scales the logits (also in
   greedy mode, where it only affects the returned `logprobs`); top_k=0 and top_p=1 disable those
-  filters. eos_id=None never stops early (useful for benchmarks). group_size = G > 1 samples G
+  filters. eos_id is one stop id or several (a chat model's end-of-turn and end-of-text);
+  None never stops early (useful for benchmarks). group_size = G > 1 samples G
   continuations of each prompt (a GRPO group) from one prefill of it; rows are prompt-major, as
   from sampling `jnp.repeat(prompt_tokens, G, axis=0)` with group_size 1.
   Returns SampleOutput with [N = B * G, max_new_tokens] arrays; see the module docstring for
@@ -264,6 +275,6 @@ def sample(graphdef, state, prompt_tokens, prompt_mask, rng, *, max_new_tokens: 
                      "column (see left_pad)")
   return _sample_jit(graphdef, state, jnp.asarray(prompt_tokens, jnp.int32),
                      jnp.asarray(prompt_mask, bool), rng, jnp.float32(temperature),
-                     jnp.int32(-1 if eos_id is None else eos_id), jnp.int32(pad_id),
+                     stop_array(eos_id), jnp.int32(pad_id),
                      max_new_tokens=max_new_tokens, top_k=int(top_k), top_p=float(top_p),
                      greedy=greedy, group_size=int(group_size))

@@ -77,7 +77,7 @@ class GRPOSettings:
   temperature: float = 1.0            # sampling temperature
   top_k: int = 0                      # 0 disables
   top_p: float = 1.0                  # 1 disables
-  eos_id: int | None = None           # stop token
+  eos_id: int | tuple | None = None   # stop token(s): a chat model may end a turn on several
   pad_id: int = 0                     # fills responses after EOS
   mu: int = 1                         # passes over each rollout batch
   num_minibatches: int = 1            # mini-batches per pass (N must divide evenly)

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from focal.models import ModelConfig, forward, init_model, positions_from_mask, token_logprobs
+from focal.models import (ModelConfig, forward, get_scale, init_model, positions_from_mask,
+                          token_logprobs)
 from focal.sampling import (decode_buckets, inverse_cdf_sample, left_pad, sample,
                             sampling_logits, top_k_filter, top_p_filter)
 
@@ -263,3 +264,22 @@ def test_group_size_samples_like_repeated_prompts(model):
   assert len({tuple(r) for r in np.asarray(grouped.tokens[:3])}) > 1
   with pytest.raises(ValueError, match="group_size"):
     sample(graphdef, state, tokens, mask, jax.random.key(0), group_size=0, **kw)
+
+
+def test_any_of_several_stop_ids_ends_a_row():
+  """A chat model ends a turn on one of several ids (Qwen: <|im_end|> and <|endoftext|>)."""
+  cfg = get_scale("tiny")
+  graphdef, params = init_model(cfg, jax.random.key(0))
+  tokens, mask = left_pad([[1, 2, 3]] * 64, pad_id=0)
+  free = sample(graphdef, params, tokens, mask, jax.random.key(1), max_new_tokens=12,
+                eos_id=None, pad_id=0)
+  free_tokens = np.asarray(free.tokens)
+  first, second = int(free_tokens[0, 0]), int(free_tokens[1, 1])
+  out = sample(graphdef, params, tokens, mask, jax.random.key(1), max_new_tokens=12,
+               eos_id=(first, second), pad_id=0)
+  ids, kept = np.asarray(out.tokens), np.asarray(out.mask)
+  for row, row_mask, free_row in zip(ids, kept, free_tokens):
+    hits = [i for i, t in enumerate(free_row) if t in (first, second)]
+    length = hits[0] + 1 if hits else 12
+    assert row_mask.sum() == length and row_mask[:length].all()
+    np.testing.assert_array_equal(row[:length], free_row[:length])
