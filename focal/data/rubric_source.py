@@ -178,7 +178,8 @@ class RubricSource:
     rows = [int(r) for r in rows]
     criteria = [[{"text": c["text"], "weight": c["weight"], "required": c["required"],
                   "category": self.categories[c["category"]], "title": c["title"],
-                  "rule": c["rule"]} for c in examples[r]["criteria"]] for r in rows]
+                  **({"rule": c["rule"]} if c["rule"] else {})}  # for grader.kind=rules
+                 for c in examples[r]["criteria"]] for r in rows]
     return ([examples[r]["messages"] for r in rows], criteria,
             np.asarray(rubric.mask)[rows])
 

@@ -1,0 +1,125 @@
+"""Rubric datasets as the loop's data source: the rubric JSONL format, builds keyed by content,
+chat-templated prompts, long prompts counted, and host graders over the same criteria."""
+import json
+import os
+import re
+import shutil
+
+import ml_collections
+import numpy as np
+import pytest
+
+from focal.data.records import RecordError
+from focal.data.rubric_jsonl import parse_rubric_jsonl_file
+from focal.data.rubric_source import RubricSource, build_dataset
+from focal.grading import HostGrader, RulesGrader
+from focal.policy import byte_tokens
+
+DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
+RUBRIC = os.path.join(DATA, "rubric_tiny.jsonl")
+
+
+def data_block(tmp_path, source="rubric_jsonl", path=RUBRIC, **over):
+  d = ml_collections.ConfigDict({
+      "source": source, "path": path, "eval_path": path, "eval_fraction": 0.1,
+      "max_eval_prompts": 0, "max_prompt_tokens": 1024, "long_prompts": "truncate",
+      "max_criteria": 0, "cache_dir": str(tmp_path / "datasets"), "prompts_per_step": 2})
+  d.update(over)
+  return d
+
+
+def chat_bytes(messages):
+  """A byte-level 'chat template' that accepts any conversation (the real byte one accepts one
+  user turn): every turn's content, BOS first."""
+  return [257] + list("\n".join(m["content"] for m in messages).encode())
+
+
+def source_of(tmp_path, **over):
+  tokens = byte_tokens()
+  return RubricSource(data_block(tmp_path, **over), chat_bytes, tokens.decode_response,
+                      pad_id=tokens.pad_id, eos_id=tokens.eos_id, seed=0)
+
+
+def test_rubric_jsonl_reads_strings_and_turns_names_and_rules():
+  examples = parse_rubric_jsonl_file(RUBRIC)
+  assert [ex["source"] for ex in examples] == ["q1", "q2", "q3", "q4"]
+  assert json.loads(examples[0]["messages"]) == [{"role": "user",
+                                                  "content": "Name a primary colour."}]
+  assert [m["role"] for m in json.loads(examples[1]["messages"])] == ["system", "user"]
+  pitfall = examples[0]["criteria"][2]
+  assert pitfall["weight"] == -3 and pitfall["category_name"] == "safety"
+  assert json.loads(pitfall["rule"]) == {"flags": "i", "regex": "\\bdamn\\b"}
+
+
+@pytest.mark.parametrize("record, field", [
+    ({"prompt": "q", "criteria": [{"text": "t", "weight": 1, "category": "a",
+                                   "rule": {"regex": "("}}]}, "criteria[0].rule"),
+    ({"prompt": "q", "criteria": [{"text": "t", "weight": 1, "category": "a",
+                                   "rule": {"contains": "x", "mode": "most"}}]}, "criteria[0].rule"),
+    ({"prompt": [{"role": "robot", "content": "hi"}], "criteria": [
+        {"text": "t", "weight": 1, "category": "a"}]}, "prompt[0].role"),
+    ({"prompt": "q", "criteria": [{"text": "t", "weight": "5", "category": "a"}]},
+     "criteria[0].weight"),
+    ({"prompt": "q", "criteria": [{"text": "t", "weight": 1, "category": "a",
+                                   "required": "no"}]}, "criteria[0].required"),
+    ({"prompt": "", "criteria": [{"text": "t", "weight": 1, "category": "a"}]}, "prompt"),
+])
+def test_a_bad_record_names_file_line_and_field(tmp_path, record, field):
+  path = tmp_path / "bad.jsonl"
+  path.write_text(json.dumps({"prompt": "fine", "criteria": [
+      {"text": "t", "weight": 1, "category": "a"}]}) + "\n" + json.dumps(record) + "\n")
+  with pytest.raises(RecordError, match=rf"bad\.jsonl:2: field '{re.escape(field)}'"):
+    parse_rubric_jsonl_file(str(path))
+
+
+def test_source_batches_are_a_pure_function_of_seed_and_step(tmp_path):
+  source = source_of(tmp_path)
+  assert source.categories == ("accuracy", "safety", "style")  # names in sorted order
+  assert source.stats["data/train_prompts"] == 4 and source.stats["data/train_truncated"] == 0
+  batch, idx = source.batch(3)
+  again, idx2 = source_of(tmp_path).batch(3)
+  np.testing.assert_array_equal(idx, idx2)
+  np.testing.assert_array_equal(np.asarray(batch.tokens), np.asarray(again.tokens))
+  # Left padding ends every prompt in the last column, BOS first.
+  tokens, mask = source.train_prompts
+  assert mask[:, -1].all()
+  first = tokens[0][mask[0]]
+  assert first[0] == 257 and bytes(first[1:].tolist()).decode() == "Name a primary colour."
+
+
+def test_long_prompts_are_cut_or_skipped_and_counted(tmp_path):
+  cut = source_of(tmp_path, max_prompt_tokens=12)
+  assert cut.stats["data/train_truncated"] == 4 and cut.width == 12
+  tokens, mask = cut.train_prompts
+  # Cut from the left: the end of the prompt (the question) is kept.
+  assert bytes(tokens[0][mask[0]].tolist()).decode().endswith("ry colour.")
+  skipped = source_of(tmp_path, max_prompt_tokens=24, long_prompts="skip")
+  assert skipped.stats["data/train_skipped"] == 2 and skipped.stats["data/train_prompts"] == 2
+
+
+def test_a_changed_source_file_is_built_anew_never_served_stale(tmp_path):
+  path = tmp_path / "data.jsonl"
+  shutil.copy(RUBRIC, path)
+  first = build_dataset("rubric_jsonl", str(path), cache_dir=str(tmp_path / "cache"))
+  lines = path.read_text().splitlines()
+  path.write_text("\n".join(lines[:2]) + "\n")
+  second = build_dataset("rubric_jsonl", str(path), cache_dir=str(tmp_path / "cache"))
+  assert first.data_dir != second.data_dir
+  assert len(second.as_data_source("train")) == 2
+  path.write_text("{not json\n")
+  with pytest.raises(RecordError, match="data.jsonl:1"):
+    build_dataset("rubric_jsonl", str(path), cache_dir=str(tmp_path / "cache"))
+
+
+def test_rules_grade_the_data_criteria_in_their_original_sense(tmp_path):
+  source = source_of(tmp_path)
+  grader = HostGrader(source, RulesGrader())
+  enc = lambda text: (np.asarray(list(text.encode()) + [258]), np.ones(len(text) + 1, bool))
+  responses = ["Red, damn.", "blue"]  # to q1 (row 0): both name a colour; one swears
+  pairs = [enc(r) for r in responses]
+  width = max(len(t) for t, _ in pairs)
+  tokens = np.stack([np.pad(t, (0, width - len(t)), constant_values=256) for t, _ in pairs])
+  mask = np.stack([np.pad(m, (0, width - len(m))) for _, m in pairs])
+  scores, valid, _ = grader.score("train", [0], tokens, mask, group=2)
+  assert valid[0, :, :3].all() and not valid[0, :, 3:].any()
+  np.testing.assert_array_equal(scores[0, :, :3], [[1, 1, 1], [1, 1, 0]])
