@@ -9,9 +9,9 @@ phase diagram) runs every cell of it; otherwise the config's one setting runs.
 Writes to WORKDIR: config.json, metrics.jsonl (seed means and standard errors
 per cell, method and logged step), results.csv (per seed: final metrics, steps
 to each threshold), comparison.csv and summary.md (paired gains against each
-baseline with 95% intervals), and figures: curves.png for one setting,
-`<figures>_vs_<baseline>.png` heat maps for a two-axis grid (`--figures`
-defaults to WORKDIR/phase).
+baseline with 95% intervals), and figures: `<figures>_vs_<baseline>.png`
+heat maps for a two-axis grid (`--figures` defaults to WORKDIR/phase), else
+learning curves `<figures>.png` (default WORKDIR/curves.png).
 """
 import importlib.util
 import json
@@ -29,7 +29,8 @@ from focal.sim import plots, report
 
 config_flags.DEFINE_config_file("config", None, "A configs/sim/*.py file.", lock_config=True)
 flags.DEFINE_string("workdir", None, "Where the metrics, tables and figures go.", required=True)
-flags.DEFINE_string("figures", None, "Path prefix of the heat-map PNGs (default WORKDIR/phase).")
+flags.DEFINE_string("figures", None, "Path prefix of the PNGs (default WORKDIR/phase or "
+                    "WORKDIR/curves).")
 flags.DEFINE_string("compilation_cache", "~/.cache/focal/jax_sim",
                     "Persistent XLA compilation cache ('' disables): reruns skip compiling.")
 FLAGS = flags.FLAGS
@@ -66,7 +67,7 @@ def main(argv):
   start = time.time()
   result = grid_lib.run_grid(config, grid)
   elapsed = time.time() - start
-  title = config_flags.get_config_filename(FLAGS["config"])
+  title = os.path.basename(config_flags.get_config_filename(FLAGS["config"]))
   summary, by_baseline = report.write_all(result, workdir, config.baselines,
                                           config.plateau_share, config.thresholds, title)
   axes = list(grid or {})
@@ -81,10 +82,12 @@ def main(argv):
                            path)
       print(f"wrote {path}")
   else:
+    prefix = FLAGS.figures or os.path.join(workdir, "curves")
+    os.makedirs(os.path.dirname(prefix) or ".", exist_ok=True)
     for c, cell in enumerate(result.cells):
-      name = "curves.png" if len(result.cells) == 1 else f"curves_{c}.png"
-      plots.learning_curves(result, c, os.path.join(workdir, name),
-                            f"{title} {report.cell_label(cell)}")
+      path = f"{prefix}.png" if len(result.cells) == 1 else f"{prefix}_{c}.png"
+      plots.learning_curves(result, c, path, f"{title} {report.cell_label(cell)}")
+      print(f"wrote {path}")
   print(summary)
   lanes = len(result.cells) * len(result.seeds) * len(result.methods)
   print(f"{lanes} runs x {config.sim.steps} steps in {elapsed:.1f} s (compilation included); "

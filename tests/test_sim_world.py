@@ -28,11 +28,16 @@ def _world(seed=0, pop="synthetic", p=1000, k=16, m=32, **overrides):
   return jax.device_get(_world_fn(pop, p, k, m)(jax.random.key(seed), knobs)), knobs
 
 
-def test_class_shares_follow_the_knobs():
-  w, _ = _world(saturated=0.3, rare=0.2, dead=0.1, category_skew=0.0)
+@pytest.mark.parametrize("skew", [0.0, 0.5])
+def test_class_shares_follow_the_knobs_whatever_the_skew(skew):
+  # HealthBench's axes are unequal (4% to 39%): skew ties classes to axes, not the shares.
+  w, _ = _world(pop="healthbench", saturated=0.3, rare=0.2, dead=0.1, category_skew=skew)
   classes = np.asarray(w.classes)[np.asarray(w.rubric.mask)]
   shares = [np.mean(classes == c) for c in (SATURATED, RARE, DEAD, CONTRASTIVE)]
   np.testing.assert_allclose(shares, [0.3, 0.2, 0.1, 0.4], atol=0.015)
+  if skew:   # the largest axis, completeness (id 1), sits at quantiles 0.33-0.72: no saturated
+    completeness = np.asarray(w.rubric.categories)[np.asarray(w.rubric.mask)] == 1
+    assert np.mean(classes[completeness] == SATURATED) < 0.3 * (1 - skew) + 0.02
 
 
 def test_full_skew_lets_the_category_decide_the_class():

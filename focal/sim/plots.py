@@ -1,6 +1,7 @@
 """Figures of simulated grids: phase-diagram heat maps and learning curves (matplotlib, Agg)."""
 from __future__ import annotations
 
+import io
 import math
 from typing import Sequence
 
@@ -9,9 +10,19 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from focal.sim.grid import GridResult  # noqa: E402
 from focal.sim.report import HEADLINES, LABELS  # noqa: E402
+
+
+def save_small(fig, path: str, dpi: int = 72) -> None:
+  """Saves a figure as a 128-colour palette PNG (a third of the size; figures are committed)."""
+  buffer = io.BytesIO()
+  fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+  plt.close(fig)
+  buffer.seek(0)
+  Image.open(buffer).convert("RGB").quantize(colors=128).save(path, optimize=True)
 
 
 def _panel_values(rows: Sequence[dict], method: str, metric: str, xs, ys, x_axis, y_axis):
@@ -68,8 +79,7 @@ def phase_heatmaps(rows: Sequence[dict], methods: Sequence[str], x_axis: str, y_
         ax.set_ylabel(f"{LABELS[metric]}\n{y_axis}", fontsize=7)
     fig.colorbar(image, ax=axes[a, :].tolist(), shrink=0.8, pad=0.01)
   fig.suptitle(title, fontsize=10)
-  fig.savefig(path, dpi=90)
-  plt.close(fig)
+  save_small(fig, path)
 
 
 def learning_curves(result: GridResult, cell_index: int, path: str, title: str) -> None:
@@ -93,5 +103,4 @@ def learning_curves(result: GridResult, cell_index: int, path: str, title: str) 
   axes[1].legend(fontsize=7, ncol=2)
   fig.suptitle(title, fontsize=10)
   fig.tight_layout()
-  fig.savefig(path, dpi=90)
-  plt.close(fig)
+  save_small(fig, path, dpi=80)

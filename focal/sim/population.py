@@ -54,6 +54,7 @@ class Population:
   name: str
   category_names: tuple[str, ...]
   max_abs_weight: float  # the largest |weight| it draws (heavy_easy assigns it)
+  category_shares: tuple[float, ...]  # share of criteria per category (world.assign_classes)
   draw: Callable[[Any, Any], Criteria]
 
   @property
@@ -102,7 +103,7 @@ def _equal() -> Population:
     categories = jnp.broadcast_to(jnp.arange(shape[1]) % 4, shape)
     return _finish(jnp.ones(shape), categories, jnp.zeros(shape, bool),
                    jnp.full(u_prompt.shape, shape[1]))
-  return Population("equal", ("c0", "c1", "c2", "c3"), 1.0, draw)
+  return Population("equal", ("c0", "c1", "c2", "c3"), 1.0, (0.25,) * 4, draw)
 
 
 @_POPULATIONS.register("synthetic")
@@ -115,7 +116,7 @@ def _synthetic() -> Population:
     weights = jnp.where(pitfall, -jnp.minimum(magnitude, 3.0), magnitude)
     return _finish(weights, _uniform_int(u_slots[2], 0, 3), jnp.zeros(shape, bool),
                    _uniform_int(u_prompt, (k + 1) // 2, k))
-  return Population("synthetic", ("c0", "c1", "c2", "c3"), 5.0, draw)
+  return Population("synthetic", ("c0", "c1", "c2", "c3"), 5.0, (0.25,) * 4, draw)
 
 
 # HealthBench axis shares in the order of HEALTHBENCH_AXES (assumed, see above).
@@ -135,7 +136,7 @@ def _healthbench() -> Population:
     counts = 2 + inverse_cdf(u_prompt, _HB_EXTRA / np.sum(_HB_EXTRA))
     return _finish(jnp.where(pitfall, -magnitude, magnitude), categories,
                    jnp.zeros(shape, bool), counts)
-  return Population("healthbench", HEALTHBENCH_AXES, 10.0, draw)
+  return Population("healthbench", HEALTHBENCH_AXES, 10.0, HEALTHBENCH_AXIS_SHARES, draw)
 
 
 # Shares of the labels Essential, Important, Optional, Pitfall (ids 0-3; assumed).
@@ -151,4 +152,5 @@ def _rar() -> Population:
     weights = jnp.select([label == 0, label == 1, label == 2],
                          [jnp.full(shape, 5.0), 4.0 - low, 2.0 - low], -(2.0 - low))
     return _finish(weights, label, label == 0, _uniform_int(u_prompt, 7, 20))
-  return Population("rar", RAR_LABELS, 5.0, draw)
+  # Slot 0 is always Essential, which the label shares (for slots 1+) leave out.
+  return Population("rar", RAR_LABELS, 5.0, RAR_LABEL_SHARES, draw)

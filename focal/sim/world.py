@@ -8,9 +8,12 @@ of it (jittable, vmappable over keys and knobs):
 
 1. Criteria from the population (weights, categories, required, mask).
 2. A difficulty class per real criterion (`knobs` module docstring): a
-   position u = (1 - skew) U + skew (category + U') / C is cut at the shares
-   saturated | rare | dead | contrastive, so category_skew = 1 makes the class
-   follow the category (low category ids easy, high ones hard).
+   position in [0, 1) is cut at the shares saturated | rare | dead |
+   contrastive. With probability 1 - category_skew the position is uniform;
+   otherwise it is the criterion's quantile in the population's category
+   distribution (uniform within the category's slice), so category_skew = 1
+   makes the class follow the category (low ids easy, high ones hard) while
+   the class shares stay those of the knobs.
 3. With probability heavy_easy a saturated criterion's |weight| becomes the
    population's largest: heavy weight on criteria with no contrast.
 4. Generic types pass a contrastive criterion when
@@ -64,10 +67,15 @@ def raw_pass_prob(world: World):
   return jnp.where(pitfall, 1.0 - world.satisfy, world.satisfy)
 
 
-def assign_classes(u, v, knobs: Knobs, categories, mask, num_categories: int):
-  """[P, K] int32 difficulty classes (step 2 of the module docstring); u, v [P, K] uniforms."""
-  position = (1.0 - knobs.category_skew) * u + knobs.category_skew * (categories + v) / \
-      num_categories
+def assign_classes(u, knobs: Knobs, categories, mask, category_shares):
+  """[P, K] int32 difficulty classes (step 2 of the module docstring).
+
+  u: [3, P, K] uniforms; category_shares: the population's share per category.
+  """
+  shares = jnp.asarray(category_shares, jnp.float32)
+  starts = jnp.cumsum(shares) - shares
+  quantile = starts[categories] + u[1] * shares[categories]
+  position = jnp.where(u[2] < knobs.category_skew, quantile, u[0])
   cuts = jnp.cumsum(jnp.stack([knobs.saturated, knobs.rare, knobs.dead]))
   classes = jnp.select([position < cuts[0], position < cuts[1], position < cuts[2]],
                        [SATURATED, RARE, DEAD], CONTRASTIVE)
@@ -144,11 +152,12 @@ def make_world(key, knobs: Knobs, population: Population, num_prompts: int, max_
                      "criterion k uses type k as its specialist and generic types must remain")
   p, k, m, f, c = num_prompts, max_criteria, num_types, num_features, population.num_categories
   u = _uniform_pieces(key, {
-      "prompt": (p,), "slots": (3, p, k), "class_u": (p, k), "class_v": (p, k),
+      "prompt": (p,), "slots": (3, p, k), "class": (3, p, k),
       "heavy": (p, k), "pair": (p, k), "features": (p, f), "quality": (p, m), "shared": (f, m, c),
       "own": (p, m, k), "specialist": (p, m, k), "init": (p, m)})
   crit = population.draw(u["prompt"], u["slots"])
-  classes = assign_classes(u["class_u"], u["class_v"], knobs, crit.categories, crit.mask, c)
+  classes = assign_classes(u["class"], knobs, crit.categories, crit.mask,
+                           population.category_shares)
   heavy = (classes == SATURATED) & (u["heavy"] < knobs.heavy_easy)
   weights = jnp.where(heavy, jnp.sign(crit.weights) * population.max_abs_weight, crit.weights)
   features = _normal(u["features"])
