@@ -54,6 +54,11 @@ def test_shrunk_phase_diagram(tmp_path):
   with open(tmp_path / "comparison.csv") as f:
     assert len(list(csv.DictReader(f))) == 2
 
+  table = report.overview([str(tmp_path)], "weighted_sum").splitlines()
+  assert len(table) == 3 and table[2].startswith(f"| {tmp_path.name} (2 cells) | focal |")
+  classes = report.class_table(str(tmp_path)).splitlines()
+  assert [line.split(" | ")[0] for line in classes[2:]] == ["| weighted_sum", "| focal"]
+
   png = tmp_path / "phase.png"
   plots.phase_heatmaps(rows, ["focal"], "noise", "group_size", "smoke", str(png))
   assert png.stat().st_size > 1000

@@ -182,3 +182,65 @@ def write_all(result: GridResult, workdir: str, baselines: Sequence[str], platea
   with open(os.path.join(workdir, "summary.md"), "w") as f:
     f.write(summary)
   return summary, by_baseline
+
+
+def overview(workdirs: Sequence[str], baseline: str) -> str:
+  """Markdown: per grid (workdir) and method, the range over cells of each headline gain vs
+  `baseline` and how many cells' 95% intervals lie above / below no effect (0, or 1x)."""
+  out = [f"| grid | method | Δ mean reward (pts) | Δ worst category (pts) | speed-up (x) | "
+         f"seeds reaching the plateau |", "|---" * 6 + "|"]
+  for workdir in workdirs:
+    with open(os.path.join(workdir, "comparison.csv")) as f:
+      rows = [r for r in csv.DictReader(f) if r["baseline"] == baseline]
+    for method in dict.fromkeys(r["method"] for r in rows):
+      rs = [r for r in rows if r["method"] == method]
+      cells = []
+      for metric in HEADLINES:
+        ref = 1.0 if metric == "speedup" else 0.0
+        v = [float(r[metric]) for r in rs]
+        up = sum(float(r[f"{metric}_lo"]) > ref for r in rs)
+        down = sum(float(r[f"{metric}_hi"]) < ref for r in rs)
+        span = (f"{min(v):.2f} to {max(v):.2f}" if metric == "speedup"
+                else f"{min(v):+.2f} to {max(v):+.2f}")
+        cells.append(f"{span} (↑{up} ↓{down})")
+      reached = [float(r["reached"]) for r in rs]
+      cells.append(f"{min(reached):.0%} to {max(reached):.0%}")
+      out.append(f"| {os.path.basename(os.path.normpath(workdir))} ({len(rs)} cells) | {method} | "
+                 + " | ".join(cells) + " |")
+  return "\n".join(out)
+
+
+def class_table(workdir: str) -> str:
+  """Markdown: per method, at the last logged step of the first cell, the aggregator's weight
+  share on each difficulty class (training batch) and the exact pass rate of each class."""
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    rows = [json.loads(line) for line in f]
+  last = max(r["step"] for r in rows)
+  first_cell = {k: v for k, v in rows[0].items() if k not in ("method", "step", "seeds")
+                and "/" not in k}
+  names = ("contrastive", "saturated", "rare", "dead")
+  out = [f"| method | weight share {' / '.join(names)} | pass rate {' / '.join(names)} |",
+         "|---|---|---|"]
+  for r in rows:
+    if r["step"] != last or any(r.get(k) != v for k, v in first_cell.items()):
+      continue
+    share = " / ".join(f"{x:.2f}" for x in r["train/weight_share"])
+    rate = " / ".join(f"{r[f'eval/class/{c}']:.2f}" if r[f"eval/class/{c}"] is not None
+                      else "n/a" for c in names)
+    out.append(f"| {r['method']} | {share} | {rate} |")
+  return "\n".join(out)
+
+
+def main(argv: Sequence[str]) -> None:
+  """python -m focal.sim.report overview BASELINE WORKDIR... | classes WORKDIR"""
+  if len(argv) >= 3 and argv[0] == "overview":
+    print(overview(argv[2:], argv[1]))
+  elif len(argv) == 2 and argv[0] == "classes":
+    print(class_table(argv[1]))
+  else:
+    raise SystemExit(main.__doc__)
+
+
+if __name__ == "__main__":
+  import sys
+  main(sys.argv[1:])
