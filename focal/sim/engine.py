@@ -98,6 +98,35 @@ def _step_randomness(key, num_prompts: int, group_size: int):
   return u.reshape(num_prompts, group_size), bits[n:]
 
 
+def _policy_update(spec: SimSpec, tx, world: World, knobs: Knobs, params, opt_state, logits,
+                   types, adv):
+  """`mu` AdamW steps on the clipped surrogate of the sampled types' log-probs.
+
+  Each rollout is a one-token sequence whose token log-prob is log pi(type); the
+  sampling policy (`logits`) is the old policy, the initial one the KL reference.
+  Returns (params, opt_state, loss metrics averaged over the mu steps).
+  """
+  n = types.size
+  old_logp = policy.type_logprobs(logits, types).reshape(n, 1)
+  ref_logp = policy.type_logprobs(world.init_logits, types).reshape(n, 1)
+  token_mask = jnp.ones((n, 1), bool)
+
+  def loss_fn(p):
+    logp = policy.type_logprobs(policy.policy_logits(p, world, knobs.policy_sharing), types)
+    return grpo.grpo_loss(logp.reshape(n, 1), old_logp, ref_logp, adv.reshape(n), token_mask,
+                          eps_low=spec.eps_low, eps_high=spec.eps_high, beta=spec.kl_beta,
+                          max_len=1)
+
+  def inner(state, _):
+    p, o = state
+    (_, loss_m), grads = jax.value_and_grad(loss_fn, has_aux=True)(p)
+    updates, o = tx.update(grads, o, p)
+    return (optax.apply_updates(p, updates), o), loss_m
+
+  (params, opt_state), loss_m = jax.lax.scan(inner, (params, opt_state), None, length=spec.mu)
+  return params, opt_state, jax.tree.map(jnp.mean, loss_m)
+
+
 def make_simulator(spec: SimSpec):
   """`simulate(seed, knobs) -> out` (module docstring); pure, jittable, vmappable.
 
@@ -119,29 +148,6 @@ def make_simulator(spec: SimSpec):
     tx = make_optimizer(knobs.learning_rate, spec.grad_clip, spec.weight_decay)
     params = policy.init_params(spec.num_prompts, world.init_logits.shape[1], spec.num_features)
     bounds = judge_lib.verdict_bounds(raw_pass_prob(world), knobs.noise, knobs.invalid)
-    n = spec.num_prompts * spec.group_size
-    token_mask = jnp.ones((n, 1), bool)
-
-    def learn(params, opt_state, logits, types, adv):
-      """`mu` AdamW steps on the clipped surrogate of the sampled types' log-probs."""
-      old_logp = policy.type_logprobs(logits, types).reshape(n, 1)
-      ref_logp = policy.type_logprobs(world.init_logits, types).reshape(n, 1)
-
-      def loss_fn(p):
-        logp = policy.type_logprobs(policy.policy_logits(p, world, knobs.policy_sharing), types)
-        return grpo.grpo_loss(logp.reshape(n, 1), old_logp, ref_logp, adv.reshape(n),
-                              token_mask, eps_low=spec.eps_low, eps_high=spec.eps_high,
-                              beta=spec.kl_beta, max_len=1)
-
-      def inner(state, _):
-        p, o = state
-        (_, loss_m), grads = jax.value_and_grad(loss_fn, has_aux=True)(p)
-        updates, o = tx.update(grads, o, p)
-        return (optax.apply_updates(p, updates), o), loss_m
-
-      (params, opt_state), loss_m = jax.lax.scan(inner, (params, opt_state), None,
-                                                 length=spec.mu)
-      return params, opt_state, jax.tree.map(jnp.mean, loss_m)
 
     def step(carry, inputs):
       (params, opt_state, agg_state), (step_key, last) = carry, inputs
@@ -151,7 +157,8 @@ def make_simulator(spec: SimSpec):
       scores, valid = judge_lib.judge(words, bounds, types)
       rewards, agg_state, agg_m = agg.update(scores, valid, world.rubric, agg_state)
       adv, adv_m = estimate(rewards, scores, valid, world.rubric)
-      params, opt_state, loss_m = learn(params, opt_state, logits, types, adv)
+      params, opt_state, loss_m = _policy_update(spec, tx, world, knobs, params, opt_state,
+                                                 logits, types, adv)
       diagnose = lambda: _train_diagnostics(scores, valid, world, rewards, agg_m, adv_m, loss_m,
                                             num_cat)
       # Diagnostics cost about a step: only the last step of a log interval computes them
