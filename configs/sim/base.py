@@ -1,0 +1,111 @@
+r"""The rubric-dynamics simulator's default setting (docs/SIMULATOR.md): every method, one setting.
+
+  python -m experiments.simulate --config=configs/sim/base.py --workdir=runs/sim
+  python -m experiments.simulate --config=configs/sim/base.py:smoke --workdir=/tmp/sim   # seconds
+
+The default world is HealthBench-shaped and polarised the way docs/RESULTS.md
+reads the synthetic suite: a third of the criteria saturated (half of those
+carrying the top weight), a tenth dead, a fifth rare but reachable, a noisy
+judge. Every field below can be overridden with `--config.<path>=value`.
+"""
+import ml_collections
+
+from configs import base
+
+ALL_METHODS = ("focal", "pow3r", "pow3r_focal", "gdpo", "dvao", "sa_mrpo")
+
+
+def estimator_blocks() -> ml_collections.ConfigDict:
+  """One block per advantage estimator a method can use, with its hyper-parameters."""
+  e = ml_collections.ConfigDict()
+  e.grpo = ml_collections.ConfigDict()
+  e.grpo.eps = 1e-6  # std floor of the group standardisation
+  e.grpo.ddof = 0  # std with ddof 0 (population std), as the trainer
+  e.grpo.zero_std_tol = 1e-6  # groups at or below this reward std get advantage 0
+  e.dr_grpo = ml_collections.ConfigDict()
+  e.dr_grpo.zero_std_tol = 1e-6  # as in grpo; Dr. GRPO does not divide by the std
+  e.gdpo = ml_collections.ConfigDict()
+  e.gdpo.eps = 1e-6  # std floor of the per-criterion standardisation
+  e.gdpo.pitfall_mode = "flip"  # pitfalls as avoid-criteria (same advantages either way)
+  e.gdpo.zero_std_tol = 1e-6  # criteria at or below this std carry no signal
+  e.dvao = ml_collections.ConfigDict()
+  e.dvao.eps = 1e-6  # as in gdpo
+  e.dvao.pitfall_mode = "flip"  # as in gdpo
+  e.dvao.zero_std_tol = 1e-6  # as in gdpo
+  e.sa_mrpo = ml_collections.ConfigDict()
+  e.sa_mrpo.gamma = 1.0  # focusing exponent on (1 - batch saturation); 0 = GDPO
+  e.sa_mrpo.eps = 1e-6  # as in gdpo
+  e.sa_mrpo.pitfall_mode = "flip"  # a pitfall always avoided counts as saturated
+  e.sa_mrpo.zero_std_tol = 1e-6  # as in gdpo
+  return e
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  """`arg`: None (the default setting) or 'smoke' (a few seeds and steps; for tests)."""
+  c = ml_collections.ConfigDict()
+  c.seed = 0  # first seed; a cell runs seeds seed .. seed + num_seeds - 1 (a seed fixes the world)
+  c.num_seeds = 128  # seeds per cell (paired across methods)
+  c.lanes_per_call = 512  # (cell, seed) lanes per compiled call; bounds memory, not results
+  c.methods = ALL_METHODS  # compared with each baseline: aggregators or criterion estimators
+  c.baselines = ("weighted_sum", "category_balanced")  # the static references of every comparison
+  c.scalar_estimator = "grpo"  # advantage estimator fed by the aggregators' rewards
+  c.plateau_share = 0.9  # steps to plateau: steps to this share of the baseline's own gain
+  c.thresholds = (30.0, 35.0, 40.0, 45.0)  # mean rubric reward (%) levels for steps-to-threshold
+
+  c.sim = ml_collections.ConfigDict()
+  c.sim.population = "healthbench"  # rubric population: equal|synthetic|healthbench|rar
+  c.sim.num_prompts = 32  # P prompts per seed, all visited every step
+  c.sim.max_criteria = 16  # K criterion slots per prompt
+  c.sim.num_types = 32  # M latent response types (> K)
+  c.sim.num_features = 8  # F prompt features of the shared policy map
+  c.sim.group_size = 16  # G rollouts per prompt (POW3R: 16)
+  c.sim.steps = 200  # GRPO steps
+  c.sim.log_every = 10  # evaluate (exactly) every this many steps
+
+  c.grpo = ml_collections.ConfigDict()
+  c.grpo.mu = 1  # AdamW steps per rollout batch
+  c.grpo.eps_low = 0.2  # clip below 1
+  c.grpo.eps_high = 0.2  # clip above 1
+  c.grpo.kl_beta = 0.0  # k3 KL weight to the initial policy (POW3R: 0.1)
+
+  c.optimizer = ml_collections.ConfigDict()
+  c.optimizer.grad_clip = 0.5  # global-norm clip (POW3R: 0.5)
+  c.optimizer.weight_decay = 0.0  # AdamW weight decay (POW3R: 0)
+
+  c.knobs = ml_collections.ConfigDict()
+  c.knobs.saturated = 0.3  # share of criteria that almost every response type passes
+  c.knobs.rare = 0.2  # share of rare-but-reachable criteria (one specialist type passes them)
+  c.knobs.dead = 0.1  # share of criteria no type passes
+  c.knobs.rare_rate = 0.03  # initial probability of each rare criterion's specialist type (< 1/K)
+  c.knobs.saturated_level = 0.98  # pass probability of a saturated criterion per generic type
+  c.knobs.contrast_rate = 0.5  # share of generic types passing a contrastive criterion
+  c.knobs.cooccurrence = 0.0  # 1: contrastive criteria pass on the same types (no trade-offs)
+  c.knobs.conflict = 0.3  # P(paired criteria exclude each other) = P(a specialist breaks one)
+  c.knobs.category_skew = 0.5  # 0: difficulty independent of category; 1: category decides it
+  c.knobs.heavy_easy = 0.5  # probability that a saturated criterion carries the top weight
+  c.knobs.type_sharing = 0.5  # share of a type's pass pattern common to all prompts
+  c.knobs.init_logit_std = 1.0  # std of the initial policy's logits over generic types
+  c.knobs.policy_sharing = 0.0  # 0: tabular logits per prompt; 1: one linear map of features
+  c.knobs.noise = 0.05  # judge flips a verdict with this probability (nano judge: ~0.09)
+  c.knobs.invalid = 0.02  # judge gives no verdict with this probability
+  c.knobs.learning_rate = 0.05  # AdamW learning rate of the policy logits
+
+  c.aggregator = base.aggregator_blocks()  # hyper-parameters per aggregator (focal: w_min=0.05)
+  del c.aggregator.name  # methods name the aggregators here
+  c.estimator = estimator_blocks()
+
+  if arg == "smoke":
+    c.num_seeds = 4
+    c.lanes_per_call = 4
+    c.methods = ("focal", "pow3r")
+    c.baselines = ("weighted_sum",)
+    c.sim.num_prompts = 4
+    c.sim.max_criteria = 8
+    c.sim.num_types = 12
+    c.sim.group_size = 4
+    c.sim.steps = 8
+    c.sim.log_every = 4
+    c.knobs.rare_rate = 0.05
+  elif arg is not None:
+    raise ValueError(f"unknown preset {arg!r}; choose None or 'smoke'")
+  return c

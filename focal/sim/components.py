@@ -1,0 +1,94 @@
+"""Simulator configs (configs/sim/*.py) -> SimSpec, knobs, methods: the only place reading them.
+
+A *method* is what a phase diagram compares: an aggregator name (its reward
+feeds the scalar estimator `config.scalar_estimator`) or a criterion-level
+estimator name (`gdpo`, `dvao`, `sa_mrpo`, which read the verdicts and ignore
+the aggregator's reward; they run with `weighted_sum`). Hyper-parameters come
+from the config's `aggregator.<name>` and `estimator.<name>` blocks, passed
+explicitly, so the factories' own defaults never decide a simulated result.
+
+A grid axis is a knob name (vmapped: all its values run as lanes of one
+program) or one of the `sim` fields STATIC_AXES (one program per value).
+"""
+from __future__ import annotations
+
+import itertools
+from typing import Any, Mapping, Sequence
+
+from focal import aggregators
+from focal.advantages import registered_estimators
+from focal.sim.engine import SimSpec
+from focal.sim.knobs import Knobs, check_knobs
+
+CRITERION_ESTIMATORS = ("gdpo", "dvao", "sa_mrpo")
+SPEC_FIELDS = ("population", "num_prompts", "max_criteria", "num_types", "num_features",
+               "group_size", "steps", "log_every")
+# Sim fields a grid may vary: they leave the shapes of the logged metrics unchanged.
+STATIC_AXES = ("group_size", "num_prompts", "num_types", "num_features")
+
+
+def method_names(config) -> tuple[str, ...]:
+  """Validated `config.methods` (baselines included, each once, baselines first)."""
+  known = set(aggregators.registered()) | set(CRITERION_ESTIMATORS)
+  names = tuple(dict.fromkeys(tuple(config.baselines) + tuple(config.methods)))
+  bad = [m for m in names if m not in known]
+  if bad:
+    raise ValueError(f"config.methods/baselines: unknown {bad}; choose from {sorted(known)}")
+  return names
+
+
+def _block(config, group: str, name: str) -> tuple:
+  block = getattr(config, group)
+  if name not in block:
+    raise ValueError(f"config.{group} has no block {name!r} with its hyper-parameters")
+  return tuple(sorted(block[name].to_dict().items()))
+
+
+def method_spec(config, method: str, static: Mapping[str, Any] | None = None) -> SimSpec:
+  """The SimSpec of `method` with the config's `sim`, `grpo` and `optimizer` fields.
+
+  `static` overrides `sim` fields (a static grid axis).
+  """
+  if method in CRITERION_ESTIMATORS:
+    aggregator, estimator = "weighted_sum", method
+  else:
+    aggregator, estimator = method, config.scalar_estimator
+  if estimator not in registered_estimators():
+    raise ValueError(f"config.scalar_estimator={estimator!r} is not an advantage estimator")
+  sim = {f: config.sim[f] for f in SPEC_FIELDS}
+  unknown = [k for k in (static or {}) if k not in STATIC_AXES]
+  if unknown:
+    raise ValueError(f"static grid axes {unknown} must be among {STATIC_AXES}")
+  sim.update(static or {})
+  return SimSpec(**sim, aggregator=aggregator,
+                 aggregator_hparams=_block(config, "aggregator", aggregator),
+                 estimator=estimator, estimator_hparams=_block(config, "estimator", estimator),
+                 mu=config.grpo.mu, eps_low=config.grpo.eps_low, eps_high=config.grpo.eps_high,
+                 kl_beta=config.grpo.kl_beta, grad_clip=config.optimizer.grad_clip,
+                 weight_decay=config.optimizer.weight_decay)
+
+
+def knob_values(config) -> dict[str, float]:
+  """The config's knob block as a validated {field: float}."""
+  values = {k: float(v) for k, v in config.knobs.to_dict().items()}
+  check_knobs(values, config.sim.max_criteria, "config.knobs")
+  return values
+
+
+def grid_cells(grid: Mapping[str, Sequence]) -> list[dict]:
+  """Every combination of the grid's axes ({axis: values}), first axis slowest."""
+  for axis, values in grid.items():
+    if axis not in Knobs._fields and axis not in STATIC_AXES:
+      raise ValueError(f"grid axis {axis!r} is neither a knob {Knobs._fields} nor one of the "
+                       f"sim fields {STATIC_AXES}")
+    if not len(values):
+      raise ValueError(f"grid axis {axis!r} has no values")
+  axes = list(grid)
+  return [dict(zip(axes, combo)) for combo in itertools.product(*(grid[a] for a in axes))]
+
+
+def split_cell(cell: Mapping[str, Any]) -> tuple[dict, dict]:
+  """(static sim overrides, knob overrides) of one grid cell."""
+  static = {k: v for k, v in cell.items() if k in STATIC_AXES}
+  knobs = {k: float(v) for k, v in cell.items() if k in Knobs._fields}
+  return static, knobs

@@ -1,0 +1,201 @@
+"""A whole simulated GRPO run as one `jax.lax.scan`, a pure function of (seed, knobs).
+
+Each step, exactly as `focal.train` does it for a language model: sample G
+rollouts (types) per prompt, judge them, `aggregators.make(...).update`,
+`advantages.make_estimator(...)`, then `mu` AdamW steps
+(`focal.train.make_optimizer`) on `focal.grpo.grpo_loss` with each rollout a
+one-token sequence whose log-prob is log pi(type). Every step visits all P
+prompts once (a step is an epoch), so adaptive per-prompt state moves every step.
+
+  simulate = make_simulator(spec)
+  out = simulate(seed, knobs)           # one run; jit/vmap it over seeds and knobs
+  out = run_lanes(spec, seeds, knobs)   # jitted vmap over lanes (seeds [L], knobs of [L])
+
+`out["eval"]` holds `focal.sim.metrics.expected_metrics` at steps
+0, log_every, ..., steps ([S + 1, ...], S = steps / log_every); `out["train"]`
+the diagnostics of each interval's last training batch ([S, ...]).
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from focal import aggregators, grpo
+from focal.advantages import make_estimator
+from focal.metrics import compute_metrics
+from focal.sim import judge as judge_lib
+from focal.sim import policy
+from focal.sim.knobs import Knobs
+from focal.sim.metrics import expected_metrics
+from focal.sim.population import make_population
+from focal.sim.world import CLASS_NAMES, World, make_world, raw_pass_prob
+from focal.train import make_optimizer
+
+
+@dataclasses.dataclass(frozen=True)
+class SimSpec:
+  """Static settings of a simulation (shapes and code paths); one compiled program each."""
+  population: str = "synthetic"    # focal.sim.population name
+  num_prompts: int = 64            # P prompts, all visited every step
+  max_criteria: int = 16           # K criterion slots per prompt
+  num_types: int = 32              # M latent response types (> K for make_world)
+  num_features: int = 8            # F prompt features of the shared policy map
+  group_size: int = 16             # G rollouts per prompt
+  steps: int = 200                 # GRPO steps
+  log_every: int = 10              # evaluate every this many steps
+  aggregator: str = "weighted_sum"  # focal.aggregators name
+  aggregator_hparams: tuple = ()   # ((name, value), ...) passed to aggregators.make
+  estimator: str = "grpo"          # focal.advantages name
+  estimator_hparams: tuple = ()    # ((name, value), ...) passed to make_estimator
+  mu: int = 1                      # AdamW steps per rollout batch (full batch each)
+  eps_low: float = 0.2             # clip below 1
+  eps_high: float = 0.2            # clip above 1
+  kl_beta: float = 0.0             # k3 KL weight to the initial policy
+  grad_clip: float = 0.5           # global-norm clip before AdamW
+  weight_decay: float = 0.0        # AdamW weight decay
+
+  def __post_init__(self):
+    if self.steps < 1 or self.log_every < 1 or self.steps % self.log_every:
+      raise ValueError(f"steps={self.steps} must be a positive multiple of "
+                       f"log_every={self.log_every}")
+    if self.group_size < 2:
+      raise ValueError(f"group_size={self.group_size} must be >= 2 for group advantages")
+    if self.mu < 1:
+      raise ValueError(f"mu={self.mu} must be >= 1")
+    for name in ("num_prompts", "max_criteria", "num_features"):
+      if getattr(self, name) < 1:
+        raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
+    make_population(self.population)  # fails on an unknown name
+
+  @property
+  def num_logs(self) -> int:
+    return self.steps // self.log_every
+
+
+def _train_diagnostics(scores, valid, world: World, rewards, agg_m, adv_m, loss_m, num_cat):
+  """Scalars of one training batch: what the trainer logs, plus weight per class."""
+  weights = adv_m.get("weights", agg_m["weights"])
+  observed = compute_metrics(scores, valid, world.rubric, num_cat, weights=weights)
+  onehot = jax.nn.one_hot(world.classes, len(CLASS_NAMES)) * world.rubric.mask[..., None]
+  keep = ("zero_variance_group_share", "static_reward_group_std", "zero_signal_share",
+          "zero_signal_pressure", "saturated_share", "dead_share")
+  return {"reward_mean": jnp.mean(rewards), **{k: observed[k] for k in keep},
+          "weight_share": jnp.mean(jnp.einsum("pk,pkc->pc", jnp.abs(weights), onehot), 0),
+          "zero_variance_groups": adv_m["zero_variance_groups"],
+          "loss": loss_m["loss"], "kl": loss_m["kl"], "clip_frac": loss_m["clip_frac"]}
+
+
+def _step_randomness(key, num_prompts: int, group_size: int):
+  """One threefry call per step: uniforms [P, G] for the types, 2 key words for the verdicts."""
+  n = num_prompts * group_size
+  bits = jax.random.bits(key, (n + 2,), jnp.uint32)
+  u = (bits[:n] >> 8).astype(jnp.float32) * (1.0 / (1 << 24))
+  return u.reshape(num_prompts, group_size), bits[n:]
+
+
+def _policy_update(spec: SimSpec, tx, world: World, knobs: Knobs, params, opt_state, logits,
+                   types, adv):
+  """`mu` AdamW steps on the clipped surrogate of the sampled types' log-probs.
+
+  Each rollout is a one-token sequence whose token log-prob is log pi(type); the
+  sampling policy (`logits`) is the old policy, the initial one the KL reference.
+  Returns (params, opt_state, loss metrics averaged over the mu steps).
+  """
+  n = types.size
+  old_logp = policy.type_logprobs(logits, types).reshape(n, 1)
+  ref_logp = policy.type_logprobs(world.init_logits, types).reshape(n, 1)
+  token_mask = jnp.ones((n, 1), bool)
+
+  def loss_fn(p):
+    logp = policy.type_logprobs(policy.policy_logits(p, world, knobs.policy_sharing), types)
+    return grpo.grpo_loss(logp.reshape(n, 1), old_logp, ref_logp, adv.reshape(n), token_mask,
+                          eps_low=spec.eps_low, eps_high=spec.eps_high, beta=spec.kl_beta,
+                          max_len=1)
+
+  def inner(state, _):
+    p, o = state
+    (_, loss_m), grads = jax.value_and_grad(loss_fn, has_aux=True)(p)
+    updates, o = tx.update(grads, o, p)
+    return (optax.apply_updates(p, updates), o), loss_m
+
+  (params, opt_state), loss_m = jax.lax.scan(inner, (params, opt_state), None, length=spec.mu)
+  return params, opt_state, jax.tree.map(jnp.mean, loss_m)
+
+
+def make_simulator(spec: SimSpec):
+  """`simulate(seed, knobs) -> out` (module docstring); pure, jittable, vmappable.
+
+  `simulate.simulate_world(world, key, knobs)` runs on a given world (tests build
+  worlds by hand).
+  """
+  population = make_population(spec.population)
+  agg = aggregators.make(spec.aggregator, **dict(spec.aggregator_hparams))
+  estimate = make_estimator(spec.estimator, **dict(spec.estimator_hparams))
+  num_cat = population.num_categories
+
+  def simulate(seed, knobs: Knobs):
+    world_key, run_key = jax.random.split(jax.random.key(seed))
+    world = make_world(world_key, knobs, population, spec.num_prompts, spec.max_criteria,
+                       spec.num_types, spec.num_features)
+    return simulate_world(world, run_key, knobs)
+
+  def simulate_world(world: World, key, knobs: Knobs):
+    tx = make_optimizer(knobs.learning_rate, spec.grad_clip, spec.weight_decay)
+    params = policy.init_params(spec.num_prompts, world.init_logits.shape[1], spec.num_features)
+    bounds = judge_lib.verdict_bounds(raw_pass_prob(world), knobs.noise, knobs.invalid)
+
+    def step(carry, inputs):
+      (params, opt_state, agg_state), (step_key, last) = carry, inputs
+      u, words = _step_randomness(step_key, spec.num_prompts, spec.group_size)
+      logits = policy.policy_logits(params, world, knobs.policy_sharing)
+      types = policy.sample_types(u, logits)
+      scores, valid = judge_lib.judge(words, bounds, types)
+      rewards, agg_state, agg_m = agg.update(scores, valid, world.rubric, agg_state)
+      adv, adv_m = estimate(rewards, scores, valid, world.rubric)
+      params, opt_state, loss_m = _policy_update(spec, tx, world, knobs, params, opt_state,
+                                                 logits, types, adv)
+      diagnose = lambda: _train_diagnostics(scores, valid, world, rewards, agg_m, adv_m, loss_m,
+                                            num_cat)
+      # Diagnostics cost about a step: only the last step of a log interval computes them
+      # (`last` is the same for every lane, so under vmap this stays a branch).
+      zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(diagnose))
+      diag = jax.lax.cond(last, diagnose, lambda: zeros)
+      return (params, opt_state, agg_state), diag
+
+    def evaluate(params):
+      logits = policy.policy_logits(params, world, knobs.policy_sharing)
+      return expected_metrics(logits, world, num_cat, spec.group_size)
+
+    last = jnp.arange(spec.log_every) == spec.log_every - 1
+
+    def interval(carry, keys):
+      carry, diag = jax.lax.scan(step, carry, (keys, last))
+      return carry, (jax.tree.map(lambda x: x[-1], diag), evaluate(carry[0]))
+
+    carry = (params, tx.init(params), agg.init(spec.num_prompts, spec.max_criteria))
+    keys = jax.random.split(key, spec.steps).reshape(spec.num_logs, spec.log_every)
+    _, (train, evals) = jax.lax.scan(interval, carry, keys)
+    first = evaluate(params)
+    evals = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), first, evals)
+    return {"eval": evals, "train": train}
+
+  simulate.simulate_world = simulate_world
+  return simulate
+
+
+@functools.lru_cache(maxsize=32)
+def compiled_lanes(spec: SimSpec):
+  """jit(vmap(simulate)) over a lane axis; cached per spec, so a new lane count or new
+  seeds never rebuild the Python function (jit still specialises on the lane count)."""
+  return jax.jit(jax.vmap(make_simulator(spec)))
+
+
+def run_lanes(spec: SimSpec, seeds, knobs: Knobs) -> dict[str, Any]:
+  """Runs L lanes (seeds [L] int, knobs of [L] arrays) as one compiled program."""
+  seeds = jnp.asarray(seeds, jnp.uint32)
+  return compiled_lanes(spec)(seeds, knobs)

@@ -1,0 +1,246 @@
+"""Tables and files of a simulated grid: paired gains per cell, curves, per-seed results.
+
+`compare(result, baseline, plateau_share)` gives one row per (cell, method):
+  reward: final mean rubric reward (%, static weighted score) minus the baseline's;
+  worst: final worst-category pass rate (points) minus the baseline's;
+  speedup: baseline steps / method steps to reach `plateau_share` of the
+    baseline's own gain (start + share (final - start), per seed), as a
+    geometric mean with a 95% interval (`stats.speedup`); `reached` is the share
+    of seeds in which the method got there within the run.
+All three are paired by seed (same world, same initial policy).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+from typing import Sequence
+
+import numpy as np
+
+from focal.metrics import steps_to_threshold
+from focal.sim import stats
+from focal.sim.grid import GridResult
+
+GAIN_METRICS = {"reward": ("mean_reward_pct", 1.0), "worst": ("worst_category_pass_rate", 100.0)}
+HEADLINES = ("reward", "worst", "speedup")
+LABELS = {"reward": "Δ mean reward (pts)", "worst": "Δ worst category (pts)",
+          "speedup": "speed-up to plateau (x)"}
+
+
+def cell_label(cell: dict) -> str:
+  return ", ".join(f"{k}={v:g}" for k, v in cell.items()) or "(base)"
+
+
+def compare(result: GridResult, baseline: str, plateau_share: float) -> list[dict]:
+  """Rows {cell, method, reward, worst, speedup: Interval, reached, ...} for every other method."""
+  horizon = float(result.steps[-1] + (result.steps[1] - result.steps[0]))
+  rows = []
+  base = result.eval[baseline]
+  for c, cell in enumerate(result.cells):
+    base_curve = base["mean_reward_pct"][c]
+    targets = stats.plateau_targets(base_curve, plateau_share)
+    base_steps = stats.first_crossing(base_curve, result.steps, targets)
+    for method in result.methods:
+      if method == baseline:
+        continue
+      ev = result.eval[method]
+      row = {"cell": cell, "method": method, "baseline": baseline}
+      for name, (key, scale) in GAIN_METRICS.items():
+        row[name] = stats.paired_gain(scale * ev[key][c][:, -1], scale * base[key][c][:, -1])
+      steps = stats.first_crossing(ev["mean_reward_pct"][c], result.steps, targets)
+      row["speedup"] = stats.speedup(base_steps, steps, horizon)
+      row["reached"] = stats.reached_share(steps)
+      row["method_reward"] = stats.mean_interval(ev["mean_reward_pct"][c][:, -1])
+      row["baseline_reward"] = stats.mean_interval(base_curve[:, -1])
+      rows.append(row)
+  return rows
+
+
+def _fmt(iv: stats.Interval, metric: str) -> str:
+  text = iv.format(2)
+  if metric == "speedup":
+    if iv.n == 0:
+      return "n/a"
+    text = f"{iv.mean:.2f} [{iv.lo:.2f}, {iv.hi:.2f}]"
+    clear = iv.n > 1 and (iv.lo > 1.0 or iv.hi < 1.0)
+  else:
+    clear = iv.excludes_zero
+  return f"**{text}**" if clear else text
+
+
+def markdown_tables(rows: Sequence[dict], methods: Sequence[str], title: str) -> str:
+  """One table per headline metric: rows = cells, columns = methods (bold: CI excludes 0 / 1)."""
+  cells = list(dict.fromkeys(cell_label(r["cell"]) for r in rows))
+  by = {(cell_label(r["cell"]), r["method"]): r for r in rows}
+  out = []
+  for metric in HEADLINES:
+    out.append(f"**{title}: {LABELS[metric]}**, mean [95% CI] over seeds\n")
+    out.append("| cell | " + " | ".join(methods) + " |")
+    out.append("|---" * (len(methods) + 1) + "|")
+    for cell in cells:
+      entries = [_fmt(by[(cell, m)][metric], metric) if (cell, m) in by else "" for m in methods]
+      out.append(f"| {cell} | " + " | ".join(entries) + " |")
+    out.append("")
+  return "\n".join(out)
+
+
+def comparison_csv(rows: Sequence[dict], path: str) -> None:
+  """The rows of `compare` (all baselines) flattened to CSV columns."""
+  fields, flat = [], []
+  for r in rows:
+    d = {**r["cell"], "method": r["method"], "baseline": r["baseline"],
+         "reached": round(r["reached"], 4)}
+    for metric in ("reward", "worst", "speedup", "method_reward", "baseline_reward"):
+      iv = r[metric]
+      d.update({metric: iv.mean, f"{metric}_lo": iv.lo, f"{metric}_hi": iv.hi})
+    d["seeds"] = r["reward"].n
+    flat.append(d)
+    fields.extend(k for k in d if k not in fields)
+  _write_csv(flat, fields, path)
+
+
+def _write_csv(rows, fields, path):
+  with open(path, "w", newline="") as f:
+    writer = csv.DictWriter(f, fieldnames=fields)
+    writer.writeheader()
+    for r in rows:
+      writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
+
+
+def _scalar_curves(result: GridResult, method: str, c: int) -> dict[str, np.ndarray]:
+  """Per-seed curves [S, T+1] of every scalar or named-vector metric of one cell."""
+  ev = result.eval[method]
+  out = {f"eval/{k}": v[c] for k, v in ev.items() if v.ndim == 3}
+  empty = ev["category_count"][c] == 0
+  rates = np.where(empty, np.nan, ev["category_pass_rate"][c])   # an empty category has no rate
+  for i, name in enumerate(result.category_names):
+    out[f"eval/category/{name}"] = rates[..., i]
+  for i, name in enumerate(result.class_names):
+    out[f"eval/class/{name}"] = ev["class_pass_rate"][c][..., i]
+  return out
+
+
+def write_metrics_jsonl(result: GridResult, path: str) -> None:
+  """One line per (cell, method, logged step): seed means and standard errors."""
+  n = len(result.seeds)
+  with open(path, "w") as f:
+    for c, cell in enumerate(result.cells):
+      for method in result.methods:
+        curves = _scalar_curves(result, method, c)
+        tr = result.train[method]
+        for t, step in enumerate(result.steps):
+          row = {**cell, "method": method, "step": int(step), "seeds": n}
+          for key, v in curves.items():
+            iv = stats.mean_interval(v[:, t])
+            row[key] = iv.mean
+            row[f"{key}/sem"] = float(np.nanstd(v[:, t], ddof=1) / np.sqrt(iv.n)) if iv.n > 1 \
+                else 0.0
+          if t > 0:
+            for key, v in tr.items():
+              mean = np.mean(v[c][:, t - 1], 0)
+              row[f"train/{key}"] = mean.tolist() if np.ndim(mean) else float(mean)
+          f.write(json.dumps(_json_safe(row)) + "\n")
+
+
+def _json_safe(row: dict) -> dict:
+  """NaN (an empty category, an undefined mean) as null: JSON has no NaN."""
+  return {k: (None if isinstance(v, float) and v != v else v) for k, v in row.items()}
+
+
+def write_results_csv(result: GridResult, path: str, thresholds: Sequence[float]) -> None:
+  """One row per (cell, method, seed): final metrics and steps to each reward threshold."""
+  rows = []
+  for c, cell in enumerate(result.cells):
+    for method in result.methods:
+      curves = _scalar_curves(result, method, c)
+      for s, seed in enumerate(result.seeds):
+        row = {**cell, "method": method, "seed": int(seed)}
+        row.update({k[len("eval/"):]: float(v[s, -1]) for k, v in curves.items()})
+        reach = steps_to_threshold(result.steps, curves["eval/mean_reward_pct"][s], thresholds)
+        row.update({f"steps_to_{t:g}": ("" if v is None else v) for t, v in reach.items()})
+        rows.append(row)
+  _write_csv(rows, list(rows[0]) if rows else [], path)
+
+
+def write_all(result: GridResult, workdir: str, baselines: Sequence[str], plateau_share: float,
+              thresholds: Sequence[float], title: str) -> tuple[str, dict[str, list[dict]]]:
+  """metrics.jsonl, results.csv, comparison.csv and summary.md in `workdir`; returns the
+  summary text and the comparison rows per baseline."""
+  os.makedirs(workdir, exist_ok=True)
+  write_metrics_jsonl(result, os.path.join(workdir, "metrics.jsonl"))
+  write_results_csv(result, os.path.join(workdir, "results.csv"), thresholds)
+  by_baseline = {b: compare(result, b, plateau_share) for b in baselines}
+  comparison_csv([r for rows in by_baseline.values() for r in rows],
+                 os.path.join(workdir, "comparison.csv"))
+  parts = [f"# {title}\n", f"{len(result.seeds)} seeds per cell; steps to plateau: "
+           f"{plateau_share:.0%} of the baseline's own gain.\n"]
+  for b, rows in by_baseline.items():
+    methods = [m for m in result.methods if m != b]
+    parts.append(markdown_tables(rows, methods, f"vs {b}"))
+  summary = "\n".join(parts)
+  with open(os.path.join(workdir, "summary.md"), "w") as f:
+    f.write(summary)
+  return summary, by_baseline
+
+
+def overview(workdirs: Sequence[str], baseline: str) -> str:
+  """Markdown: per grid (workdir) and method, the range over cells of each headline gain vs
+  `baseline` and how many cells' 95% intervals lie above / below no effect (0, or 1x)."""
+  out = [f"| grid | method | Δ mean reward (pts) | Δ worst category (pts) | speed-up (x) | "
+         f"seeds reaching the plateau |", "|---" * 6 + "|"]
+  for workdir in workdirs:
+    with open(os.path.join(workdir, "comparison.csv")) as f:
+      rows = [r for r in csv.DictReader(f) if r["baseline"] == baseline]
+    for method in dict.fromkeys(r["method"] for r in rows):
+      rs = [r for r in rows if r["method"] == method]
+      cells = []
+      for metric in HEADLINES:
+        ref = 1.0 if metric == "speedup" else 0.0
+        v = [float(r[metric]) for r in rs]
+        up = sum(float(r[f"{metric}_lo"]) > ref for r in rs)
+        down = sum(float(r[f"{metric}_hi"]) < ref for r in rs)
+        span = (f"{min(v):.2f} to {max(v):.2f}" if metric == "speedup"
+                else f"{min(v):+.2f} to {max(v):+.2f}")
+        cells.append(f"{span} (↑{up} ↓{down})")
+      reached = [float(r["reached"]) for r in rs]
+      cells.append(f"{min(reached):.0%} to {max(reached):.0%}")
+      out.append(f"| {os.path.basename(os.path.normpath(workdir))} ({len(rs)} cells) | {method} | "
+                 + " | ".join(cells) + " |")
+  return "\n".join(out)
+
+
+def class_table(workdir: str) -> str:
+  """Markdown: per method, at the last logged step of the first cell, the aggregator's weight
+  share on each difficulty class (training batch) and the exact pass rate of each class."""
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    rows = [json.loads(line) for line in f]
+  last = max(r["step"] for r in rows)
+  first_cell = {k: v for k, v in rows[0].items() if k not in ("method", "step", "seeds")
+                and "/" not in k}
+  names = ("contrastive", "saturated", "rare", "dead")
+  out = [f"| method | weight share {' / '.join(names)} | pass rate {' / '.join(names)} |",
+         "|---|---|---|"]
+  for r in rows:
+    if r["step"] != last or any(r.get(k) != v for k, v in first_cell.items()):
+      continue
+    share = " / ".join(f"{x:.2f}" for x in r["train/weight_share"])
+    rate = " / ".join(f"{r[f'eval/class/{c}']:.2f}" if r[f"eval/class/{c}"] is not None
+                      else "n/a" for c in names)
+    out.append(f"| {r['method']} | {share} | {rate} |")
+  return "\n".join(out)
+
+
+def main(argv: Sequence[str]) -> None:
+  """python -m focal.sim.report overview BASELINE WORKDIR... | classes WORKDIR"""
+  if len(argv) >= 3 and argv[0] == "overview":
+    print(overview(argv[2:], argv[1]))
+  elif len(argv) == 2 and argv[0] == "classes":
+    print(class_table(argv[1]))
+  else:
+    raise SystemExit(main.__doc__)
+
+
+if __name__ == "__main__":
+  import sys
+  main(sys.argv[1:])
