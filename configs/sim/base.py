@@ -10,34 +10,9 @@ judge. Every field below can be overridden with `--config.<path>=value`.
 """
 import ml_collections
 
-from configs import base
+from focal import components
 
 ALL_METHODS = ("focal", "pow3r", "pow3r_focal", "gdpo", "dvao", "sa_mrpo")
-
-
-def estimator_blocks() -> ml_collections.ConfigDict:
-  """One block per advantage estimator a method can use, with its hyper-parameters."""
-  e = ml_collections.ConfigDict()
-  e.grpo = ml_collections.ConfigDict()
-  e.grpo.eps = 1e-6  # std floor of the group standardisation
-  e.grpo.ddof = 0  # std with ddof 0 (population std), as the trainer
-  e.grpo.zero_std_tol = 1e-6  # groups at or below this reward std get advantage 0
-  e.dr_grpo = ml_collections.ConfigDict()
-  e.dr_grpo.zero_std_tol = 1e-6  # as in grpo; Dr. GRPO does not divide by the std
-  e.gdpo = ml_collections.ConfigDict()
-  e.gdpo.eps = 1e-6  # std floor of the per-criterion standardisation
-  e.gdpo.pitfall_mode = "flip"  # pitfalls as avoid-criteria (same advantages either way)
-  e.gdpo.zero_std_tol = 1e-6  # criteria at or below this std carry no signal
-  e.dvao = ml_collections.ConfigDict()
-  e.dvao.eps = 1e-6  # as in gdpo
-  e.dvao.pitfall_mode = "flip"  # as in gdpo
-  e.dvao.zero_std_tol = 1e-6  # as in gdpo
-  e.sa_mrpo = ml_collections.ConfigDict()
-  e.sa_mrpo.gamma = 1.0  # focusing exponent on (1 - batch saturation); 0 = GDPO
-  e.sa_mrpo.eps = 1e-6  # as in gdpo
-  e.sa_mrpo.pitfall_mode = "flip"  # a pitfall always avoided counts as saturated
-  e.sa_mrpo.zero_std_tol = 1e-6  # as in gdpo
-  return e
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -90,9 +65,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.knobs.invalid = 0.02  # judge gives no verdict with this probability
   c.knobs.learning_rate = 0.05  # AdamW learning rate of the policy logits
 
-  c.aggregator = base.aggregator_blocks()  # hyper-parameters per aggregator (focal: w_min=0.05)
+  c.aggregator = components.aggregator_config("focal")  # hyper-parameters per aggregator (factory defaults)
   del c.aggregator.name  # methods name the aggregators here
-  c.estimator = estimator_blocks()
+  c.aggregator.focal.w_min = 0.05  # as configs/base.py: Focal's weight floor
+  c.estimator = components.advantage_config("grpo")  # hyper-parameters per advantage estimator
+  del c.estimator.name  # methods and scalar_estimator name them here
 
   if arg == "smoke":
     c.num_seeds = 4

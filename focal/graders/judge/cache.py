@@ -48,6 +48,7 @@ class VerdictCache:
   """Verdicts by key. path "" keeps them in memory (this process only)."""
 
   def __init__(self, path: str = ""):
+    path = os.path.expanduser(path) if path else ""
     self.path = path
     self.ignored_entries = 0  # entries read back that were not a proper verdict
     self._lock = threading.Lock()
