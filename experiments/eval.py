@@ -28,7 +28,7 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)  # orbax logs every restore at INFO
   try:
     row = evaluation.evaluate_checkpoint(FLAGS.workdir, FLAGS.config, FLAGS.step)
-  except FileNotFoundError as e:
+  except (FileNotFoundError, ValueError) as e:
     sys.exit(f"error: {e}")
   print(evaluation.format_report(row))
   if FLAGS.output:

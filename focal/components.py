@@ -109,6 +109,9 @@ def pitfall_mode(config) -> str:
 
 def grpo_settings(config, eos_id, pad_id: int) -> GRPOSettings:
   fields = _hparams(config, "grpo", {})
+  unknown = sorted(set(fields) - {f.name for f in dataclasses.fields(GRPOSettings)})
+  if unknown:
+    raise ValueError(f"unknown config.grpo field(s) {unknown}")
   return GRPOSettings(eos_id=eos_id, pad_id=pad_id, **fields)
 
 
@@ -187,13 +190,47 @@ def validate(config) -> None:
     if config.warm_start.steps and not policy.model_fields(config)["checkpoint"]:
       raise ValueError("warm_start.steps > 0 imitates the synthetic suite's reference responses; "
                        f"set it to 0 for data.source={d.source}")
-  n_dev = int(np.prod(config.mesh.shape))
+  _check_schedule(config)
+  _check_batch(config)
+  optimizer(config)
+  pitfall_mode(config)
+
+
+def _check_schedule(config) -> None:
+  for field in ("total_steps", "eval_every", "log_every", "checkpoint_every", "keep_checkpoints"):
+    if not isinstance(config[field], int) or config[field] < 1:
+      raise ValueError(f"config.{field} must be an integer >= 1, got {config[field]!r}"
+                       + (" (0 would keep no checkpoint: a resume would lose the run)"
+                          if field == "keep_checkpoints" else ""))
+  e = config.eval
+  if e.num_samples < 1 or not e.temperature > 0:
+    raise ValueError(f"config.eval needs num_samples >= 1 and temperature > 0, got "
+                     f"{e.num_samples} and {e.temperature}")
+
+
+def _check_batch(config) -> None:
+  """The GRPO settings, and every batch dimension against the mesh, before anything is built."""
+  settings = grpo_settings(config, eos_id=None, pad_id=0)
+  b = config.data.prompts_per_step
+  if b < 1:
+    raise ValueError(f"config.data.prompts_per_step must be >= 1, got {b}")
+  n = b * settings.group_size
+  if n % settings.num_minibatches:
+    raise ValueError(f"grpo.num_minibatches={settings.num_minibatches} does not divide the "
+                     f"{n} rollouts of a step (data.prompts_per_step x grpo.group_size)")
+  shape = tuple(int(s) for s in config.mesh.shape)
+  if len(shape) != 3 or min(shape) < 1:
+    raise ValueError(f"config.mesh.shape must be three sizes >= 1 (data, fsdp, tensor), got "
+                     f"{shape}")
+  n_dev = int(np.prod(shape))
   if n_dev != jax.device_count():
-    raise ValueError(f"config.mesh.shape={tuple(config.mesh.shape)} needs {n_dev} devices, "
-                     f"found {jax.device_count()}")
-  for field in ("total_steps", "eval_every", "log_every", "checkpoint_every"):
-    if config[field] < 1:
-      raise ValueError(f"config.{field} must be >= 1, got {config[field]}")
+    raise ValueError(f"config.mesh.shape={shape} needs {n_dev} devices, found "
+                     f"{jax.device_count()}")
+  rows = shape[0] * shape[1]
+  if b % rows:
+    raise ValueError(f"config.data.prompts_per_step={b} is not a multiple of the mesh's "
+                     f"data x fsdp = {shape[0]} x {shape[1]} = {rows} (each device group takes "
+                     f"whole prompts); use a multiple of {rows}")
 
 
 @dataclasses.dataclass

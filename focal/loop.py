@@ -32,6 +32,7 @@ import copy
 import time
 from typing import Sequence
 
+import jax
 import ml_collections
 from tqdm.auto import tqdm
 
@@ -49,8 +50,7 @@ _clock = time.time
 class Recorder:
   """The host side of one run: its metrics, TensorBoard files, evaluations and checkpoints."""
 
-  def __init__(self, config, setup: components.Setup, run_dir: RunDir, mesh_shape=None):
-    run_dir.write_config(config, mesh_shape)
+  def __init__(self, config, setup: components.Setup, run_dir: RunDir):
     self.config, self.setup, self.run_dir = config, setup, run_dir
     self.ckpt = run_dir.checkpointer(keep=config.keep_checkpoints)
     self.eval_rng = evaluation.eval_key(config)
@@ -121,11 +121,17 @@ class Recorder:
   def _save(self, step: int, state, seconds: float) -> None:
     self.ckpt.save(step, state, {"step": step, "data_position": step, "train_seconds": seconds})
 
-  def close(self) -> dict:
-    self.ckpt.close()
-    self.writer.close()
-    # Nothing left to train: report the last logged evaluation.
-    return self.final or self.run_dir.last_eval_row()
+  def close(self, final: bool = True) -> dict | None:
+    """Waits for checkpoints in flight and closes the writers; on a stopped run (`final`
+    False) it does what it can and returns nothing."""
+    try:
+      self.ckpt.close()
+    finally:
+      if self._writer is not None:
+        self._writer.close()
+    if final:  # nothing left to train: report the last logged evaluation
+      return self.final or self.run_dir.last_eval_row()
+    return None
 
 
 def run(config: ml_collections.ConfigDict, workdir: str, progress: bool = True) -> dict:
@@ -157,31 +163,63 @@ def check_group(configs: Sequence) -> None:
 
 def run_group(configs: Sequence, workdirs: Sequence[str], progress: bool = True) -> list[dict]:
   """Trains one run per config (configs differing only in seed) in one loop; returns each
-  run's final eval row. Runs whose checkpoints are at different steps train one by one."""
+  run's final eval row. Runs whose checkpoints are at different steps train one by one.
+
+  Everything that can be checked is checked before any run directory is touched: the configs
+  (`components.validate`, inside `build`), and each directory's saved config against the new
+  one (`RunDir.check_resume`). Each directory is locked while it trains."""
   configs, workdirs = list(configs), list(workdirs)
   if len(configs) != len(workdirs) or not configs:
     raise ValueError(f"need one workdir per config, got {len(configs)} configs and "
                      f"{len(workdirs)} workdirs")
   check_group(configs)
+  run_dirs = [RunDir(w) for w in workdirs]
   mesh = sharding.make_mesh(tuple(configs[0].mesh.shape)) if len(configs) == 1 else None
   setups = [components.build(c, progress=progress, width=_stacked_width(configs), mesh=mesh)
             for c in configs]
+  for c, d in zip(configs, run_dirs):
+    d.check_resume(c)
+  locked = []
+  try:
+    if jax.process_index() == 0:  # one writer per run directory
+      for d in run_dirs:
+        d.acquire_lock()
+        locked.append(d)
+    return _train(configs, setups, run_dirs, mesh, progress, locked)
+  finally:
+    for d in locked:
+      d.release_lock()
+
+
+def _train(configs, setups, run_dirs, mesh, progress, locked) -> list[dict]:
   replicas = make_replicas(configs[0], setups, mesh)
-  recorders = [Recorder(c, s, RunDir(w), replicas.mesh_shape)
-               for c, s, w in zip(configs, setups, workdirs)]
+  recorders = [Recorder(c, s, d) for c, s, d in zip(configs, setups, run_dirs)]
   states = [rec.restore(replicas.restore_target(s.state)) for rec, s in zip(recorders, setups)]
+  for rec in recorders:  # only now: a refused or failed restore leaves the old config.json
+    rec.run_dir.write_config(rec.config, replicas.mesh_shape)
   starts = {int(s.step) for s in states}
   if len(starts) > 1:
     for rec in recorders:
       rec.close()
-    return [run(c, w, progress) for c, w in zip(configs, workdirs)]
-  start = starts.pop()
+    for d in locked:
+      d.release_lock()
+    return [run(c, d.path, progress) for c, d in zip(configs, run_dirs)]
   state = replicas.combine(states)
+  try:
+    state = _loop(configs[0], replicas, recorders, state, starts.pop(), progress)
+  except BaseException:
+    for rec in recorders:  # let async saves finish: the last good checkpoint stays intact
+      rec.close(final=False)
+    raise
+  return [rec.close() for rec in recorders]
+
+
+def _loop(config, replicas, recorders, state, start: int, progress: bool):
   if start == 0:
     for i, rec in enumerate(recorders):
       rec.begin(replicas.take(state, i).params)
-  config = configs[0]
-  desc = f"train {_label(config)}" + (f" x{len(configs)} seeds" if len(configs) > 1 else "")
+  n = len(recorders)
+  desc = f"train {_label(config)}" + (f" x{n} seeds" if n > 1 else "")
   bar = tqdm(range(start, config.total_steps), desc=desc, initial=start,
              total=config.total_steps, disable=not progress)
   t0 = _clock()
@@ -192,7 +230,6 @@ def run_group(configs: Sequence, workdirs: Sequence[str], progress: bool = True)
       # Nothing was updated: keep the state the failed step started from, then stop.
       for i, rec in enumerate(recorders):
         rec.save(step, replicas.take(state, i), _clock() - t0)
-        rec.close()
       raise
     seconds = _clock() - t0
     rows = [rec.after_step(step + 1, replicas.take(m, i), idxs[i], seconds,
@@ -200,7 +237,7 @@ def run_group(configs: Sequence, workdirs: Sequence[str], progress: bool = True)
             for i, rec in enumerate(recorders)]
     if rows[0] is not None and "train/reward_mean" in rows[0]:
       bar.set_postfix(reward=f"{rows[0]['train/reward_mean']:.3f}")
-  return [rec.close() for rec in recorders]
+  return state
 
 
 def _stacked_width(configs) -> int | None:

@@ -5,6 +5,11 @@
   DIR/metrics.jsonl   one JSON object per logged step (keys: see focal.loop)
   DIR/tb/             TensorBoard event files (tensorboardX, no TensorFlow)
   DIR/checkpoints/    orbax checkpoints of the whole train state (focal.checkpoint)
+  DIR/lock            {pid, host} of the trainer using the directory (one at a time)
+
+A run directory is written only by the run that made it: `check_resume` refuses a config that
+would change the trajectory, and config.json is (re)written only after a successful restore or
+a fresh start.
 
 Sweeps, reports, evaluation and tools read runs through `RunDir` or `read_rows`.
 """
@@ -14,7 +19,9 @@ import importlib.metadata
 import json
 import os
 import platform
+import socket
 import subprocess
+import time
 
 import jax
 import ml_collections
@@ -26,6 +33,7 @@ METRICS = "metrics.jsonl"
 TENSORBOARD = "tb"
 CHECKPOINTS = "checkpoints"
 PROVENANCE = "provenance"
+LOCK = "lock"
 EVAL_KEY = "eval/mean_rubric_reward"  # a row holding it is an evaluation row
 
 _PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "ml-collections",
@@ -54,7 +62,11 @@ def _read_config_json(path: str) -> dict:
     raise FileNotFoundError(f"no saved config at {path}; pass --config=configs/base.py "
                             f"(with the run's overrides) instead")
   with open(path) as f:
-    data = json.load(f)
+    try:
+      data = json.load(f)
+    except json.JSONDecodeError as e:
+      raise ValueError(f"{path} is not valid JSON ({e}); the run's saved config is damaged: "
+                       "pass --config=configs/base.py with the run's overrides instead") from None
   data.pop(PROVENANCE, None)
   return data
 
@@ -155,7 +167,58 @@ class RunDir:
     finally:
       ckpt.close()
 
+  def check_resume(self, config) -> None:
+    """Refuses to continue a run that has checkpoints under a config that would change its
+    trajectory, naming the differing fields (`RESUMABLE` lists what may change)."""
+    if not self.checkpoint_steps() or not os.path.exists(self.config_path):
+      return
+    saved = _read_config_json(self.config_path)
+    diff = trajectory_diff(saved, json.loads(config.to_json_best_effort()))
+    if diff:
+      shown = "; ".join(diff[:6]) + (f"; and {len(diff) - 6} more" if len(diff) > 6 else "")
+      raise ConfigMismatch(
+          f"{self.path} holds a run trained under another config ({shown}). Resuming would mix "
+          "two runs in one log and checkpoint; use a new --workdir, or rerun with the saved "
+          f"config (--config=configs/saved.py:{self.path}). Fields that may change on resume: "
+          f"{', '.join(RESUMABLE)}")
+
   # -- writing ---------------------------------------------------------------
+
+  @property
+  def lock_path(self) -> str:
+    return os.path.join(self.path, LOCK)
+
+  def acquire_lock(self) -> None:
+    """Takes the run directory for this process (one trainer per run directory); a lock left
+    by a process that died on this host is taken over."""
+    os.makedirs(self.path, exist_ok=True)
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
+    for _ in range(2):
+      try:
+        fd = os.open(self.lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+      except FileExistsError:
+        holder = self._lock_holder()
+        if holder.get("host") == me["host"] and not _alive(int(holder.get("pid", -1))):
+          os.remove(self.lock_path)  # its trainer died (kill -9, a crash): stale
+          continue
+        raise RunLocked(
+            f"{self.path} is in use by pid {holder.get('pid')} on {holder.get('host')} (lock "
+            f"{self.lock_path}); two trainers on one run directory would interleave their "
+            "steps. Use another --workdir, or delete the lock if that trainer is gone.") from None
+      with os.fdopen(fd, "w") as f:
+        json.dump(me, f)
+      return
+
+  def _lock_holder(self) -> dict:
+    try:
+      with open(self.lock_path) as f:
+        return json.load(f)
+    except (OSError, ValueError):
+      return {}
+
+  def release_lock(self) -> None:
+    if self._lock_holder().get("pid") == os.getpid():
+      os.remove(self.lock_path)
 
   def write_config(self, config, mesh_shape=None) -> None:
     os.makedirs(self.path, exist_ok=True)
@@ -178,3 +241,54 @@ class RunDir:
 
   def checkpointer(self, keep: int | None, async_save: bool = True) -> Checkpointer:
     return Checkpointer(self.checkpoint_dir, keep=keep, async_save=async_save)
+
+
+# Fields a resumed run may change: they decide how long it trains, what it logs and where, and
+# how it reaches its judge, not the trajectory. Every other field must equal the saved config.
+RESUMABLE = ("total_steps", "eval_every", "log_every", "checkpoint_every", "keep_checkpoints",
+             "vmap_seeds", "mesh.shape", "eval.", "log.", "warm_start.cache_dir",
+             "data.cache_dir", "data.max_eval_prompts", "grader.judge.base_url",
+             "grader.judge.api_key_env", "grader.judge.max_concurrency",
+             "grader.judge.timeout_s", "grader.judge.max_retries", "grader.judge.cache_path",
+             "grader.judge.backoff_s", "grader.judge.backoff_max_s", "grader.judge.jitter",
+             "grader.judge.retry_after_max_s", "grader.judge.max_invalid_frac")
+
+
+class ConfigMismatch(ValueError):
+  """A run directory asked to continue under a config that changes its trajectory."""
+
+
+def flat(tree, prefix: str = "") -> dict:
+  """{'a.b.c': leaf} of nested dicts; an older run's `model: NAME` reads as model.scale."""
+  out = {}
+  for key, value in tree.items():
+    if key == "model" and isinstance(value, str) and not prefix:
+      value = {"scale": value}
+    if isinstance(value, dict):
+      out.update(flat(value, f"{prefix}{key}."))
+    else:
+      out[f"{prefix}{key}"] = list(value) if isinstance(value, tuple) else value
+  return out
+
+
+def trajectory_diff(saved: dict, new: dict) -> list[str]:
+  """'field: saved -> new' for the fields both configs have that differ and may not change.
+  A field only one side has (added to the config since the run started) is not compared."""
+  a, b = flat(saved), flat(new)
+  resumable = lambda k: any(k == r or (r.endswith(".") and k.startswith(r)) for r in RESUMABLE)
+  return [f"{k}: {a[k]!r} -> {b[k]!r}" for k in sorted(a.keys() & b.keys())
+          if a[k] != b[k] and not resumable(k)]
+
+
+class RunLocked(RuntimeError):
+  """Another live trainer holds the run directory."""
+
+
+def _alive(pid: int) -> bool:
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:
+    return True
+  return True

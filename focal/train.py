@@ -22,6 +22,7 @@ which is exactly what `train_step` does in one program.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Callable, NamedTuple
 
 import flax.struct
@@ -88,12 +89,21 @@ class GRPOSettings:
   nonfinite: str = "stop"             # non-finite step: "stop" or "skip_update" (focal.nonfinite)
 
   def __post_init__(self):
-    if self.group_size < 2:
-      raise ValueError(f"group_size must be >= 2 for group advantages, got {self.group_size}")
-    if self.mu < 1 or self.num_minibatches < 1:
-      raise ValueError("mu and num_minibatches must be >= 1")
+    for field, ok, rule in (
+        ("group_size", self.group_size >= 2, ">= 2 (group advantages need two rollouts)"),
+        ("max_new_tokens", self.max_new_tokens >= 1, ">= 1"),
+        ("temperature", self.temperature > 0, "> 0 (greedy decoding is for evaluation)"),
+        ("top_k", self.top_k >= 0, ">= 0 (0 disables)"),
+        ("top_p", 0 < self.top_p <= 1, "in (0, 1] (1 disables)"),
+        ("mu", self.mu >= 1, ">= 1"),
+        ("num_minibatches", self.num_minibatches >= 1, ">= 1"),
+        ("eps_low", 0 <= self.eps_low < 1, "in [0, 1)"),
+        ("eps_high", self.eps_high >= 0, ">= 0"),
+        ("beta", self.beta >= 0, ">= 0")):
+      if not ok:  # NaN compares False, so it lands here too
+        raise ValueError(f"grpo.{field} must be {rule}, got {getattr(self, field)!r}")
     if self.loss_aggregation not in grpo.LOSS_AGGREGATIONS:
-      raise ValueError(f"unknown loss_aggregation {self.loss_aggregation!r}; "
+      raise ValueError(f"unknown grpo.loss_aggregation {self.loss_aggregation!r}; "
                        f"choose from {grpo.LOSS_AGGREGATIONS}")
     nonfinite.check_mode(self.nonfinite)
 
@@ -101,6 +111,13 @@ class GRPOSettings:
 def make_optimizer(learning_rate: float = 1e-4, grad_clip: float = 0.5,
                    weight_decay: float = 0.0, b1: float = 0.9, b2: float = 0.999):
   """POW3R's recipe: grad-norm clip then AdamW with a constant learning rate."""
+  for field, ok, rule in (("learning_rate", learning_rate > 0 and math.isfinite(learning_rate),
+                           "a finite number > 0"),
+                          ("grad_clip", grad_clip > 0, "> 0"),
+                          ("weight_decay", 0 <= weight_decay < math.inf, "a finite number >= 0"),
+                          ("b1", 0 <= b1 < 1, "in [0, 1)"), ("b2", 0 <= b2 < 1, "in [0, 1)")):
+    if not ok:
+      raise ValueError(f"optimizer.{field} must be {rule}, got {locals()[field]!r}")
   return optax.chain(optax.clip_by_global_norm(grad_clip),
                      optax.adamw(learning_rate, b1=b1, b2=b2, weight_decay=weight_decay))
 

@@ -1,0 +1,152 @@
+"""The run directory's owner: provenance, resume only under the same trajectory, one trainer at a
+time, config.json rewritten only after a successful restore, and early config errors."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from configs import base
+from focal import loop
+from focal.checkpoint import CheckpointError
+from focal.rundir import ConfigMismatch, RunDir, RunLocked, trajectory_diff
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def tiny(**over):
+  c = base.get_config("tiny")
+  c.warm_start.cache_dir = ""
+  c.total_steps = c.eval_every = c.checkpoint_every = 2
+  for key, value in over.items():
+    node = c
+    *path, last = key.split(".")
+    for p in path:
+      node = node[p]
+    node[last] = value
+  return c
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("run"))
+  loop.run(tiny(), workdir, progress=False)
+  return workdir
+
+
+def _snapshot(workdir):
+  out = {}
+  for root, _, files in os.walk(workdir):
+    for name in files:
+      path = os.path.join(root, name)
+      out[os.path.relpath(path, workdir)] = os.stat(path).st_mtime_ns
+  return out
+
+
+def test_config_json_records_provenance_and_reads_back_without_it(trained):
+  saved = json.load(open(os.path.join(trained, "config.json")))
+  prov = saved["provenance"]
+  assert prov["packages"]["jax"] and prov["device_count"] >= 1 and prov["mesh_shape"] == [1, 1, 1]
+  assert "provenance" not in RunDir(trained).read_config()
+
+
+@pytest.mark.parametrize("field, value", [("aggregator.name", "pow3r"), ("seed", 7),
+                                          ("model.scale", "small"), ("grpo.beta", 0.1),
+                                          ("aggregator.focal.gamma", 1.0)])
+def test_resuming_under_a_config_that_changes_the_trajectory_is_refused(trained, field, value):
+  before = _snapshot(trained)
+  with pytest.raises(ConfigMismatch, match=rf"{field}: .* -> {value!r}"):
+    loop.run(tiny(**{field: value, "total_steps": 4}), trained, progress=False)
+  assert _snapshot(trained) == before  # nothing written, config.json included
+
+
+def test_fields_that_may_change_on_resume_are_accepted():
+  saved = json.loads(tiny().to_json_best_effort())
+  new = tiny(total_steps=10, eval_every=5, **{"eval.num_samples": 8, "mesh.shape": (1, 1, 1),
+                                              "grader.judge.base_url": "http://other:1/v1"})
+  assert trajectory_diff(saved, json.loads(new.to_json_best_effort())) == []
+  # A run saved before `model` was a block resumes under the new layout.
+  saved["model"] = "tiny"
+  assert trajectory_diff(saved, json.loads(tiny().to_json_best_effort())) == []
+  saved["model"] = "base"
+  assert trajectory_diff(saved, json.loads(tiny().to_json_best_effort())) == [
+      "model.scale: 'base' -> 'tiny'"]
+
+
+def test_a_second_trainer_on_a_locked_run_directory_is_refused(tmp_path):
+  run_dir = RunDir(str(tmp_path))
+  run_dir.acquire_lock()  # this process is alive: the lock is held
+  try:
+    with pytest.raises(RunLocked, match=rf"in use by pid {os.getpid()}"):
+      loop.run(tiny(), str(tmp_path), progress=False)
+  finally:
+    run_dir.release_lock()
+  assert not os.path.exists(run_dir.lock_path)
+
+
+def test_a_lock_left_by_a_dead_process_is_taken_over(tmp_path):
+  dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                        capture_output=True, text=True).stdout.strip()
+  run_dir = RunDir(str(tmp_path))
+  with open(run_dir.lock_path, "w") as f:
+    json.dump({"pid": int(dead), "host": os.uname().nodename}, f)
+  run_dir.acquire_lock()
+  assert json.load(open(run_dir.lock_path))["pid"] == os.getpid()
+  run_dir.release_lock()
+
+
+def test_a_failed_restore_leaves_the_saved_config_alone(tmp_path):
+  workdir = str(tmp_path / "run")
+  loop.run(tiny(), workdir, progress=False)
+  config_before = open(os.path.join(workdir, "config.json")).read()
+  for step in RunDir(workdir).checkpoint_steps():  # every checkpoint damaged: nothing to restore
+    for root, _, files in os.walk(os.path.join(workdir, "checkpoints", str(step))):
+      for name in files:
+        open(os.path.join(root, name), "wb").close()
+  with pytest.raises(CheckpointError):
+    loop.run(tiny(total_steps=4), workdir, progress=False)
+  assert open(os.path.join(workdir, "config.json")).read() == config_before
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("keep_checkpoints", 0, "keep_checkpoints must be an integer >= 1"),
+    ("data.prompts_per_step", 0, "prompts_per_step must be >= 1"),
+    ("grpo.group_size", 1, "grpo.group_size must be >= 2"),
+    ("grpo.temperature", 0.0, "grpo.temperature must be > 0"),
+    ("grpo.num_minibatches", 3, "num_minibatches=3 does not divide the 16 rollouts"),
+    ("optimizer.learning_rate", float("nan"), "optimizer.learning_rate must be a finite"),
+    ("eval.num_samples", 0, "num_samples >= 1"),
+    ("grpo.nonfinite", "ignore", "nonfinite must be one of"),
+    ("advantage.sa_mrpo.gamma", -1.0, "gamma=-1.0 is outside"),
+])
+def test_bad_configs_fail_before_any_work_naming_the_field(tmp_path, field, value, message):
+  config = tiny(**{field: value, "advantage.name": "sa_mrpo"})
+  with pytest.raises(ValueError, match=message):
+    loop.run(config, str(tmp_path / "run"), progress=False)
+  assert not os.path.exists(tmp_path / "run")
+
+
+def test_a_mesh_that_does_not_divide_the_batch_fails_before_the_warm_start():
+  code = ("from configs import base; from focal import components\n"
+          "c = base.get_config(); c.mesh.shape = (1, 8, 1)\n"
+          "components.validate(c)\n")
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
+  out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True,
+                       text=True, timeout=300)
+  assert out.returncode != 0
+  assert "prompts_per_step=12 is not a multiple of the mesh's data x fsdp = 1 x 8 = 8" in out.stderr
+
+
+def test_a_corrupt_saved_config_is_a_clear_error(tmp_path, trained):
+  import shutil
+  workdir = str(tmp_path / "copy")
+  shutil.copytree(trained, workdir)
+  with open(os.path.join(workdir, "config.json"), "w") as f:
+    f.write("{not json")
+  with pytest.raises(ValueError, match="config.json is not valid JSON"):
+    RunDir(workdir).check_resume(tiny())
+  out = subprocess.run([sys.executable, "-m", "experiments.eval", f"--workdir={workdir}"],
+                       cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert out.returncode != 0 and "config.json is not valid JSON" in out.stderr
+  assert "Traceback" not in out.stderr
