@@ -3,7 +3,6 @@ first use, and training runs against the rule judge server on 127.0.0.1."""
 import json
 import os
 
-import pytest
 
 from configs import judge_demo
 from focal import loop

@@ -187,8 +187,8 @@ def write_all(result: GridResult, workdir: str, baselines: Sequence[str], platea
 def overview(workdirs: Sequence[str], baseline: str) -> str:
   """Markdown: per grid (workdir) and method, the range over cells of each headline gain vs
   `baseline` and how many cells' 95% intervals lie above / below no effect (0, or 1x)."""
-  out = [f"| grid | method | Δ mean reward (pts) | Δ worst category (pts) | speed-up (x) | "
-         f"seeds reaching the plateau |", "|---" * 6 + "|"]
+  out = ["| grid | method | Δ mean reward (pts) | Δ worst category (pts) | speed-up (x) | "
+         "seeds reaching the plateau |", "|---" * 6 + "|"]
   for workdir in workdirs:
     with open(os.path.join(workdir, "comparison.csv")) as f:
       rows = [r for r in csv.DictReader(f) if r["baseline"] == baseline]
