@@ -12,8 +12,13 @@ criterion) requests at max_concurrency=c, with its SQLite verdict cache on (ever
 committed as it arrives), and the script prints verdicts/s against the server's capacity at c.
 Target (issue 24): at c = 64, at least 90% of the server's capacity.
 
-Each measurement is one function (`measure_capacity`, `measure_client`); the training loop's
-part (iteration time with overlap off and on) adds its own next to them.
+Then (`--loop`, `measure_loop`) the judged training loop itself on the synthetic suite's default
+shape (configs/base.py: 12 prompts x G=8, every criterion judged by this server): seconds per
+iteration with `grader.overlap` off and on, against rollout + learn alone (the same run graded
+in-jit) and the judge's own time per step. Target (issue 24): with overlap on, an iteration
+takes at most 1.1 x max(device time, judge time).
+
+Each measurement is one function (`measure_capacity`, `measure_client`, `measure_loop`).
 """
 from __future__ import annotations
 
@@ -138,6 +143,50 @@ def measure_client(url: str, concurrency: int, latency_s: float, seconds: float,
           "verdicts_per_s": stats.unique / stats.seconds, "cpu_s_per_verdict": cpu / stats.unique}
 
 
+def measure_loop(url: str | None, steps: int, overlap: bool = False, concurrency: int = 64,
+                 model: str = "tiny") -> dict:
+  """Median seconds per iteration (and judge seconds per step) of `steps` GRPO iterations of the
+  default config; `url` None grades in-jit (rollout + learn only)."""
+  from configs import base
+  from focal import loop
+  from focal.rundir import RunDir
+  c = base.get_config()
+  c.model.scale = model
+  # Metrics are fetched on log steps only; a fetch every step would stop the device work of
+  # step t from overlapping the host's grading of step t + 1.
+  span = max(2, (steps - 2) // 2)
+  c.total_steps, c.log_every, c.eval_every, c.checkpoint_every = 2 + 2 * span, span, 10**6, 10**6
+  c.eval.num_samples = 1
+  if url is not None:
+    c.grader.kind = "judge"
+    c.grader.overlap = overlap
+    j = c.grader.judge
+    j.base_url, j.model, j.max_concurrency = url, MODEL, concurrency
+    j.max_retries, j.cache_path = 0, ""
+    j.max_invalid_frac = 1.0  # a constant judge: rewards are flat, the timing is what counts
+  with tempfile.TemporaryDirectory() as workdir:
+    loop.run(c, workdir, progress=False)
+    rows = [r for r in RunDir(workdir).rows() if "train/seconds" in r]
+  # Steps 2 + span .. 2 + 2 span: after compilation, before the final evaluation.
+  first, second = rows[0], rows[1]
+  iteration = (second["train/seconds"] - first["train/seconds"]) / span
+  return {"iteration_s": iteration, "judge_s": float(second.get("train/judge_seconds", 0.0))}
+
+
+def report_loop(url: str, steps: int) -> None:
+  alone = measure_loop(None, steps)
+  off = measure_loop(url, steps, overlap=False)
+  on = measure_loop(url, steps, overlap=True)
+  device, judge = alone["iteration_s"], off["judge_s"]
+  print(f"loop (configs/base.py shape, seconds per iteration over {steps} steps): rollout + learn alone "
+        f"{device:.3f} s | judge per step {judge:.3f} s | overlap off {off['iteration_s']:.3f} s "
+        f"| overlap on {on['iteration_s']:.3f} s")
+  bound = 1.1 * max(device, judge)
+  print(f"target: overlap on <= 1.1 x max(device, judge) = {bound:.3f} s: "
+        f"{'met' if on['iteration_s'] <= bound else 'NOT met'} "
+        f"({on['iteration_s'] / max(device, judge):.2f}x)")
+
+
 def print_facts() -> None:
   print(f"python {platform.python_version()}, sqlite {sqlite3.sqlite_version}, "
         f"{platform.machine()} {platform.system()} {platform.release()}, {os.cpu_count()} CPUs, "
@@ -149,6 +198,9 @@ def main(argv=None) -> None:
   parser.add_argument("--latency-ms", type=float, default=50.0)
   parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
   parser.add_argument("--seconds", type=float, default=4.0, help="per measurement")
+  parser.add_argument("--loop", action="store_true",
+                      help="also time the judged training loop with overlap off and on")
+  parser.add_argument("--loop-steps", type=int, default=12)
   args = parser.parse_args(argv)
   latency = args.latency_ms / 1000
   print_facts()
@@ -172,6 +224,8 @@ def main(argv=None) -> None:
     if 64 in ratios:
       print(f"target: client >= 90% of the server's capacity at concurrency 64: "
             f"{'met' if ratios[64] >= 0.9 else 'NOT met'} ({ratios[64]:.1%})")
+    if args.loop:
+      report_loop(url, args.loop_steps)
   finally:
     server.terminate()
 

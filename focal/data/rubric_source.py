@@ -23,7 +23,7 @@ import grain
 import numpy as np
 
 from focal.data.pipeline import normalize_example
-from focal.data.synthetic_source import batch_indices, make_batch
+from focal.data.synthetic_source import batch_indices, host_copy, make_batch
 from focal.rubric import RubricBatch
 from focal.sampling import left_pad
 
@@ -116,6 +116,7 @@ class RubricSource:
     k = data.max_criteria or max(len(ex["criteria"]) for ex in train + evals)
     self.categories = _category_names(train + evals)
     self.train_prompts, self.train_rubric = self._arrays(train, k)
+    self._rubric_host = host_copy(self.train_rubric)
     self.eval_prompts, self.eval_rubric = self._arrays(evals, k)
     self.train_names = self._names(train, k)
     self.eval_names = np.full(self.eval_rubric.mask.shape, "", object)  # no per-criterion keys
@@ -160,7 +161,7 @@ class RubricSource:
 
   def batch(self, step: int):
     idx = batch_indices(step, len(self.train_examples), self.batch_size, self.seed)
-    return make_batch(self.features("train"), self.train_prompts, idx, self.train_rubric), idx
+    return make_batch(self.features("train"), self.train_prompts, idx, self._rubric_host), idx
 
   def examples(self, split: str) -> list[dict]:
     return self.train_examples if split == "train" else self.eval_examples

@@ -8,7 +8,6 @@ bytes, left-padded to a common width; criteria are named '<task>/<criterion>'.
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from focal import sampling, tasks
@@ -62,13 +61,20 @@ def batch_indices(step: int, num_prompts: int, batch_size: int, seed: int) -> np
   return out
 
 
+def host_copy(tree):
+  """`tree`'s arrays as numpy (batches are cut from host copies; see make_batch)."""
+  return jax.tree.map(np.asarray, tree)
+
+
 def make_batch(features, prompts, idx, rubric) -> PromptBatch:
   """Rows `idx` of a prompt set's features [N, F], (tokens, mask) [N, P] and RubricBatch
-  (built and validated once per run: that costs more host time than the rest of a batch)."""
+  (built and validated once per run: that costs more host time than the rest of a batch), as
+  numpy arrays that the step's placement puts on the devices."""
   tokens, mask = prompts
-  take = lambda x: jnp.asarray(np.asarray(x)[idx])
-  return PromptBatch(take(tokens), take(mask), take(features),
-                     jax.tree.map(lambda x: x[jnp.asarray(idx)], rubric))
+  # A host batch of host arrays: reading a device array queues behind the previous step's work
+  # and would make the host wait for it (no overlap of a host grader with the device).
+  take = lambda x: np.asarray(x)[idx]
+  return PromptBatch(take(tokens), take(mask), take(features), jax.tree.map(take, rubric))
 
 
 _BYTES = ByteTokenizer()
@@ -97,6 +103,7 @@ class SyntheticSource:
     self.train_prompts = encode_prompts(self.train_set, self.width)
     self.eval_prompts = encode_prompts(self.eval_set, self.width)
     self.train_rubric = self.train_set.rubric()
+    self._rubric_host = host_copy(self.train_rubric)
     self.eval_rubric = self.eval_set.rubric()
     self.train_names = criterion_names(self.suite, self.train_set.features, self.train_set.mask)
     self.eval_names = criterion_names(self.suite, self.eval_set.features, self.eval_set.mask)
@@ -118,7 +125,7 @@ class SyntheticSource:
   def batch(self, step: int) -> tuple[PromptBatch, np.ndarray]:
     """(PromptBatch of step `step`, the training-prompt rows it holds [B])."""
     idx = batch_indices(step, self.num_prompts, self.batch_size, self.seed)
-    return make_batch(self.train_set.features, self.train_prompts, idx, self.train_rubric), idx
+    return make_batch(self.train_set.features, self.train_prompts, idx, self._rubric_host), idx
 
   # -- for graders -------------------------------------------------------------
 
