@@ -111,13 +111,18 @@ class GRPOSettings:
 def make_optimizer(learning_rate: float = 1e-4, grad_clip: float = 0.5,
                    weight_decay: float = 0.0, b1: float = 0.9, b2: float = 0.999):
   """POW3R's recipe: grad-norm clip then AdamW with a constant learning rate."""
-  for field, ok, rule in (("learning_rate", learning_rate > 0 and math.isfinite(learning_rate),
-                           "a finite number > 0"),
-                          ("grad_clip", grad_clip > 0, "> 0"),
-                          ("weight_decay", 0 <= weight_decay < math.inf, "a finite number >= 0"),
-                          ("b1", 0 <= b1 < 1, "in [0, 1)"), ("b2", 0 <= b2 < 1, "in [0, 1)")):
-    if not ok:
-      raise ValueError(f"optimizer.{field} must be {rule}, got {locals()[field]!r}")
+  checks = (("learning_rate", lambda x: x > 0 and math.isfinite(x), "a finite number > 0"),
+            ("grad_clip", lambda x: x > 0, "> 0"),
+            ("weight_decay", lambda x: 0 <= x < math.inf, "a finite number >= 0"),
+            ("b1", lambda x: 0 <= x < 1, "in [0, 1)"), ("b2", lambda x: 0 <= x < 1, "in [0, 1)"))
+  values = dict(learning_rate=learning_rate, grad_clip=grad_clip, weight_decay=weight_decay,
+                b1=b1, b2=b2)
+  for field, ok, rule in checks:
+    value = values[field]
+    # Python numbers only: a traced value (the simulator vmaps the learning rate) is the
+    # caller's to check.
+    if isinstance(value, (int, float)) and not ok(value):
+      raise ValueError(f"optimizer.{field} must be {rule}, got {value!r}")
   return optax.chain(optax.clip_by_global_norm(grad_clip),
                      optax.adamw(learning_rate, b1=b1, b2=b2, weight_decay=weight_decay))
 

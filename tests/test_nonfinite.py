@@ -4,6 +4,7 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from focal import aggregators, nonfinite
@@ -20,7 +21,8 @@ G, L = 4, 6
 def _learn(mode: str, learning_rate: float = 1e-3):
   """A jitted learn_step of a one-layer policy under POW3R (its state is a per-prompt table)."""
   graphdef, params = init_model(CFG, jax.random.key(0))
-  tx = make_optimizer(learning_rate)
+  # optax directly: make_optimizer (and so a config) refuses a NaN learning rate up front.
+  tx = optax.chain(optax.clip_by_global_norm(0.5), optax.adamw(learning_rate))
   agg = aggregators.make("pow3r")
   settings = GRPOSettings(group_size=G, max_new_tokens=L, eos_id=EOS, pad_id=PAD, nonfinite=mode)
   state = init_train_state(params, tx, agg, num_prompts=8, max_criteria=3, rng=jax.random.key(1))
@@ -101,7 +103,11 @@ def test_a_nan_score_is_caught_in_the_step(mode):
 
 @pytest.mark.parametrize("mode", nonfinite.MODES)
 def test_a_nan_learning_rate_never_yields_finite_looking_parameters(mode):
-  """The issue's case: a NaN learning rate trained, checkpointed NaN parameters and exited 0."""
+  """The issue's case: a NaN learning rate trained, checkpointed NaN parameters and exited 0.
+  A config cannot carry one any more (make_optimizer refuses it); an optimizer built by hand
+  still meets the in-step guard."""
+  with pytest.raises(ValueError, match="optimizer.learning_rate must be a finite number > 0"):
+    make_optimizer(float("nan"))
   state, learn = _learn(mode, learning_rate=float("nan"))
   new, m = learn(state, *_inputs())
   assert int(m["nonfinite"]) == 1 + nonfinite.QUANTITIES.index("params")
