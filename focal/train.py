@@ -113,12 +113,15 @@ def init_train_state(params, tx, aggregator: aggregators.Aggregator, num_prompts
                     agg_state=aggregator.init(num_prompts, max_criteria), rng=rng)
 
 
-def response_logprobs(graphdef, params, prompt_tokens, prompt_mask, rollouts: Rollouts):
-  """[N, L] log-probs (temperature 1) of each generated token given its prefix."""
+def response_logprobs(graphdef, params, prompt_tokens, prompt_mask, rollouts: Rollouts, *,
+                      with_entropy: bool = False):
+  """[N, L] log-probs (temperature 1) of each generated token given its prefix; with_entropy:
+  also the [N, L] entropy of the policy at each of those positions."""
   tokens = jnp.concatenate([prompt_tokens, rollouts.tokens], axis=1)
   mask = jnp.concatenate([prompt_mask, rollouts.mask], axis=1)
-  logp = token_logprobs(graphdef, params, tokens, mask)
-  return logp[:, prompt_tokens.shape[1] - 1:]
+  out = token_logprobs(graphdef, params, tokens, mask, with_entropy=with_entropy)
+  response = lambda x: x[:, prompt_tokens.shape[1] - 1:]
+  return tuple(map(response, out)) if with_entropy else response(out)
 
 
 def _repeat_prompts(batch: PromptBatch, g: int):
@@ -174,7 +177,7 @@ def make_engine(graphdef, tx, aggregator: aggregators.Aggregator, settings: GRPO
     new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
                               agg_state=agg_state, rng=rng)
     metrics = _step_metrics(rewards, scores, valid, batch.rubric, rollouts, agg_metrics,
-                            adv_metrics, inner)
+                            adv_metrics, inner, s)
     metrics[nonfinite.METRIC] = bad
     return new_state, metrics
 
@@ -198,12 +201,13 @@ def policy_update(graphdef, tx, s: GRPOSettings, state: TrainState, batch: Promp
   n = b * g
   prompt_tokens, prompt_mask, _ = _repeat_prompts(batch, g)
 
-  def logp_of(params, idx):
+  def logp_of(params, idx, with_entropy=False):
     if idx is None:  # every row in order: each prompt runs once for its whole group
       return grouped_response_logprobs(graphdef, params, batch.tokens, batch.mask,
-                                       rollouts.tokens, rollouts.mask, g)
+                                       rollouts.tokens, rollouts.mask, g,
+                                       with_entropy=with_entropy)
     return response_logprobs(graphdef, params, prompt_tokens[idx], prompt_mask[idx],
-                             Rollouts(*(x[idx] for x in rollouts)))
+                             Rollouts(*(x[idx] for x in rollouts)), with_entropy=with_entropy)
 
   rows = lambda x, idx: x if idx is None else x[idx]
   # With one pass over one mini-batch the policy that sampled is the one being
@@ -216,15 +220,19 @@ def policy_update(graphdef, tx, s: GRPOSettings, state: TrainState, batch: Promp
   num_tokens = jnp.sum(rollouts.mask).astype(jnp.float32)
 
   def loss_fn(params, idx):
-    logp = logp_of(params, idx)
+    # The entropy comes from the loss's own log-softmax: a diagnostic (aux), not in the loss.
+    logp, entropy = logp_of(params, idx, with_entropy=True)
     old = jax.lax.stop_gradient(logp) if single_pass else rows(old_logp, idx)
-    return grpo.grpo_loss(
+    mask = rows(rollouts.mask, idx)
+    loss, metrics = grpo.grpo_loss(
         logp, old, old if ref_logp is None else rows(ref_logp, idx), rows(adv, idx),
-        rows(rollouts.mask, idx), eps_low=s.eps_low, eps_high=s.eps_high, beta=s.beta,
+        mask, eps_low=s.eps_low, eps_high=s.eps_high, beta=s.beta,
         loss_aggregation=s.loss_aggregation, max_len=s.max_new_tokens,
         # Each mini-batch carries its share of the batch's tokens, so token_mean
         # over mini-batches weighs every token of the rollout batch alike.
         num_tokens=num_tokens / s.num_minibatches)
+    metrics["entropy"] = token_mean(jax.lax.stop_gradient(entropy), mask)
+    return loss, metrics
 
   def minibatch_update(carry, idx):
     params, opt_state = carry
@@ -245,8 +253,23 @@ def policy_update(graphdef, tx, s: GRPOSettings, state: TrainState, batch: Promp
   return params, opt_state, inner
 
 
+def token_mean(values, mask):
+  """Mean of [N, L] `values` over the real tokens of `mask` [N, L] (0 when there is none)."""
+  m = mask.astype(jnp.float32)
+  return jnp.sum(values * m) / jnp.maximum(jnp.sum(m), 1.0)
+
+
+def clipped_ratio(rollouts: Rollouts, max_new_tokens: int, eos_id) -> jax.Array:
+  """Share of rollouts cut off at `max_new_tokens` before a stop token (TRL's
+  completions/clipped_ratio). A rollout whose last allowed token is a stop token ended."""
+  full = jnp.sum(rollouts.mask, -1) >= max_new_tokens
+  stopped = jnp.any(rollouts.tokens[:, -1:] == sampling.stop_array(eos_id)[None, :], -1)
+  return jnp.mean(full & ~stopped)
+
+
 def _step_metrics(rewards, scores, valid, rubric: RubricBatch, rollouts: Rollouts,
-                  agg_metrics: dict, adv_metrics: dict, inner: dict) -> dict:
+                  agg_metrics: dict, adv_metrics: dict, inner: dict,
+                  settings: GRPOSettings) -> dict:
   """Scalars and [K] vectors to log; per-slot means are over prompts that use the slot."""
   real = rubric.mask[:, None, :] & valid
   passed = passes(scores, rubric) & real
@@ -257,6 +280,9 @@ def _step_metrics(rewards, scores, valid, rubric: RubricBatch, rollouts: Rollout
       "reward_mean": jnp.mean(rewards),
       "reward_std": jnp.mean(jnp.std(rewards, axis=-1)),
       "response_length": jnp.mean(jnp.sum(rollouts.mask, -1)),
+      "clipped_ratio": clipped_ratio(rollouts, settings.max_new_tokens, settings.eos_id),
+      # An exact count (the loop sums it into train/tokens_seen; not a row key itself).
+      "response_tokens": jnp.sum(rollouts.mask, dtype=jnp.int32),
       "criterion_pass_rate": jnp.sum(passed, (0, 1)) / slot_count,
       "aggregator_weight": jnp.sum(agg_metrics["weights"], 0) / slot_used,
       "invalid_verdict_frac": agg_metrics["invalid_verdict_frac"],
