@@ -37,9 +37,9 @@ setup(
     "tpu": ["jax[tpu]>=0.10.2"],
     "cuda": ["jax[cuda12]>=0.10.2"],
     # Experiment tracking (config.log.wandb).
-    "wandb": ["wandb>=0.19"],
+    "wandb": ["wandb>=0.31"],
     # Everything the test suite imports, so that no test is skipped for a missing package.
     "test": ["pytest>=8", "hypothesis>=6", "nbclient>=0.10", "nbformat>=5.10",
-             "ipykernel>=6.29"] + HF,
+             "ipykernel>=6.29", "wandb>=0.31"] + HF,
   },
 )

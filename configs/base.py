@@ -80,6 +80,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.mesh = ml_collections.ConfigDict()
   c.mesh.shape = (1, 1, 1)  # devices along (data, fsdp, tensor); product must equal the device count
 
+  c.log = ml_collections.ConfigDict()  # where rows go besides metrics.jsonl and tb/
+  c.log.wandb = ml_collections.ConfigDict()  # Weights & Biases (focal.tracking)
+  c.log.wandb.enabled = False  # log each row to W&B from process 0 (pip install wandb)
+  c.log.wandb.project = "focal"  # W&B project
+  c.log.wandb.entity = ""  # W&B user or team ("" = your default entity)
+  c.log.wandb.mode = "online"  # online|offline (local files; `wandb sync` later)|disabled
+  c.log.wandb.run_name = ""  # display name ("" = the run directory's name)
+  c.log.wandb.dir = ""  # where W&B writes its files ("" = the run directory, DIR/wandb/)
+
   if arg == "tiny":
     c.task = "keywords"
     c.total_steps = 4

@@ -26,7 +26,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from focal import advantages, aggregators, policy, tasks
+from focal import advantages, aggregators, policy, tasks, tracking
 from focal.aggregators import prompt_state
 from focal.data.synthetic_source import SyntheticSource
 from focal.grading import GRADER_KINDS, HostGrader, InJitGrader, RulesGrader, check_rules
@@ -194,6 +194,7 @@ def validate(config) -> None:
   _check_batch(config)
   optimizer(config)
   pitfall_mode(config)
+  tracking.validate(config)
 
 
 def _check_schedule(config) -> None:

@@ -17,6 +17,11 @@ Metric keys (stable; scripts rely on them):
   train/seconds                wall seconds of the training loop so far, summed across
                                restarts: the warm start and step-0 evaluation excluded,
                                the first step's compilation and later evaluations included
+  train/clipped_ratio          share of rollouts cut at grpo.max_new_tokens without a stop token
+  train/entropy                mean entropy (nats) of the policy over the rollouts' tokens, from
+                               the loss's own forward, averaged over the mu x mini-batch updates
+  train/learning_rate          the optimizer's learning rate this step (constant so far)
+  train/tokens_seen            response tokens sampled since step 0, summed across restarts
   train/pass_rate/<task>/<criterion>   raw per-criterion pass rate this step
   train/weight/<task>/<criterion>      aggregator weight (abs-normalised per prompt)
   train/factor/<task>/<criterion>      POW3R factors (pow3r, pow3r_focal)
@@ -25,6 +30,15 @@ Metric keys (stable; scripts rely on them):
                          saturated_share, dead_share, zero_signal_pressure,
                          category/<task>/<category>, criterion/<task>/<criterion>
   eval_sampled/<metric>  the same for `eval.num_samples` sampled responses per prompt
+
+TRL GRPOTrainer names (focal.tracking.TRL_ALIASES), written to TensorBoard and W&B only, under
+`train/` as transformers writes TRL's; metrics.jsonl keeps one name per value:
+  train/completions/mean_length           = train/response_length
+  train/completions/clipped_ratio         = train/clipped_ratio
+  train/frac_reward_zero_std              = train/zero_variance_groups
+  train/clip_ratio, train/clip_ratio/region_mean = train/clip_frac
+  train/reward                            = train/reward_mean
+  train/kl, train/entropy, train/learning_rate: already TRL's names, written once
 """
 from __future__ import annotations
 
@@ -41,7 +55,7 @@ from focal.data.synthetic_source import prompt_sets, prompt_width
 from focal.host_step import TooManyInvalid
 from focal.replicas import make_replicas
 from focal.rundir import RunDir
-from focal.step_log import train_row
+from focal.step_log import TokenCounter, train_row
 
 # Wall clock of the training loop's train/seconds (a module attribute, so a test can swap it).
 _clock = time.time
@@ -59,6 +73,8 @@ class Recorder:
     # Loop seconds of the run's earlier segments, restored with its checkpoint, so that
     # train/seconds counts the whole run's training loop across restarts.
     self.seconds_before = 0.0
+    # Likewise train/tokens_seen: every step's response tokens since step 0.
+    self.tokens = TokenCounter()
 
   def restore(self, state):
     """The latest checkpoint restored onto `state`'s structure (and shardings), or `state`."""
@@ -71,12 +87,13 @@ class Recorder:
     state, meta = restored
     self.run_dir.truncate_metrics(int(meta["step"]))
     self.seconds_before = float(meta.get("train_seconds", 0.0))  # absent in older checkpoints
+    self.tokens = TokenCounter(meta.get("tokens_seen", 0))  # likewise
     return state
 
   @property
   def writer(self):
     if self._writer is None:  # after restore(), which may truncate the log
-      self._writer = self.run_dir.metric_writer()
+      self._writer = self.run_dir.metric_writer(self.config)
     return self._writer
 
   def begin(self, params) -> None:
@@ -92,6 +109,7 @@ class Recorder:
     `seconds`: the training loop's wall time since this process (re)started it."""
     c = self.config
     seconds += self.seconds_before
+    self.tokens.add(metrics)  # every step, logged or not (waits for nothing)
     row = None
     log = done % c.log_every == 0 or done == c.total_steps
     evaluate = done % c.eval_every == 0 or done == c.total_steps
@@ -103,6 +121,8 @@ class Recorder:
     if log:
       row = train_row(metrics, self.setup.source.train_names[idx], done)
       row["train/seconds"] = seconds
+      row["train/tokens_seen"] = self.tokens.total()
+      row["train/learning_rate"] = float(c.optimizer.learning_rate)  # constant (make_optimizer)
     if evaluate:
       row = row or {"step": done}
       row.update(evaluation.evaluate_both(self.setup, state_fn().params, self.eval_rng, done))
@@ -119,7 +139,8 @@ class Recorder:
       self._save(step, state, seconds + self.seconds_before)
 
   def _save(self, step: int, state, seconds: float) -> None:
-    self.ckpt.save(step, state, {"step": step, "data_position": step, "train_seconds": seconds})
+    self.ckpt.save(step, state, {"step": step, "data_position": step, "train_seconds": seconds,
+                                 "tokens_seen": self.tokens.total()})
 
   def close(self, final: bool = True) -> dict | None:
     """Waits for checkpoints in flight and closes the writers; on a stopped run (`final`

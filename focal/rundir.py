@@ -4,6 +4,8 @@
                       commit, device kind and count, mesh shape) that `read_config` leaves out
   DIR/metrics.jsonl   one JSON object per logged step (keys: see focal.loop)
   DIR/tb/             TensorBoard event files (tensorboardX, no TensorFlow)
+  DIR/wandb_run_id    the Weights & Biases run id, when config.log.wandb is on (focal.tracking)
+  DIR/wandb/          W&B's own files, unless config.log.wandb.dir puts them elsewhere
   DIR/checkpoints/    orbax checkpoints of the whole train state (focal.checkpoint)
   DIR/lock            {pid, host} of the trainer using the directory (one at a time)
 
@@ -26,11 +28,13 @@ import time
 import jax
 import ml_collections
 
+from focal import tracking
 from focal.checkpoint import Checkpointer
 
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
 TENSORBOARD = "tb"
+WANDB_RUN_ID = "wandb_run_id"
 CHECKPOINTS = "checkpoints"
 PROVENANCE = "provenance"
 LOCK = "lock"
@@ -97,24 +101,20 @@ def _git_commit() -> dict | None:
 
 
 class MetricWriter:
-  """Appends rows to metrics.jsonl and their scalars to TensorBoard."""
+  """Writes each row to metrics.jsonl, TensorBoard and, when `config.log.wandb` asks for it
+  on process 0, Weights & Biases (the writers live in focal.tracking)."""
 
-  def __init__(self, run_dir: "RunDir"):
-    from tensorboardX import SummaryWriter
+  def __init__(self, run_dir: "RunDir", config=None, process_index: int | None = None):
     self.path = run_dir.metrics_path
-    self._tb = SummaryWriter(run_dir.tensorboard_dir)
+    self._writers = tracking.open_writers(run_dir, config, process_index)
 
   def write(self, row: dict) -> None:
-    with open(self.path, "a") as f:
-      f.write(json.dumps(row) + "\n")
-    step = int(row["step"])
-    for key, value in row.items():
-      if key != "step" and isinstance(value, (int, float)):
-        self._tb.add_scalar(key, value, step)
-    self._tb.flush()
+    for writer in self._writers:
+      writer.write(row)
 
   def close(self) -> None:
-    self._tb.close()
+    for writer in self._writers:
+      writer.close()
 
 
 class RunDir:
@@ -127,6 +127,7 @@ class RunDir:
   metrics_path = property(lambda self: os.path.join(self.path, METRICS))
   tensorboard_dir = property(lambda self: os.path.join(self.path, TENSORBOARD))
   checkpoint_dir = property(lambda self: os.path.join(self.path, CHECKPOINTS))
+  wandb_id_path = property(lambda self: os.path.join(self.path, WANDB_RUN_ID))
 
   # -- reading ---------------------------------------------------------------
 
@@ -235,9 +236,10 @@ class RunDir:
     with open(self.metrics_path, "w") as f:
       f.writelines(json.dumps(r) + "\n" for r in kept)
 
-  def metric_writer(self) -> MetricWriter:
+  def metric_writer(self, config=None, process_index: int | None = None) -> MetricWriter:
+    """The run's writers; `config` (its log.wandb block) may add W&B on process 0."""
     os.makedirs(self.path, exist_ok=True)
-    return MetricWriter(self)
+    return MetricWriter(self, config, process_index)
 
   def checkpointer(self, keep: int | None, async_save: bool = True) -> Checkpointer:
     return Checkpointer(self.checkpoint_dir, keep=keep, async_save=async_save)

@@ -33,7 +33,8 @@ import optax
 from focal import aggregators, grpo, nonfinite, sampling
 from focal.advantages import make_estimator
 from focal.models.transformer import grouped_response_logprobs, token_logprobs
-from focal.rubric import RubricBatch, passes
+from focal.rubric import RubricBatch
+from focal.step_metrics import clipped_ratio, step_metrics, token_mean  # noqa: F401  (public)
 
 
 @flax.struct.dataclass
@@ -135,12 +136,15 @@ def init_train_state(params, tx, aggregator: aggregators.Aggregator, num_prompts
                     agg_state=aggregator.init(num_prompts, max_criteria), rng=rng)
 
 
-def response_logprobs(graphdef, params, prompt_tokens, prompt_mask, rollouts: Rollouts):
-  """[N, L] log-probs (temperature 1) of each generated token given its prefix."""
+def response_logprobs(graphdef, params, prompt_tokens, prompt_mask, rollouts: Rollouts, *,
+                      with_entropy: bool = False):
+  """[N, L] log-probs (temperature 1) of each generated token given its prefix; with_entropy:
+  also the [N, L] entropy of the policy at each of those positions."""
   tokens = jnp.concatenate([prompt_tokens, rollouts.tokens], axis=1)
   mask = jnp.concatenate([prompt_mask, rollouts.mask], axis=1)
-  logp = token_logprobs(graphdef, params, tokens, mask)
-  return logp[:, prompt_tokens.shape[1] - 1:]
+  out = token_logprobs(graphdef, params, tokens, mask, with_entropy=with_entropy)
+  response = lambda x: x[:, prompt_tokens.shape[1] - 1:]
+  return tuple(map(response, out)) if with_entropy else response(out)
 
 
 def _repeat_prompts(batch: PromptBatch, g: int):
@@ -195,8 +199,8 @@ def make_engine(graphdef, tx, aggregator: aggregators.Aggregator, settings: GRPO
           bad > 0, (state.params, state.opt_state, state.agg_state), (params, opt_state, agg_state))
     new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
                               agg_state=agg_state, rng=rng)
-    metrics = _step_metrics(rewards, scores, valid, batch.rubric, rollouts, agg_metrics,
-                            adv_metrics, inner)
+    metrics = step_metrics(rewards, scores, valid, batch.rubric, rollouts, agg_metrics,
+                            adv_metrics, inner, s)
     metrics[nonfinite.METRIC] = bad
     return new_state, metrics
 
@@ -220,12 +224,13 @@ def policy_update(graphdef, tx, s: GRPOSettings, state: TrainState, batch: Promp
   n = b * g
   prompt_tokens, prompt_mask, _ = _repeat_prompts(batch, g)
 
-  def logp_of(params, idx):
+  def logp_of(params, idx, with_entropy=False):
     if idx is None:  # every row in order: each prompt runs once for its whole group
       return grouped_response_logprobs(graphdef, params, batch.tokens, batch.mask,
-                                       rollouts.tokens, rollouts.mask, g)
+                                       rollouts.tokens, rollouts.mask, g,
+                                       with_entropy=with_entropy)
     return response_logprobs(graphdef, params, prompt_tokens[idx], prompt_mask[idx],
-                             Rollouts(*(x[idx] for x in rollouts)))
+                             Rollouts(*(x[idx] for x in rollouts)), with_entropy=with_entropy)
 
   rows = lambda x, idx: x if idx is None else x[idx]
   # With one pass over one mini-batch the policy that sampled is the one being
@@ -238,15 +243,19 @@ def policy_update(graphdef, tx, s: GRPOSettings, state: TrainState, batch: Promp
   num_tokens = jnp.sum(rollouts.mask).astype(jnp.float32)
 
   def loss_fn(params, idx):
-    logp = logp_of(params, idx)
+    # The entropy comes from the loss's own log-softmax: a diagnostic (aux), not in the loss.
+    logp, entropy = logp_of(params, idx, with_entropy=True)
     old = jax.lax.stop_gradient(logp) if single_pass else rows(old_logp, idx)
-    return grpo.grpo_loss(
+    mask = rows(rollouts.mask, idx)
+    loss, metrics = grpo.grpo_loss(
         logp, old, old if ref_logp is None else rows(ref_logp, idx), rows(adv, idx),
-        rows(rollouts.mask, idx), eps_low=s.eps_low, eps_high=s.eps_high, beta=s.beta,
+        mask, eps_low=s.eps_low, eps_high=s.eps_high, beta=s.beta,
         loss_aggregation=s.loss_aggregation, max_len=s.max_new_tokens,
         # Each mini-batch carries its share of the batch's tokens, so token_mean
         # over mini-batches weighs every token of the rollout batch alike.
         num_tokens=num_tokens / s.num_minibatches)
+    metrics["entropy"] = token_mean(jax.lax.stop_gradient(entropy), mask)
+    return loss, metrics
 
   def minibatch_update(carry, idx):
     params, opt_state = carry
@@ -265,34 +274,3 @@ def policy_update(graphdef, tx, s: GRPOSettings, state: TrainState, batch: Promp
     (params, opt_state), inner = jax.lax.scan(minibatch_update,
                                               (state.params, state.opt_state), order)
   return params, opt_state, inner
-
-
-def _step_metrics(rewards, scores, valid, rubric: RubricBatch, rollouts: Rollouts,
-                  agg_metrics: dict, adv_metrics: dict, inner: dict) -> dict:
-  """Scalars and [K] vectors to log; per-slot means are over prompts that use the slot."""
-  real = rubric.mask[:, None, :] & valid
-  passed = passes(scores, rubric) & real
-  slot_count = jnp.maximum(jnp.sum(real, (0, 1)), 1)
-  slot_used = jnp.maximum(jnp.sum(rubric.mask, 0), 1)
-  metrics = {
-      # The exact scalar GRPO optimised this step (the aggregator's output).
-      "reward_mean": jnp.mean(rewards),
-      "reward_std": jnp.mean(jnp.std(rewards, axis=-1)),
-      "response_length": jnp.mean(jnp.sum(rollouts.mask, -1)),
-      "criterion_pass_rate": jnp.sum(passed, (0, 1)) / slot_count,
-      "aggregator_weight": jnp.sum(agg_metrics["weights"], 0) / slot_used,
-      "invalid_verdict_frac": agg_metrics["invalid_verdict_frac"],
-      "rollouts_without_valid": agg_metrics["rollouts_without_valid"],
-  }
-  # Per-prompt [B, K] arrays: the host names slots per task (slot k differs across tasks).
-  metrics["prompt_pass_rate"] = jnp.sum(passed, 1) / jnp.maximum(jnp.sum(real, 1), 1)
-  metrics["prompt_weight"] = agg_metrics["weights"]
-  if "factors" in agg_metrics:
-    metrics["aggregator_factor"] = jnp.sum(agg_metrics["factors"] * rubric.mask, 0) / slot_used
-    metrics["prompt_factor"] = agg_metrics["factors"]
-  # The estimator's own count of groups it zeroed (each estimator has its own rule: reward
-  # std for GRPO, every criterion's std for GDPO/DVAO/SA-MRPO).
-  metrics.update(adv_metrics)
-  for key, value in inner.items():  # averaged over the mu x mini-batch updates
-    metrics[key] = jnp.mean(value)
-  return metrics

@@ -1,4 +1,6 @@
 """The jitted GRPO iteration: runs, is deterministic, splits around host graders, resumes exactly."""
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -6,9 +8,11 @@ import pytest
 
 from focal import aggregators
 from focal.checkpoint import Checkpointer
-from focal.models.transformer import ModelConfig, init_model
+from focal.models.transformer import (ModelConfig, forward, grouped_response_logprobs, init_model,
+                                     positions_from_mask)
 from focal.rubric import RubricBatch
-from focal.train import GRPOSettings, PromptBatch, init_train_state, make_engine, make_optimizer
+from focal.train import (GRPOSettings, PromptBatch, Rollouts, clipped_ratio, init_train_state,
+                         make_engine, make_optimizer, response_logprobs)
 
 CFG = ModelConfig(vocab_size=260, d_model=32, n_layers=2, n_heads=2, n_kv_heads=1, head_dim=16,
                   d_ff=64, max_seq_len=64)
@@ -171,3 +175,76 @@ def test_default_single_pass_trains():
     first, m = step(first, batch)
     rewards.append(float(m["reward_mean"]))
   assert np.mean(rewards[-3:]) > np.mean(rewards[:3]) + 0.2, rewards
+
+
+def test_clipped_ratio_counts_rollouts_cut_before_a_stop_token():
+  tokens = np.asarray([[5, EOS, PAD],   # stopped early
+                       [5, 6, 7],       # ran out of tokens: clipped
+                       [5, 6, EOS],     # stopped on its last allowed token
+                       [5, 6, 9]], np.int32)
+  mask = np.asarray([[1, 1, 0], [1, 1, 1], [1, 1, 1], [1, 1, 1]], bool)
+  rollouts = Rollouts(jnp.asarray(tokens), jnp.asarray(mask))
+  assert float(clipped_ratio(rollouts, 3, EOS)) == 2 / 4
+  assert float(clipped_ratio(rollouts, 3, (EOS, 9))) == 1 / 4  # 9 also ends a turn
+  assert float(clipped_ratio(rollouts, 3, None)) == 3 / 4      # nothing stops
+
+
+def hand_rollouts(n=12, length=8, seed=0):
+  """Rollouts of random lengths (some ending in EOS), padded after their end."""
+  rng = np.random.default_rng(seed)
+  tokens = rng.integers(97, 123, (n, length)).astype(np.int32)
+  lengths = rng.integers(1, length + 1, n)
+  mask = np.arange(length)[None, :] < lengths[:, None]
+  tokens[np.arange(n), lengths - 1] = np.where(rng.random(n) < 0.5, EOS,
+                                               tokens[np.arange(n), lengths - 1])
+  return Rollouts(jnp.asarray(np.where(mask, tokens, PAD)), jnp.asarray(mask))
+
+
+def numpy_entropy(graphdef, params, batch, rollouts, group):
+  """[N, L] entropy of the policy at each response position, from one plain forward over each
+  whole prompt + response sequence, in float64 numpy."""
+  tokens = np.concatenate([np.repeat(batch.tokens, group, 0), rollouts.tokens], 1)
+  mask = np.concatenate([np.repeat(batch.mask, group, 0), rollouts.mask], 1)
+  logits, _ = forward(graphdef, params, jnp.asarray(tokens),
+                      positions_from_mask(jnp.asarray(mask)), jnp.asarray(mask))
+  p_len, length = batch.tokens.shape[1], rollouts.tokens.shape[1]
+  z = np.asarray(logits, np.float64)[:, p_len - 1:p_len - 1 + length]
+  logp = z - z.max(-1, keepdims=True)
+  logp -= np.log(np.exp(logp).sum(-1, keepdims=True))
+  return -(np.exp(logp) * logp).sum(-1)
+
+
+def test_entropy_is_the_policy_entropy_over_the_rollout_tokens(compiled):
+  """The logged entropy (single pass: the policy that sampled, before its update) is the token
+  mean of -sum p log p at each response position (the grouped log-prob path); the per-row path
+  of multi-pass updates returns the same entropies."""
+  state = compiled[0]
+  graphdef, _ = init_model(CFG, jax.random.key(0))
+  settings = GRPOSettings(group_size=4, max_new_tokens=8, eos_id=EOS, pad_id=PAD)
+  engine = make_engine(graphdef, make_optimizer(1e-3), aggregators.make("category_balanced"),
+                       settings, grader=grade)
+  batch, rollouts = make_batch(), hand_rollouts()
+  scores = grade(jnp.repeat(batch.features, 4, axis=0), rollouts.tokens, rollouts.mask)
+  _, m = jax.jit(engine.learn_step)(state, batch, rollouts, scores, jnp.ones(scores.shape, bool))
+  expected = numpy_entropy(graphdef, state.params, batch, rollouts, 4)
+  mask = np.asarray(rollouts.mask)
+  np.testing.assert_allclose(float(m["entropy"]), expected[mask].mean(), rtol=1e-5)
+  _, per_row = response_logprobs(graphdef, state.params, jnp.repeat(batch.tokens, 4, 0),
+                                 jnp.repeat(batch.mask, 4, 0), rollouts, with_entropy=True)
+  np.testing.assert_allclose(np.asarray(per_row)[mask], expected[mask], rtol=1e-4, atol=1e-5)
+  assert np.all(expected[mask] <= np.log(CFG.vocab_size) + 1e-9)
+
+
+def test_asking_for_entropy_leaves_log_probs_and_gradients_bit_identical():
+  graphdef, params = init_model(dataclasses.replace(CFG, n_layers=1), jax.random.key(0))
+  batch, rollouts = make_batch(), hand_rollouts(seed=1)
+
+  def loss(params, with_entropy):
+    out = grouped_response_logprobs(graphdef, params, batch.tokens, batch.mask, rollouts.tokens,
+                                    rollouts.mask, 4, with_entropy=with_entropy)
+    logp = out[0] if with_entropy else out
+    return jnp.sum(logp * rollouts.mask), logp
+
+  plain = jax.jit(jax.value_and_grad(lambda p: loss(p, False), has_aux=True))(params)
+  with_entropy = jax.jit(jax.value_and_grad(lambda p: loss(p, True), has_aux=True))(params)
+  jax.tree.map(np.testing.assert_array_equal, plain, with_entropy)

@@ -33,8 +33,8 @@ from focal.models.layers import (MLP, Attention, Block, Linear, RMSNorm, apply_r
 from focal.models.layers import dot_2d, normal_param
 
 __all__ = ["Attention", "Block", "KVCache", "Linear", "MLP", "ModelConfig", "RMSNorm",
-           "RopeScaling", "Transformer", "abstract_model", "apply_rope", "attend", "forward",
-           "grouped_response_logprobs", "grow_cache", "init_cache", "init_model",
+           "RopeScaling", "Transformer", "abstract_model", "apply_rope", "attend", "entropy_of",
+           "forward", "grouped_response_logprobs", "grow_cache", "init_cache", "init_model",
            "positions_from_mask", "repeat_cache", "rope_frequencies", "token_logprobs"]
 
 
@@ -101,25 +101,34 @@ def forward(graphdef: nnx.GraphDef, state: nnx.State, tokens, positions, attenti
 
 def token_logprobs(graphdef: nnx.GraphDef, state: nnx.State, tokens: jax.Array,
                    attention_mask: jax.Array, positions: jax.Array | None = None, *,
-                   temperature: float = 1.0) -> jax.Array:
+                   temperature: float = 1.0, with_entropy: bool = False):
   """Log-probs of tokens[:, 1:] given their prefixes: [B, T] -> [B, T-1] float32.
 
   Computed as log_softmax(logits / temperature). temperature=1 gives the model's own
   distribution; pass the sampling temperature to match `SampleOutput.logprobs`.
   positions default to `positions_from_mask(attention_mask)`. Entries whose target token is
   padding are meaningless; mask them with attention_mask[:, 1:].
+  with_entropy: also return the entropy [B, T-1] of each of those next-token distributions,
+  from the same log-softmax (no second forward pass).
   """
   if positions is None:
     positions = positions_from_mask(attention_mask)
   logits, _ = forward(graphdef, state, tokens, positions, attention_mask)
   logp = jax.nn.log_softmax(logits[:, :-1] / temperature, axis=-1)
-  return jnp.take_along_axis(logp, tokens[:, 1:, None], axis=-1)[..., 0]
+  chosen = jnp.take_along_axis(logp, tokens[:, 1:, None], axis=-1)[..., 0]
+  return (chosen, entropy_of(logp)) if with_entropy else chosen
+
+
+def entropy_of(logp: jax.Array) -> jax.Array:
+  """Entropy -sum_v p_v log p_v (nats) of distributions given by their log-probs [..., V]."""
+  return -jnp.sum(jnp.exp(logp) * logp, axis=-1)
 
 
 
 def grouped_response_logprobs(graphdef: nnx.GraphDef, state: nnx.State, prompt_tokens: jax.Array,
                               prompt_mask: jax.Array, response_tokens: jax.Array,
-                              response_mask: jax.Array, group_size: int) -> jax.Array:
+                              response_mask: jax.Array, group_size: int, *,
+                              with_entropy: bool = False):
   """Log-probs (temperature 1) of G responses per prompt, running each prompt once: [N, L].
 
   prompt_tokens, prompt_mask: [B, P], left-padded. response_tokens, response_mask: [N, L] with
@@ -128,7 +137,8 @@ def grouped_response_logprobs(graphdef: nnx.GraphDef, state: nnx.State, prompt_t
   do not depend on what follows it), but the prompt goes through the model B times instead of N:
   the prompt pass writes a KV cache that is repeated G times, and the responses attend over it.
   Differentiable in `state` (through the repeated cache too). Entries whose token is padding are
-  meaningless; mask them with response_mask.
+  meaningless; mask them with response_mask. with_entropy: also return the entropy [N, L] of
+  the policy's distribution at each response position, from the same log-softmax.
   """
   model = nnx.merge(graphdef, state)
   b, p = prompt_tokens.shape
@@ -154,4 +164,5 @@ def grouped_response_logprobs(graphdef: nnx.GraphDef, state: nnx.State, prompt_t
   # A masked sum rather than a gather: its gradient is elementwise and fuses with the softmax's,
   # where a gather's is a scatter into a zeroed [N, L, V] buffer.
   chosen = jnp.arange(logp.shape[-1]) == response_tokens[..., None]
-  return jnp.sum(jnp.where(chosen, logp, 0.0), axis=-1)
+  chosen_logp = jnp.sum(jnp.where(chosen, logp, 0.0), axis=-1)
+  return (chosen_logp, entropy_of(logp)) if with_entropy else chosen_logp
