@@ -25,7 +25,7 @@ from typing import Any, Sequence
 import numpy as np
 import tensorflow_datasets as tfds
 
-from focal.data.records import Fields, UniqueField, read_jsonl
+from focal.data.records import Fields, UniqueField, chat_turns, read_jsonl
 from focal.data.rubric_prompts import RubricPromptsBuilder, check_weights, criterion, render_chat
 from focal.rubric import RubricBatch
 
@@ -48,14 +48,7 @@ def parse_record(rec: dict, path: str, line: int) -> dict[str, Any]:
   """Validates one record; returns a `rubric_prompts` example (without prompt_id) plus the
   scorer's view ('points', 'item_tags', 'example_tags')."""
   fields = Fields(path, line)
-  prompt = fields.get(rec, "prompt", list, "prompt")
-  if not prompt:
-    raise fields.error("prompt", "the conversation is empty")
-  for i, msg in enumerate(prompt):
-    if not isinstance(msg, dict):
-      raise fields.error(f"prompt[{i}]", f"expected an object, got {type(msg).__name__}")
-    fields.get(msg, "role", str, f"prompt[{i}].role")
-    fields.get(msg, "content", str, f"prompt[{i}].content")
+  prompt = chat_turns(fields, rec)
   prompt_id = fields.get(rec, "prompt_id", str, "prompt_id")
   rubrics = fields.get(rec, "rubrics", list, "rubrics")
   example_tags = fields.str_list(rec, "example_tags", "example_tags", optional=True)

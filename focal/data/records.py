@@ -98,6 +98,23 @@ class UniqueField:
                         f"needs its own {self.field}")
 
 
+def chat_turns(fields: Fields, rec: dict, key: str = "prompt",
+               roles: tuple[str, ...] | None = None) -> list[dict]:
+  """A record's non-empty conversation `rec[key]`: [{role, content}] strings, roles checked
+  against `roles` when given; errors name the turn and field."""
+  turns = fields.get(rec, key, list, key)
+  if not turns:
+    raise fields.error(key, "the conversation is empty")
+  for i, msg in enumerate(turns):
+    if not isinstance(msg, dict):
+      raise fields.error(f"{key}[{i}]", f"expected an object, got {type(msg).__name__}")
+    role = fields.get(msg, "role", str, f"{key}[{i}].role")
+    if roles is not None and role not in roles:
+      raise fields.error(f"{key}[{i}].role", f"unknown role {role!r}; expected one of {roles}")
+    fields.get(msg, "content", str, f"{key}[{i}].content")
+  return turns
+
+
 def _as_tuple(kind) -> tuple:
   return kind if isinstance(kind, tuple) else (kind,)
 

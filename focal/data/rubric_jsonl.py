@@ -24,7 +24,7 @@ import json
 
 import tensorflow_datasets as tfds
 
-from focal.data.records import Fields, RecordError, read_jsonl
+from focal.data.records import Fields, RecordError, chat_turns, read_jsonl
 from focal.data.rubric_prompts import RubricPromptsBuilder, check_weights, criterion, render_chat
 from focal.graders.rules import rule_grader
 
@@ -37,16 +37,7 @@ def parse_messages(rec: dict, fields: Fields) -> list[dict]:
     if not prompt.strip():
       raise fields.error("prompt", "the prompt is empty")
     return [{"role": "user", "content": prompt}]
-  messages = fields.get(rec, "prompt", list, "prompt")
-  if not messages:
-    raise fields.error("prompt", "the conversation is empty")
-  for i, msg in enumerate(messages):
-    if not isinstance(msg, dict):
-      raise fields.error(f"prompt[{i}]", f"expected an object, got {type(msg).__name__}")
-    role = fields.get(msg, "role", str, f"prompt[{i}].role")
-    if role not in ROLES:
-      raise fields.error(f"prompt[{i}].role", f"unknown role {role!r}; expected one of {ROLES}")
-    fields.get(msg, "content", str, f"prompt[{i}].content")
+  messages = chat_turns(fields, rec, roles=ROLES)
   return [{"role": m["role"], "content": m["content"]} for m in messages]
 
 
