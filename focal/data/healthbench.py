@@ -23,10 +23,10 @@ import json
 from typing import Any, Sequence
 
 import numpy as np
-import tensorflow_datasets as tfds
 
 from focal.data.records import Fields, UniqueField, chat_turns, read_jsonl
-from focal.data.rubric_prompts import RubricPromptsBuilder, check_weights, criterion, render_chat
+from focal.data.rubric_prompts import (RubricPromptsBuilder, builder_configs, check_weights,
+                                       criterion, render_chat)
 from focal.rubric import RubricBatch
 
 # Fixed ids: they index per-category state and metrics, so never renumber them.
@@ -89,14 +89,9 @@ def parse_healthbench_file(path: str) -> list[dict]:
 class Healthbench(RubricPromptsBuilder):
   """HealthBench rubric prompts (main, hard or consensus), from local JSONL files."""
 
-  BUILDER_CONFIGS = [
-      tfds.core.BuilderConfig(name="default", description="HealthBench (5000 examples)."),
-      tfds.core.BuilderConfig(name="hard", description="HealthBench Hard."),
-      tfds.core.BuilderConfig(name="consensus", description="HealthBench Consensus."),
-  ]
-
-  def parse_file(self, path: str) -> list[dict]:
-    return parse_healthbench_file(path)
+  BUILDER_CONFIGS = builder_configs(default="HealthBench (5000 examples).",
+                                    hard="HealthBench Hard.", consensus="HealthBench Consensus.")
+  parse_file = staticmethod(parse_healthbench_file)
 
 
 # ----------------------------------------------------------------------------

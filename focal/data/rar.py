@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import re
 
-import tensorflow_datasets as tfds
 
 from focal.data.records import Fields, read_jsonl
-from focal.data.rubric_prompts import RubricPromptsBuilder, check_weights, criterion, user_turn
+from focal.data.rubric_prompts import (RubricPromptsBuilder, builder_configs, check_weights,
+                                       criterion, user_turn)
 
 ESSENTIAL, IMPORTANT, OPTIONAL, PITFALL = 0, 1, 2, 3
 CATEGORY_IDS = {"Essential": ESSENTIAL, "Important": IMPORTANT, "Optional": OPTIONAL,
@@ -74,11 +74,6 @@ def parse_rar_file(path: str) -> list[dict]:
 class Rar(RubricPromptsBuilder):
   """RaR-Medicine / RaR-Science rubric prompts, from local JSONL files."""
 
-  BUILDER_CONFIGS = [
-      tfds.core.BuilderConfig(name="default", description="Any RaR-format file."),
-      tfds.core.BuilderConfig(name="medicine", description="RaR-Medicine."),
-      tfds.core.BuilderConfig(name="science", description="RaR-Science."),
-  ]
-
-  def parse_file(self, path: str) -> list[dict]:
-    return parse_rar_file(path)
+  BUILDER_CONFIGS = builder_configs(default="Any RaR-format file.", medicine="RaR-Medicine.",
+                                    science="RaR-Science.")
+  parse_file = staticmethod(parse_rar_file)

@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import json
 
-import tensorflow_datasets as tfds
 
 from focal.data.records import Fields, RecordError, chat_turns, read_jsonl
-from focal.data.rubric_prompts import RubricPromptsBuilder, check_weights, criterion, render_chat
+from focal.data.rubric_prompts import (RubricPromptsBuilder, builder_configs, check_weights,
+                                       criterion, render_chat)
 from focal.graders.rules import rule_grader
 
 ROLES = ("system", "developer", "user", "assistant")
@@ -85,10 +85,8 @@ def parse_rubric_jsonl_file(path: str) -> list[dict]:
 class RubricJsonl(RubricPromptsBuilder):
   """Rubric prompts in the project's own JSONL format (see the module docstring)."""
 
-  BUILDER_CONFIGS = [tfds.core.BuilderConfig(name="default", description="A rubric JSONL file.")]
-
-  def parse_file(self, path: str) -> list[dict]:
-    return parse_rubric_jsonl_file(path)
+  BUILDER_CONFIGS = builder_configs(default="A rubric JSONL file.")
+  parse_file = staticmethod(parse_rubric_jsonl_file)
 
   def finalize(self, parsed):
     names = sorted({c["_category"] for exs in parsed.values() for ex in exs

@@ -79,6 +79,12 @@ def check_weights(criteria: list[dict], path: str, line: int, field: str) -> Non
     raise RecordError(path, line, field, "every criterion weight is zero")
 
 
+def builder_configs(**descriptions: str) -> list:
+  """TFDS builder configs by name: description (a builder's BUILDER_CONFIGS)."""
+  return [tfds.core.BuilderConfig(name=name, description=text)
+          for name, text in descriptions.items()]
+
+
 class RubricPromptsBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   """Base builder: subclasses implement `parse_file(path) -> list[example without prompt_id]`.
 
