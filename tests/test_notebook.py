@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -43,7 +44,8 @@ def check_executed(nb, workdir, devices: int, prompts_per_step: int) -> str:
   """The outputs and run directories of an executed tiny-preset notebook; returns its text."""
   text = stream_text(nb)
   assert f"backend: cpu  devices: {devices} x cpu" in text
-  assert f"mesh (data, fsdp, tensor) = ({devices}, 1, 1); {prompts_per_step} prompts per step" in text
+  assert (f"mesh (data, fsdp, tensor) = ({devices}, 1, 1); {prompts_per_step} prompts per step"
+          in text)
   assert "WARNING" not in text  # this machine has no accelerator, so CPU is no fallback
   assert "weighted_sum" in text and "strict completion" in text
   assert "pyplot imported: False" in text
