@@ -13,7 +13,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from focal import cli, evaluation
+from focal import cli, distributed, evaluation
 
 config_flags.DEFINE_config_file("config", None, "Config file; default: WORKDIR/config.json.",
                                 lock_config=True)
@@ -26,6 +26,7 @@ FLAGS = flags.FLAGS
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)  # orbax logs every restore at INFO
+  distributed.maybe_initialize()  # multi-host only when configured (docs/SCALING.md)
   try:
     row = evaluation.evaluate_checkpoint(FLAGS.workdir, FLAGS.config, FLAGS.step)
   except (FileNotFoundError, ValueError) as e:

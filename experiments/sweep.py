@@ -18,7 +18,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from focal import cli, sweep
+from focal import cli, distributed, sweep
 
 config_flags.DEFINE_config_file("config", None, "A config file that defines get_sweep().",
                                 lock_config=True)
@@ -44,6 +44,7 @@ def _get_sweep():
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
+  distributed.maybe_initialize()  # multi-host only when configured (docs/SCALING.md)
   grid = _get_sweep()
   summary = sweep.run_sweep(FLAGS.config, grid, FLAGS.workdir, train=not FLAGS.report_only,
                             only=sweep.parse_only(FLAGS.only))

@@ -1,5 +1,5 @@
 """How the loop places runs on devices: one run sharded over the mesh, or several seeds
-stacked along a leading axis and stepped by one vmapped program.
+stacked along a leading axis and stepped by one vmapped program on the same mesh.
 
 Both expose the same few operations, so `focal.loop` has a single loop:
   restore_target(state)   the (placed) target a run's checkpoint restores onto
@@ -11,10 +11,13 @@ Both expose the same few operations, so `focal.loop` has a single loop:
 """
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
 
 from focal import distributed, sharding
 from focal.host_step import HostGradedStep
@@ -71,39 +74,82 @@ class ShardedRun:
 
 
 class StackedSeeds:
-  """Runs differing only in seed, stacked along a leading axis and vmapped on one device."""
+  """Runs differing only in seed, stacked along a leading seed axis [S, ...] and stepped by
+  one vmapped program on `config.mesh.shape` (multi-host aware).
 
-  def __init__(self, config, setups: Sequence):
+  The seed axis is replicated: every device holds its shard of every seed, laid out within
+  a seed exactly as one run on the same mesh (`ShardedRun`), so the batch rule is the same
+  (prompts per step a multiple of data x fsdp, rows split over ('data', 'fsdp')) and any
+  number of seeds fits any mesh. The cost is memory: a device holds S times one run's
+  shard. (Sharding the seeds along `data` instead would need S to be a multiple of `data`
+  and take `data` away from the batch rows.) On a one-device mesh the program and its
+  numbers are those of `jax.jit(jax.vmap(train_step))`, bit for bit.
+  """
+
+  def __init__(self, config, setups: Sequence, mesh=None):
     self.mesh_shape = tuple(config.mesh.shape)
-    if self.mesh_shape != (1, 1, 1):
-      raise ValueError("seeds are vmapped on one device; use mesh.shape=(1, 1, 1)")
     if not setups[0].grader.fused:
       raise ValueError("seeds are vmapped only with the in-jit grader (grader.kind="
                        "programmatic); train judged runs one seed at a time")
+    self.mesh = mesh or sharding.make_mesh(self.mesh_shape)
     self.sources = [s.source for s in setups]
-    self._step = jax.jit(jax.vmap(setups[0].engine.train_step), donate_argnums=(0,))
+    self.num_seeds = len(setups)
+    self.batch_size = config.data.prompts_per_step
+    self.seed_sh = sharding.state_shardings(setups[0].state, self.mesh)
+    self.state_sh = seed_axis(self.seed_sh)
+    self.rows = distributed.process_rows(sharding.batch_dim_sharding(self.mesh), self.batch_size)
+    first, _ = self.sources[0].batch(0)
+    self.batch_sh = seed_axis(sharding.batch_shardings(
+        distributed.process_slice(first, self.rows), self.mesh, batch_size=self.batch_size))
+    self._step = jax.jit(jax.vmap(setups[0].engine.train_step),
+                         in_shardings=(self.state_sh, self.batch_sh),
+                         out_shardings=(self.state_sh, sharding.replicated(self.mesh)),
+                         donate_argnums=(0,))
+    self._stack = jax.jit(_stack, out_shardings=self.state_sh)
 
   def restore_target(self, state):
-    return state
+    # Each seed's checkpoint restores onto one run's shardings, as `ShardedRun` places it.
+    return sharding.put(state, self.seed_sh)
 
   def combine(self, states):
-    return _stack(states)
+    return self._stack(list(states))
+
+  def batch(self, step: int):
+    """The seeds' batches of `step` as one [S, B, ...] array tree, and each seed's rows."""
+    pairs = [source.batch(step) for source in self.sources]
+    local = _stack([distributed.process_slice(b, self.rows) for b, _ in pairs], np.stack)
+    global_rows = (self.num_seeds, self.batch_size)
+    placed = jax.tree.map(
+        lambda x, sh: jax.make_array_from_process_local_data(sh, x, global_rows + x.shape[2:]),
+        local, self.batch_sh)
+    return placed, [idx for _, idx in pairs]
 
   def step(self, state, t: int, last: bool = False):
     del last
-    pairs = [source.batch(t) for source in self.sources]
-    state, metrics = self._step(state, _stack([b for b, _ in pairs]))
-    return state, metrics, [idx for _, idx in pairs]
+    batch, idxs = self.batch(t)
+    state, metrics = self._step(state, batch)
+    return state, metrics, idxs
 
   def take(self, tree, i: int):
-    return jax.tree.map(lambda x: x[i], tree)
+    return _take(tree, i)
 
 
-def _stack(trees):
-  return jax.tree.map(lambda *x: jnp.stack(x), *trees)
+def seed_axis(shardings):
+  """One run's NamedSharding tree -> the same with a replicated leading seed axis."""
+  return jax.tree.map(lambda s: NamedSharding(s.mesh, P(None, *s.spec)), shardings)
+
+
+def _stack(trees, stack=jnp.stack):
+  return jax.tree.map(lambda *x: stack(x), *trees)
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _take(tree, i: int):
+  # Jitted, so that a seed's slice of a sharded (or multi-process) array keeps its layout.
+  return jax.tree.map(lambda x: x[i], tree)
 
 
 def make_replicas(config, setups: Sequence, mesh=None):
   if len(setups) == 1:
     return ShardedRun(config, setups[0], mesh)
-  return StackedSeeds(config, setups)
+  return StackedSeeds(config, setups, mesh)

@@ -100,10 +100,11 @@ def run_sweep(config, grid: list[dict], workdir: str, train: bool = True,
 
 def seed_groups(points: list) -> list[list]:
   """Grid points as groups to train together: points that differ only in seed share one
-  vmapped program when their config says `vmap_seeds` on a one-device mesh; others run alone."""
+  vmapped program (on the config's mesh) when their config says `vmap_seeds`; others run
+  alone."""
   groups: dict = {}
   for overrides, cfg in points:
-    if cfg.vmap_seeds and tuple(cfg.mesh.shape) == (1, 1, 1):
+    if cfg.vmap_seeds:
       key = run_name({k: v for k, v in overrides.items() if k != "seed"})
       groups.setdefault(key, []).append((overrides, cfg))
     else:

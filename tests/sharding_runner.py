@@ -8,24 +8,29 @@ results to an .npz file that the test compares.
   python tests/sharding_runner.py process OUT --coordinator 127.0.0.1:PORT --num-processes 2
       --process-id I --ckpt DIR
   python tests/sharding_runner.py checkpoint OUT --ckpt DIR
+  python tests/sharding_runner.py seeds OUT --meshes plain 1,1,1 2,4,1 --steps 3
+      [--coordinator 127.0.0.1:PORT --num-processes 2 --process-id I]
 """
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+import types
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.dirname(HERE), HERE]
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
+import ml_collections  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
 from focal import aggregators, distributed, sharding  # noqa: E402
 from focal.checkpoint import Checkpointer  # noqa: E402
 from focal.models.transformer import ModelConfig, init_model  # noqa: E402
+from focal.replicas import StackedSeeds  # noqa: E402
 from focal.train import GRPOSettings, init_train_state, make_engine, make_optimizer  # noqa: E402
 from test_train import EOS, PAD, grade, make_batch  # noqa: E402
 
@@ -38,12 +43,23 @@ NUM_PROMPTS = 8
 METRICS = ("loss", "reward_mean", "grad_norm", "kl", "response_length")
 
 
-def setup(tx):
-  graphdef, params = init_model(CFG, jax.random.key(0))
+def setup(tx, seed=0):
+  graphdef, params = init_model(CFG, jax.random.key(seed))
   agg = aggregators.make("category_balanced")
   state = init_train_state(params, tx, agg, num_prompts=NUM_PROMPTS, max_criteria=3,
-                           rng=jax.random.key(1))
+                           rng=jax.random.key(1 + seed))
   return graphdef, state, make_engine(graphdef, tx, agg, SETTINGS, grader=grade)
+
+
+class SeedSource:
+  """Seed s's prompts at step t: make_batch's rows in an order drawn from (s, t)."""
+
+  def __init__(self, seed):
+    self.seed = seed
+
+  def batch(self, step):
+    idx = np.random.default_rng([self.seed, step]).permutation(NUM_PROMPTS)
+    return jax.tree.map(lambda x: np.asarray(x)[idx], make_batch(NUM_PROMPTS)), idx
 
 
 def flat(tree, prefix=""):
@@ -89,20 +105,31 @@ def run_mesh(shape, steps, setup_out, fsdp_min_size=0, split=False):
   step = (host_graded_step(engine, mesh, state_sh, batch_sh) if split else
           sharding.shard_train_step(engine.train_step, mesh, state_sh, batch_sh))
 
-  out = flat(state.params, "param0/")
+  state, out = train_and_record(state, lambda state, t: step(state, gbatch), steps)
   out["rows"] = np.array([rows.start, rows.stop])
+  # The state must come out in the shardings it went in with (no silent replication).
+  assert_layout(state.params, state_sh.params)
+  return mesh, state, out
+
+
+def train_and_record(state, step, steps):
+  """`steps` calls of step(state, t) -> (state, metrics); parameters before and after each
+  (`param0/`..), the METRICS by step (`metric/`) and the final rng, flattened."""
+  out = flat(state.params, "param0/")
   history = {k: [] for k in METRICS}
-  for i in range(steps):
-    state, metrics = step(state, gbatch)
+  for t in range(steps):
+    state, metrics = step(state, t)
     for k in METRICS:
       history[k].append(flat(metrics[k])[""])
-    out.update(flat(state.params, f"param{i + 1}/"))
+    out.update(flat(state.params, f"param{t + 1}/"))
   out.update({f"metric/{k}": np.stack(v) for k, v in history.items()})
   out["rng"] = flat(jax.random.key_data(state.rng))[""]
-  # The state must come out in the shardings it went in with (no silent replication).
-  for got, want in zip(jax.tree.leaves(state.params), jax.tree.leaves(state_sh.params)):
+  return state, out
+
+
+def assert_layout(tree, shardings):
+  for got, want in zip(jax.tree.leaves(tree), jax.tree.leaves(shardings)):
     assert got.sharding.is_equivalent_to(want, got.ndim), (got.sharding, want)
-  return mesh, state, out
 
 
 def scenario_meshes(args):
@@ -151,8 +178,7 @@ def scenario_checkpoint(args):
   _, fresh, _ = setup(tx)
   target_sh = sharding.state_shardings(fresh, load_mesh, fsdp_min_size=0)
   restored, _ = Checkpointer(args.ckpt).restore(sharding.abstract(fresh, target_sh))
-  for got, want in zip(jax.tree.leaves(restored), jax.tree.leaves(target_sh)):
-    assert got.sharding.is_equivalent_to(want, got.ndim), (got.sharding, want)
+  assert_layout(restored, target_sh)
   out = {}
   for name, tree in (("saved", state), ("restored", restored)):
     tree = tree.replace(rng=jax.random.key_data(tree.rng))
@@ -163,9 +189,52 @@ def scenario_checkpoint(args):
   np.savez(args.out, **out)
 
 
+def seed_setups(tx, seeds):
+  """What `StackedSeeds` reads of each seed's components.Setup: source, engine, state, grader."""
+  built = [setup(tx, s) for s in seeds]
+  engine = built[0][2]  # one graphdef, so one engine serves every seed
+  return [types.SimpleNamespace(source=SeedSource(s), engine=engine, state=state,
+                                grader=types.SimpleNamespace(fused=True))
+          for s, (_, state, _) in zip(seeds, built)]
+
+
+def plain_vmapped(setups):
+  """Seeds stacked on the default device and stepped by jit(vmap(train_step)): how seeds
+  were vmapped before they could be placed on a mesh."""
+  stack = lambda trees: jax.tree.map(lambda *x: jnp.stack(x), *trees)
+  step_fn = jax.jit(jax.vmap(setups[0].engine.train_step), donate_argnums=(0,))
+  step = lambda state, t: step_fn(state, stack([s.source.batch(t)[0] for s in setups]))
+  return stack([s.state for s in setups]), step
+
+
+def scenario_seeds(args):
+  """Seeds 0-2 stacked and vmapped: `plain` (see plain_vmapped), or `StackedSeeds` on each
+  mesh, whose stacked and per-seed states must keep their layouts."""
+  if args.coordinator:
+    distributed.maybe_initialize(args.coordinator, args.num_processes, args.process_id)
+  setups = seed_setups(optax.sgd(args.lr), (0, 1, 2))
+  results = {}
+  for text in args.meshes:
+    if text == "plain":
+      state, out = train_and_record(*plain_vmapped(setups), args.steps)
+    else:
+      shape = tuple(int(v) for v in text.split(","))
+      config = ml_collections.ConfigDict({"mesh": {"shape": shape},
+                                          "data": {"prompts_per_step": NUM_PROMPTS}})
+      replicas = StackedSeeds(config, setups)
+      state = replicas.combine([replicas.restore_target(s.state) for s in setups])
+      state, out = train_and_record(state, lambda state, t: replicas.step(state, t)[:2],
+                                    args.steps)
+      assert_layout(state, replicas.state_sh)
+      assert_layout(replicas.take(state, 1), replicas.seed_sh)
+    results.update({f"{text}|{k}": v for k, v in out.items()})
+  if jax.process_index() == 0:
+    np.savez(args.out, **results)
+
+
 def main():
   parser = argparse.ArgumentParser()
-  parser.add_argument("scenario", choices=("meshes", "process", "checkpoint"))
+  parser.add_argument("scenario", choices=("meshes", "process", "checkpoint", "seeds"))
   parser.add_argument("out")
   parser.add_argument("--meshes", nargs="*", default=["1,1,1"])
   parser.add_argument("--steps", type=int, default=3)
@@ -178,7 +247,7 @@ def main():
                       "rollout_step and learn_step instead of train_step")
   args = parser.parse_args()
   {"meshes": scenario_meshes, "process": scenario_process,
-   "checkpoint": scenario_checkpoint}[args.scenario](args)
+   "checkpoint": scenario_checkpoint, "seeds": scenario_seeds}[args.scenario](args)
 
 
 if __name__ == "__main__":

@@ -156,15 +156,19 @@ def free_port():
     return s.getsockname()[1]
 
 
+def start_two_processes(args):
+  """The runner as processes 0 and 1 of 4 CPU devices each, joined on 127.0.0.1."""
+  addr = f"127.0.0.1:{free_port()}"
+  return [run_runner([*args, "--coordinator", addr, "--num-processes", "2",
+                      "--process-id", str(i)], devices=4, wait=False) for i in range(2)]
+
+
 @pytest.mark.slow
 def test_two_processes_and_host_grader_train_like_one_and_checkpoint_across_them(tmp_path):
   ref_out, mp_out = tmp_path / "ref.npz", tmp_path / "mp.npz"
-  addr = f"127.0.0.1:{free_port()}"
   common = ["--steps", "2", "--lr", str(LR)]
-  procs = [run_runner(["process", str(mp_out), "--meshes", "2,4,1", "--coordinator", addr,
-                       "--num-processes", "2", "--process-id", str(i),
-                       "--ckpt", str(tmp_path / "ckpt"), *common], devices=4, wait=False)
-           for i in range(2)]
+  procs = start_two_processes(["process", str(mp_out), "--meshes", "2,4,1",
+                               "--ckpt", str(tmp_path / "ckpt"), *common])
   run_runner(["meshes", str(ref_out), "--meshes", "1,1,1", *common], devices=1)
   for proc in procs:
     finish(proc)
@@ -192,3 +196,36 @@ def test_memory_benchmark_divides_the_state_by_the_sharded_axes():
   np.testing.assert_allclose(one["opt_state"], 2 * one["params"], rtol=1e-3)   # mu and nu
   total = lambda m: sum(m.values())
   assert total(one) / 8 <= total(sharded) < total(one) / 7.5           # nearly all of it splits 8 ways
+
+
+SEED_MESHES = ("1,1,1", "2,4,1", "1,4,2", "8,1,1")
+
+
+@pytest.mark.slow
+def test_seeds_vmapped_on_a_mesh_train_like_seeds_vmapped_on_one_device(tmp_path):
+  out = tmp_path / "seeds.npz"
+  run_runner(["seeds", str(out), "--meshes", "plain", *SEED_MESHES, "--steps", "3",
+              "--lr", str(LR)])
+  plain, one = load(out, "plain"), load(out, "1,1,1")
+  # One device: StackedSeeds is the plain jit(vmap(train_step)), bit for bit.
+  assert plain.keys() == one.keys()
+  for key in plain:
+    np.testing.assert_array_equal(one[key], plain[key], err_msg=key)
+  losses = one["metric/loss"]  # [steps, seeds]
+  assert losses.shape == (3, 3) and np.ptp(losses, axis=1).min() > 0  # the seeds differ
+  for mesh in SEED_MESHES[1:]:
+    got = load(out, mesh)
+    assert_same_training(one, got, 3, f"3 seeds on {mesh}")
+    np.testing.assert_array_equal(got["rng"], one["rng"])
+
+
+@pytest.mark.slow
+def test_seeds_vmapped_across_two_processes_train_like_one_device(tmp_path):
+  ref_out, mp_out = tmp_path / "ref.npz", tmp_path / "mp.npz"
+  common = ["--steps", "2", "--lr", str(LR)]
+  procs = start_two_processes(["seeds", str(mp_out), "--meshes", "2,4,1", *common])
+  run_runner(["seeds", str(ref_out), "--meshes", "plain", *common], devices=1)
+  for proc in procs:
+    finish(proc)
+  assert_same_training(load(ref_out, "plain"), load(mp_out, "2,4,1"), 2,
+                       "3 seeds on 2 processes x 4 devices")
