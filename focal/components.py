@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import warnings
 from typing import Any
 
 import jax
@@ -223,10 +224,13 @@ def _check_batch(config) -> None:
   if len(shape) != 3 or min(shape) < 1:
     raise ValueError(f"config.mesh.shape must be three sizes >= 1 (data, fsdp, tensor), got "
                      f"{shape}")
-  n_dev = int(np.prod(shape))
-  if n_dev != jax.device_count():
-    raise ValueError(f"config.mesh.shape={shape} needs {n_dev} devices, found "
-                     f"{jax.device_count()}")
+  n_dev, found = int(np.prod(shape)), jax.device_count()
+  if n_dev > found or (n_dev < found and jax.process_count() > 1):
+    raise ValueError(f"config.mesh.shape={shape} needs {n_dev} devices, found {found}"
+                     + (" (a multi-process run uses every device)" if n_dev < found else ""))
+  if n_dev < found:  # e.g. the default (1,1,1) on an 8-chip TPU: runs, on the first chip
+    warnings.warn(f"config.mesh.shape={shape} uses {n_dev} of the {found} devices; set "
+                  f"--config.mesh.shape to use them all (docs/SCALING.md)", stacklevel=2)
   rows = shape[0] * shape[1]
   if b % rows:
     raise ValueError(f"config.data.prompts_per_step={b} is not a multiple of the mesh's "

@@ -82,13 +82,17 @@ class Recorder:
     if restored is None:
       # A run that died before its first checkpoint starts over: drop its rows, so the
       # log never holds a step twice.
-      self.run_dir.truncate_metrics(-1)
+      self._truncate(-1)
       return state
     state, meta = restored
-    self.run_dir.truncate_metrics(int(meta["step"]))
+    self._truncate(int(meta["step"]))
     self.seconds_before = float(meta.get("train_seconds", 0.0))  # absent in older checkpoints
     self.tokens = TokenCounter(meta.get("tokens_seen", 0))  # likewise
     return state
+
+  def _truncate(self, step: int) -> None:
+    if jax.process_index() == 0:  # process 0 writes (and trims) a shared run directory's log
+      self.run_dir.truncate_metrics(step)
 
   @property
   def writer(self):
@@ -217,7 +221,8 @@ def _train(configs, setups, run_dirs, mesh, progress, locked) -> list[dict]:
   recorders = [Recorder(c, s, d) for c, s, d in zip(configs, setups, run_dirs)]
   states = [rec.restore(replicas.restore_target(s.state)) for rec, s in zip(recorders, setups)]
   for rec in recorders:  # only now: a refused or failed restore leaves the old config.json
-    rec.run_dir.write_config(rec.config, replicas.mesh_shape)
+    if jax.process_index() == 0:  # one writer per run directory
+      rec.run_dir.write_config(rec.config, replicas.mesh_shape)
   starts = {int(s.step) for s in states}
   if len(starts) > 1:
     for rec in recorders:

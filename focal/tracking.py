@@ -159,12 +159,15 @@ def logged_config(run_dir, config) -> dict:
 
 def open_writers(run_dir, config=None, process_index: int | None = None) -> list[Writer]:
   """The writers of one run on this process: JSONL and TensorBoard, and W&B when
-  `config.log.wandb.enabled` and this is process 0 (`process_index` defaults to JAX's)."""
+  `config.log.wandb.enabled`, on process 0 only (every process computes the same rows; a
+  shared run directory gets them once). `process_index` defaults to JAX's."""
+  if process_index is None:
+    process_index = jax.process_index()
+  if process_index != 0:
+    return []
   writers: list[Writer] = [JsonlWriter(run_dir.metrics_path),
                            TensorBoardWriter(run_dir.tensorboard_dir)]
   settings = wandb_settings(config)
-  if process_index is None:
-    process_index = jax.process_index()
-  if settings is not None and process_index == 0:
+  if settings is not None:
     writers.append(WandbWriter(run_dir, settings, logged_config(run_dir, config)))
   return writers

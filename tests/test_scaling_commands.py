@@ -54,8 +54,6 @@ JUDGED = (f"--config.total_steps={STEPS}", f"--config.eval_every={STEPS}",
           "--config.data.prompts_per_step=8", "--config.grpo.group_size=2",
           "--config.grpo.max_new_tokens=8", "--config.eval.num_samples=1")
 TO_TINY = (("--only=model=base", "--only=model=tiny"),)
-MULTI_HOST_ROWS = ("every process appends the same rows to metrics.jsonl: RunDir and the loop's "
-                   "Recorder must write (config.json, metrics.jsonl, tb/) from process 0 only")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,8 +118,7 @@ RUNS = {
         devices=4, processes=2, runs=3, shrink=SYNTHETIC + ("--only=aggregator.name=focal",),
         swap=TO_TINY + (("--config.mesh.shape=(2,8,1)", "--config.mesh.shape=(2,4,1)"),
                         ("--workdir=/shared/focal_full/agg=focal,model=base,seed=0,task=keywords",
-                         "--workdir=shared/focal_full/agg=focal,model=tiny,seed=0,task=keywords")),
-        known_issue=MULTI_HOST_ROWS),
+                         "--workdir=shared/focal_full/agg=focal,model=tiny,seed=0,task=keywords"))),
     "memory_table": Run(SCALING, ("python benchmarks/memory.py",)),
     "focal_paper_sweep": Run("configs/paper/focal.py", (
         "python -m experiments.sweep --config=configs/paper/focal.py --workdir=runs/focal_paper",),
