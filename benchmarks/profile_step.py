@@ -116,7 +116,7 @@ def main(argv=None):
     count, us = by_phase[phase]
     print(f"{phase:20s} {us / args.steps / 1e3:8.2f} {100 * us / args.steps / op_sum:5.1f}% "
           f"{count / args.steps:9.0f}")
-  print(f"\nslowest ops (ms per step, executions per step, phase, HLO op_name tail):")
+  print("\nslowest ops (ms per step, executions per step, phase, HLO op_name tail):")
   for name, (count, us) in sorted(totals.items(), key=lambda kv: -kv[1][1])[:args.top]:
     print(f"{us / args.steps / 1e3:8.3f} {count / args.steps:6.0f}  {name[:30]:30s} "
           f"{phase_of(instructions[name]):18s} {instructions[name][-60:]}")

@@ -9,6 +9,8 @@ from __future__ import annotations
 import inspect
 from typing import Any, Callable
 
+import jax
+
 
 class Registry:
   """Factories registered by name; `make(name, **hparams)` builds one.
@@ -57,6 +59,8 @@ class Registry:
     factory = self.factory(name)
     try:
       return factory(**hparams)
+    except jax.errors.ConcretizationTypeError:
+      raise  # a traced hyper-parameter the factory branches on (focal.sim.engine.lane_hparams_ok)
     except TypeError as e:
       accepted = ", ".join(inspect.signature(factory).parameters)
       raise ValueError(f"bad hyper-parameters for {self.kind} {name!r}: {e}. "

@@ -1,5 +1,6 @@
 """A shrunk phase diagram end to end: grid runner, paired statistics, files, heat maps, the CLI."""
 import csv
+import importlib
 import json
 import os
 import subprocess
@@ -64,7 +65,55 @@ def test_shrunk_phase_diagram(tmp_path):
   assert png.stat().st_size > 1000
 
 
+def test_hyper_parameter_axes_are_lanes_or_programs_and_equal_their_config_runs():
+  """A traced hyper-parameter (Focal's gamma) runs as lanes of one program, one Focal
+  branches on (ema: its state's structure) as one program per value; both equal runs
+  with the value set in the config, and the baseline runs each knob setting once."""
+  config = _config()
+  config.num_seeds = 3
+  config.lanes_per_call = 4
+  cells = {"aggregator.focal.gamma": (0.5, 2.0), "aggregator.focal.ema": (0.0, 0.5)}
+  result = grid.run_grid(config, cells, progress=False)
+  plans = {spec.aggregator_hparams: keys for spec, keys, _ in grid._programs(config, "focal",
+                                                                             result.cells)}
+  assert len(plans) == 2 and all(keys == ["aggregator.gamma"] for keys in plans.values())
+  assert len(grid._programs(config, "weighted_sum", result.cells)) == 1
+  curves = result.eval["focal"]["mean_reward_pct"]
+  for c in (1, 2):   # one cell of each program: (gamma, ema) = (0.5, 0.5), (2.0, 0.0)
+    cell = result.cells[c]
+    alone = _config()
+    alone.num_seeds, alone.lanes_per_call = 3, 4
+    alone.aggregator.focal.gamma = cell["aggregator.focal.gamma"]
+    alone.aggregator.focal.ema = cell["aggregator.focal.ema"]
+    single = grid.run_grid(alone, None, progress=False)
+    np.testing.assert_allclose(curves[c], single.eval["focal"]["mean_reward_pct"][0],
+                               rtol=0, atol=1e-4)
+    np.testing.assert_array_equal(result.eval["weighted_sum"]["mean_reward_pct"][c],
+                                  single.eval["weighted_sum"]["mean_reward_pct"][0])
+  assert not np.allclose(curves[0], curves[2])   # gamma moves the run
+  assert not np.allclose(curves[0], curves[1])   # so does ema
+
+
+@pytest.mark.parametrize("name", sorted(
+    f[:-3] for f in os.listdir(os.path.join(ROOT, "configs", "sim")) if f.startswith("phase_")))
+def test_phase_configs_give_valid_grids(name):
+  module = importlib.import_module(f"configs.sim.{name}")
+  for arg in (None, "smoke"):
+    config, cells = module.get_config(arg), module.get_grid(arg)
+    assert len(cells) == 2   # a phase diagram: rows and columns
+    assert len(components.grid_cells(cells, config)) == np.prod([len(v) for v in cells.values()])
+  with pytest.raises(ValueError, match="unknown grid"):
+    module.get_grid("full")
+
+
 def test_grid_axes_are_validated():
+  config = _config()
+  with pytest.raises(ValueError, match="gamma=-1.0 is outside"):
+    components.grid_cells({"aggregator.focal.gamma": (1.0, -1.0)}, config)
+  with pytest.raises(ValueError, match="has no focal.gama"):
+    components.grid_cells({"aggregator.focal.gama": (1.0,)}, config)
+  with pytest.raises(ValueError, match="string option"):
+    components.grid_cells({"aggregator.focal.pitfall_mode": ("flip",)}, config)
   with pytest.raises(ValueError, match="neither a knob"):
     components.grid_cells({"steps": (10,)})
   with pytest.raises(ValueError, match="unknown \\['nope'\\]"):

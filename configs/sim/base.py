@@ -65,7 +65,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.knobs.invalid = 0.02  # judge gives no verdict with this probability
   c.knobs.learning_rate = 0.05  # AdamW learning rate of the policy logits
 
-  c.aggregator = components.aggregator_config("focal")  # hyper-parameters per aggregator (factory defaults)
+  # Hyper-parameters per aggregator (the factories' defaults); a grid may vary them.
+  c.aggregator = components.aggregator_config("focal")
   del c.aggregator.name  # methods name the aggregators here
   c.aggregator.focal.w_min = 0.05  # as configs/base.py: Focal's weight floor
   c.estimator = components.advantage_config("grpo")  # hyper-parameters per advantage estimator
@@ -86,3 +87,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   elif arg is not None:
     raise ValueError(f"unknown preset {arg!r}; choose None or 'smoke'")
   return c
+
+
+def pick_grid(arg, full: dict, smoke: dict) -> dict:
+  """A phase config's get_grid: `full` for arg None, `smoke` for 'smoke' (tests)."""
+  if arg == "smoke":
+    return smoke
+  if arg is not None:
+    raise ValueError(f"unknown grid {arg!r}; choose None or 'smoke'")
+  return full

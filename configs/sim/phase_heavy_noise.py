@@ -9,7 +9,7 @@ reward variance that carries no learnable signal. Both axes are knobs, so
 each method is one compiled program; 128 seeds per cell, the rest as in
 configs/sim/phase_rare_saturated.py (16 prompts per seed, 150 steps).
 """
-from configs.sim import phase_rare_saturated
+from configs.sim import base, phase_rare_saturated
 
 
 def get_config(arg=None):
@@ -19,8 +19,5 @@ def get_config(arg=None):
 
 def get_grid(arg=None):
   """{axis: values}: rows follow the first axis, columns the second."""
-  if arg == "smoke":
-    return {"heavy_easy": (0.0, 1.0), "noise": (0.0, 0.2)}
-  if arg is not None:
-    raise ValueError(f"unknown grid {arg!r}; choose None or 'smoke'")
-  return {"heavy_easy": (0.0, 0.5, 1.0), "noise": (0.0, 0.05, 0.1, 0.2)}
+  return base.pick_grid(arg, full={"heavy_easy": (0.0, 0.5, 1.0), "noise": (0.0, 0.05, 0.1, 0.2)},
+                        smoke={"heavy_easy": (0.0, 1.0), "noise": (0.0, 0.2)})

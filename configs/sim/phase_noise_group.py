@@ -25,8 +25,5 @@ def get_config(arg=None):
 
 def get_grid(arg=None):
   """{axis: values}: rows follow the first axis, columns the second."""
-  if arg == "smoke":
-    return {"group_size": (4,), "noise": (0.0, 0.2)}
-  if arg is not None:
-    raise ValueError(f"unknown grid {arg!r}; choose None or 'smoke'")
-  return {"group_size": (4, 8, 16), "noise": (0.0, 0.05, 0.1, 0.2)}
+  return base.pick_grid(arg, full={"group_size": (4, 8, 16), "noise": (0.0, 0.05, 0.1, 0.2)},
+                        smoke={"group_size": (4,), "noise": (0.0, 0.2)})

@@ -24,8 +24,5 @@ def get_config(arg=None):
 
 def get_grid(arg=None):
   """{axis: values}: rows follow the first axis, columns the second."""
-  if arg == "smoke":
-    return {"saturated": (0.0, 0.4), "rare": (0.0, 0.3)}
-  if arg is not None:
-    raise ValueError(f"unknown grid {arg!r}; choose None or 'smoke'")
-  return {"saturated": (0.0, 0.2, 0.4, 0.6), "rare": (0.0, 0.1, 0.2, 0.3)}
+  return base.pick_grid(arg, full={"saturated": (0.0, 0.2, 0.4, 0.6), "rare": (0.0, 0.1, 0.2, 0.3)},
+                        smoke={"saturated": (0.0, 0.4), "rare": (0.0, 0.3)})

@@ -11,7 +11,7 @@ type_sharing sets how much of a type's pass pattern is common to prompts
 (through the features), i.e. how much a shared update can transfer. Both are
 knobs; 128 seeds per cell, otherwise as configs/sim/phase_rare_saturated.py.
 """
-from configs.sim import phase_rare_saturated
+from configs.sim import base, phase_rare_saturated
 
 
 def get_config(arg=None):
@@ -21,8 +21,6 @@ def get_config(arg=None):
 
 def get_grid(arg=None):
   """{axis: values}: rows follow the first axis, columns the second."""
-  if arg == "smoke":
-    return {"policy_sharing": (0.0, 1.0), "type_sharing": (0.0, 1.0)}
-  if arg is not None:
-    raise ValueError(f"unknown grid {arg!r}; choose None or 'smoke'")
-  return {"policy_sharing": (0.0, 0.5, 1.0), "type_sharing": (0.0, 0.5, 1.0)}
+  return base.pick_grid(arg,
+                        full={"policy_sharing": (0.0, 0.5, 1.0), "type_sharing": (0.0, 0.5, 1.0)},
+                        smoke={"policy_sharing": (0.0, 1.0), "type_sharing": (0.0, 1.0)})

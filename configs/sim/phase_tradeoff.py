@@ -9,7 +9,7 @@ that no type satisfies together and lets buying a rare criterion break an easy
 one. Both are knobs; 128 seeds per cell, otherwise as
 configs/sim/phase_rare_saturated.py.
 """
-from configs.sim import phase_rare_saturated
+from configs.sim import base, phase_rare_saturated
 
 
 def get_config(arg=None):
@@ -19,8 +19,5 @@ def get_config(arg=None):
 
 def get_grid(arg=None):
   """{axis: values}: rows follow the first axis, columns the second."""
-  if arg == "smoke":
-    return {"cooccurrence": (0.0, 1.0), "conflict": (0.0, 0.6)}
-  if arg is not None:
-    raise ValueError(f"unknown grid {arg!r}; choose None or 'smoke'")
-  return {"cooccurrence": (0.0, 0.5, 0.9), "conflict": (0.0, 0.3, 0.6)}
+  return base.pick_grid(arg, full={"cooccurrence": (0.0, 0.5, 0.9), "conflict": (0.0, 0.3, 0.6)},
+                        smoke={"cooccurrence": (0.0, 1.0), "conflict": (0.0, 0.6)})

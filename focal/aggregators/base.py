@@ -26,6 +26,7 @@ from __future__ import annotations
 import functools
 from typing import Any, Callable, NamedTuple
 
+import jax
 import jax.numpy as jnp
 
 from focal.registry import Registry
@@ -82,7 +83,13 @@ def make(name: str, **hparams) -> Aggregator:
 
 def check_range(name: str, value: float, lo: float | None = None, hi: float | None = None,
                 lo_open: bool = False) -> float:
-  """Raises ValueError unless lo <= value <= hi (lo < value with lo_open)."""
+  """Raises ValueError unless lo <= value <= hi (lo < value with lo_open).
+
+  A traced value (or bound) passes unchecked: the simulator vmaps hyper-parameters
+  and checks each lane's concrete value before tracing.
+  """
+  if any(isinstance(v, jax.core.Tracer) for v in (value, lo, hi)):
+    return value
   value = float(value)
   bad = ((lo is not None and (value <= lo if lo_open else value < lo))
          or (hi is not None and value > hi) or value != value)

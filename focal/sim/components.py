@@ -8,7 +8,12 @@ from the config's `aggregator.<name>` and `estimator.<name>` blocks, passed
 explicitly, so the factories' own defaults never decide a simulated result.
 
 A grid axis is a knob name (vmapped: all its values run as lanes of one
-program) or one of the `sim` fields STATIC_AXES (one program per value).
+program), one of the `sim` fields STATIC_AXES (one program per value), or a
+hyper-parameter `aggregator.<name>.<hparam>` / `estimator.<name>.<hparam>` of
+the config's blocks: a lane too, unless the factory branches on its value
+while tracing (then one program per value; `focal.sim.engine.lane_hparams_ok`).
+A hyper-parameter axis applies to the methods that use that aggregator or
+estimator; the others run each distinct setting once.
 """
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ import itertools
 from typing import Any, Mapping, Sequence
 
 from focal import aggregators
-from focal.advantages import registered_estimators
+from focal.advantages import make_estimator, registered_estimators
 from focal.sim.engine import SimSpec
 from focal.sim.knobs import Knobs, check_knobs
 
@@ -44,15 +49,42 @@ def _block(config, group: str, name: str) -> tuple:
   return tuple(sorted(block[name].to_dict().items()))
 
 
-def method_spec(config, method: str, static: Mapping[str, Any] | None = None) -> SimSpec:
+def method_parts(config, method: str) -> tuple[str, str]:
+  """(aggregator, estimator) names that `method` runs with."""
+  if method in CRITERION_ESTIMATORS:
+    return "weighted_sum", method
+  return method, config.scalar_estimator
+
+
+def hparam_axis(axis: str) -> tuple[str, str, str] | None:
+  """(group, name, hparam) of an `aggregator.<name>.<hparam>` or `estimator.<name>.<hparam>`
+  grid axis; None for any other axis."""
+  parts = axis.split(".")
+  if len(parts) == 3 and parts[0] in ("aggregator", "estimator"):
+    return parts[0], parts[1], parts[2]
+  return None
+
+
+def method_hparams(config, method: str, cell: Mapping[str, Any]) -> dict[str, float]:
+  """{"<group>.<hparam>": value} of the cell's hyper-parameter axes that `method` uses."""
+  aggregator, estimator = method_parts(config, method)
+  used = {"aggregator": aggregator, "estimator": estimator}
+  out = {}
+  for axis, value in cell.items():
+    parsed = hparam_axis(axis)
+    if parsed and used[parsed[0]] == parsed[1]:
+      out[f"{parsed[0]}.{parsed[2]}"] = float(value)
+  return out
+
+
+def method_spec(config, method: str, static: Mapping[str, Any] | None = None,
+                hparams: Mapping[str, float] | None = None) -> SimSpec:
   """The SimSpec of `method` with the config's `sim`, `grpo` and `optimizer` fields.
 
-  `static` overrides `sim` fields (a static grid axis).
+  `static` overrides `sim` fields (a static grid axis); `hparams`
+  ({"<group>.<hparam>": value}) overrides the method's hyper-parameters as static values.
   """
-  if method in CRITERION_ESTIMATORS:
-    aggregator, estimator = "weighted_sum", method
-  else:
-    aggregator, estimator = method, config.scalar_estimator
+  aggregator, estimator = method_parts(config, method)
   if estimator not in registered_estimators():
     raise ValueError(f"config.scalar_estimator={estimator!r} is not an advantage estimator")
   sim = {f: config.sim[f] for f in SPEC_FIELDS}
@@ -60,9 +92,14 @@ def method_spec(config, method: str, static: Mapping[str, Any] | None = None) ->
   if unknown:
     raise ValueError(f"static grid axes {unknown} must be among {STATIC_AXES}")
   sim.update(static or {})
+  blocks = {"aggregator": dict(_block(config, "aggregator", aggregator)),
+            "estimator": dict(_block(config, "estimator", estimator))}
+  for key, value in (hparams or {}).items():
+    group, _, name = key.partition(".")
+    blocks[group][name] = value
   return SimSpec(**sim, aggregator=aggregator,
-                 aggregator_hparams=_block(config, "aggregator", aggregator),
-                 estimator=estimator, estimator_hparams=_block(config, "estimator", estimator),
+                 aggregator_hparams=tuple(sorted(blocks["aggregator"].items())),
+                 estimator=estimator, estimator_hparams=tuple(sorted(blocks["estimator"].items())),
                  mu=config.grpo.mu, eps_low=config.grpo.eps_low, eps_high=config.grpo.eps_high,
                  kl_beta=config.grpo.kl_beta, grad_clip=config.optimizer.grad_clip,
                  weight_decay=config.optimizer.weight_decay)
@@ -75,12 +112,31 @@ def knob_values(config) -> dict[str, float]:
   return values
 
 
-def grid_cells(grid: Mapping[str, Sequence]) -> list[dict]:
-  """Every combination of the grid's axes ({axis: values}), first axis slowest."""
+def _check_hparam_axis(config, axis: str, values: Sequence) -> None:
+  group, name, hparam = hparam_axis(axis)
+  block = getattr(config, group)
+  if name not in block or hparam not in block[name]:
+    have = sorted(block[name]) if name in block else sorted(block)
+    raise ValueError(f"grid axis {axis!r}: config.{group} has no {name}.{hparam}; it has {have}")
+  if isinstance(block[name][hparam], str):
+    raise ValueError(f"grid axis {axis!r} is a string option; vary it with separate configs")
+  make = aggregators.make if group == "aggregator" else make_estimator
+  for value in values:  # each value checked by the factory itself, before any tracing
+    make(name, **{**block[name].to_dict(), hparam: value})
+
+
+def grid_cells(grid: Mapping[str, Sequence], config=None) -> list[dict]:
+  """Every combination of the grid's axes ({axis: values}), first axis slowest.
+
+  Hyper-parameter axes need `config` (their blocks and checks).
+  """
   for axis, values in grid.items():
-    if axis not in Knobs._fields and axis not in STATIC_AXES:
-      raise ValueError(f"grid axis {axis!r} is neither a knob {Knobs._fields} nor one of the "
-                       f"sim fields {STATIC_AXES}")
+    if hparam_axis(axis) and config is not None:
+      _check_hparam_axis(config, axis, values)
+    elif axis not in Knobs._fields and axis not in STATIC_AXES:
+      raise ValueError(f"grid axis {axis!r} is neither a knob {Knobs._fields}, one of the "
+                       f"sim fields {STATIC_AXES}, nor a hyper-parameter "
+                       "'aggregator.<name>.<hparam>' / 'estimator.<name>.<hparam>'")
     if not len(values):
       raise ValueError(f"grid axis {axis!r} has no values")
   axes = list(grid)

@@ -10,6 +10,11 @@ prompts once (a step is an epoch), so adaptive per-prompt state moves every step
   simulate = make_simulator(spec)
   out = simulate(seed, knobs)           # one run; jit/vmap it over seeds and knobs
   out = run_lanes(spec, seeds, knobs)   # jitted vmap over lanes (seeds [L], knobs of [L])
+  out = run_lanes(spec, seeds, knobs, {"aggregator.gamma": gammas})  # [L] hyper-parameters too
+
+A hyper-parameter given per lane ({"aggregator.<hparam>" or "estimator.<hparam>": value})
+replaces the spec's value and is traced, so it must not decide the program's
+structure (`lane_hparams_ok` tells which can); the spec's own values are static.
 
 `out["eval"]` holds `focal.sim.metrics.expected_metrics` at steps
 0, log_every, ..., steps ([S + 1, ...], S = steps / log_every); `out["train"]`
@@ -127,24 +132,42 @@ def _policy_update(spec: SimSpec, tx, world: World, knobs: Knobs, params, opt_st
   return params, opt_state, jax.tree.map(jnp.mean, loss_m)
 
 
-def make_simulator(spec: SimSpec):
-  """`simulate(seed, knobs) -> out` (module docstring); pure, jittable, vmappable.
+HPARAM_GROUPS = ("aggregator", "estimator")
 
-  `simulate.simulate_world(world, key, knobs)` runs on a given world (tests build
-  worlds by hand).
+
+def build_methods(spec: SimSpec, hparams: dict | None = None):
+  """(aggregator, estimator) of `spec`, with `hparams` ({"<group>.<name>": value}) replacing
+  the spec's values of those hyper-parameters (traced values stay traced)."""
+  merged = {"aggregator": dict(spec.aggregator_hparams),
+            "estimator": dict(spec.estimator_hparams)}
+  for key, value in (hparams or {}).items():
+    group, _, name = key.partition(".")
+    if group not in HPARAM_GROUPS or not name:
+      raise ValueError(f"lane hyper-parameter {key!r} must be 'aggregator.<name>' or "
+                       "'estimator.<name>'")
+    merged[group][name] = value
+  return (aggregators.make(spec.aggregator, **merged["aggregator"]),
+          make_estimator(spec.estimator, **merged["estimator"]))
+
+
+def make_simulator(spec: SimSpec):
+  """`simulate(seed, knobs, hparams=None) -> out` (module docstring); pure, jittable, vmappable.
+
+  `simulate.simulate_world(world, key, knobs, hparams=None)` runs on a given world
+  (tests build worlds by hand).
   """
   population = make_population(spec.population)
-  agg = aggregators.make(spec.aggregator, **dict(spec.aggregator_hparams))
-  estimate = make_estimator(spec.estimator, **dict(spec.estimator_hparams))
+  build_methods(spec)  # a bad name or hyper-parameter fails here, before any tracing
   num_cat = population.num_categories
 
-  def simulate(seed, knobs: Knobs):
+  def simulate(seed, knobs: Knobs, hparams: dict | None = None):
     world_key, run_key = jax.random.split(jax.random.key(seed))
     world = make_world(world_key, knobs, population, spec.num_prompts, spec.max_criteria,
                        spec.num_types, spec.num_features)
-    return simulate_world(world, run_key, knobs)
+    return simulate_world(world, run_key, knobs, hparams)
 
-  def simulate_world(world: World, key, knobs: Knobs):
+  def simulate_world(world: World, key, knobs: Knobs, hparams: dict | None = None):
+    agg, estimate = build_methods(spec, hparams)
     tx = make_optimizer(knobs.learning_rate, spec.grad_clip, spec.weight_decay)
     params = policy.init_params(spec.num_prompts, world.init_logits.shape[1], spec.num_features)
     bounds = judge_lib.verdict_bounds(raw_pass_prob(world), knobs.noise, knobs.invalid)
@@ -195,7 +218,26 @@ def compiled_lanes(spec: SimSpec):
   return jax.jit(jax.vmap(make_simulator(spec)))
 
 
-def run_lanes(spec: SimSpec, seeds, knobs: Knobs) -> dict[str, Any]:
-  """Runs L lanes (seeds [L] int, knobs of [L] arrays) as one compiled program."""
+def run_lanes(spec: SimSpec, seeds, knobs: Knobs, hparams: dict | None = None) -> dict[str, Any]:
+  """Runs L lanes (seeds [L] int, knobs of [L] arrays, hparams {key: [L]}) as one program."""
   seeds = jnp.asarray(seeds, jnp.uint32)
-  return compiled_lanes(spec)(seeds, knobs)
+  if not hparams:
+    return compiled_lanes(spec)(seeds, knobs)
+  hparams = {k: jnp.asarray(v, jnp.float32) for k, v in hparams.items()}
+  return compiled_lanes(spec)(seeds, knobs, hparams)
+
+
+def lane_hparams_ok(spec: SimSpec, keys) -> dict[str, bool]:
+  """{key: whether the hyper-parameter `key` ("<group>.<name>") can be a lane}: False when
+  the aggregator or estimator branches on its value while tracing (it then decides the
+  program, e.g. Focal's `ema` or `w_min`), so a grid runs one program per value instead."""
+  knobs = jax.tree.map(lambda _: jax.ShapeDtypeStruct((), jnp.float32), Knobs(*Knobs._fields))
+  ok = {}
+  for key in keys:
+    hparams = {key: jax.ShapeDtypeStruct((), jnp.float32)}
+    try:
+      jax.eval_shape(make_simulator(spec), jax.ShapeDtypeStruct((), jnp.uint32), knobs, hparams)
+      ok[key] = True
+    except jax.errors.ConcretizationTypeError:
+      ok[key] = False
+  return ok
