@@ -5,7 +5,7 @@ rare-but-reachable criteria.
       --workdir=results/sim/focal_gamma --figures=docs/img/sim_focal_gamma
 
 Asks whether some gamma makes Focal beat the static baselines where the default
-(gamma = 1) does not. gamma is a lane like the knobs (one compiled program for
+(gamma = 3) does not. gamma is a lane like the knobs (one compiled program for
 all 16 cells x 128 seeds); the baselines run each rare share once. The world
 is configs/sim/base.py's, sized like the other phase diagrams (16 prompts per
 seed, 150 steps at learning rate 0.1). docs/SIMULATOR.md reads it.
@@ -23,5 +23,5 @@ def get_config(arg=None):
 def get_grid(arg=None):
   """{axis: values}: rows follow the first axis, columns the second."""
   return base.pick_grid(
-      arg, full={"aggregator.focal.gamma": (0.0, 1.0, 2.0, 4.0), "rare": (0.0, 0.1, 0.2, 0.3)},
+      arg, full={"aggregator.focal.gamma": (0.0, 1.0, 3.0, 5.0), "rare": (0.0, 0.1, 0.2, 0.3)},
       smoke={"aggregator.focal.gamma": (0.0, 2.0), "rare": (0.0, 0.3)})
