@@ -8,16 +8,17 @@ One run alone:
 
   python -m experiments.train --config=configs/paper/focal.py --workdir=runs/focal_seed0
 
-Expected on this 2-core CPU (docs/RESULTS.md section 1; about 16 min on a quiet
-machine): held-out greedy mean rubric reward at step 200, mean ± std over seeds 0-2,
-from 36.7 at step 0 (the warm-started policy):
+Expected on this 2-core CPU (docs/RESULTS.md section 1; about 14 min at load 2-3):
+held-out greedy mean rubric reward at step 200, mean ± std over seeds 0-2, from 36.7
+at step 0 (the warm-started policy):
 
-  weighted_sum 48.99 ± 0.72   category_balanced 49.34 ± 1.59
-  pow3r        49.52 ± 0.92   focal             50.19 ± 0.78
+  weighted_sum 49.18 ± 0.64   category_balanced 49.15 ± 1.33
+  pow3r        48.09 ± 2.03   focal             50.03 ± 1.51
 
-Every aggregator ends within about 1.5 points of 49.5, inside the seed noise; their
+Every aggregator ends within about 2 points of 49, inside the seed noise; their
 order changes with the machine and with code changes that reorder floating-point
-work (RESULTS.md records three orders), so read a re-run by mean ± std.
+work or the sampler's random stream (RESULTS.md records four orders), so read a
+re-run by mean ± std.
 The paper's full grid is 6 benchmarks x 3 model scales (18 comparisons), 216 runs:
 
   python -m experiments.sweep --config=configs/paper/focal.py:full --workdir=results/focal_full \
@@ -29,7 +30,8 @@ results/focal_full/results.csv: 20-36 min on an AMD EPYC, 42-66 min on an
 Intel Xeon, 54-91 min on the first machine), plus a warm start per (task, scale,
 seed) of 6-20 min at base: about 1 h, 4-5 h and 30 h a slice. The grid is trained
 slice by slice (a stopped sweep resumes from its checkpoints); results/focal_full
-keeps every run's metrics in git. Expected (docs/RESULTS.md section 4, all 216 runs):
+keeps every run's metrics in git. Expected (docs/RESULTS.md section 4, all 216 runs,
+trained before the sampler's random stream changed, so a re-run samples other rollouts):
 Focal beats the strongest static baseline in 4 of the 18 (task, scale) settings on
 held-out mean rubric reward (2 ties), none by more than its paired seed std; POW3R
 beats weighted sum in 7 of 18 and category-balanced in 7 of 18.

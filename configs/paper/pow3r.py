@@ -8,14 +8,15 @@ Reproduce:
 
   python -m experiments.sweep --config=configs/paper/pow3r.py --workdir=runs/pow3r_paper
 
-Expected on this 2-core CPU (docs/RESULTS.md section 2; about 9 min on a quiet
-machine): held-out greedy mean rubric reward at step 200, mean ± std over seeds 0-2,
-from 36.7 at step 0:
+Expected on this 2-core CPU (docs/RESULTS.md section 2; about 8.5 min at load 2-3):
+held-out greedy mean rubric reward at step 200, mean ± std over seeds 0-2, from
+36.7 at step 0:
 
-  weighted_sum 48.79 ± 2.07   category_balanced 48.41 ± 2.11   pow3r 47.72 ± 1.87
+  weighted_sum 47.74 ± 1.40   category_balanced 48.49 ± 2.14   pow3r 48.85 ± 2.50
 
-with POW3R about 1 point below weighted sum paired by seed (-1.07 ± 0.33; -1.13 ±
-0.09 on another machine). The paper reports POW3R > category-balanced > static on
+POW3R's paired gap to weighted sum (+1.11 ± 2.49 here) has had either sign across
+code versions (-1.07 ± 0.33 before the sampler's random stream changed): read a
+re-run by mean ± std. The paper reports POW3R > category-balanced > static on
 mean rubric reward and strict completion, and the same plateau in 2.5-4x fewer
 steps; the summary's steps-to-threshold tables are where to look for the latter.
 """
