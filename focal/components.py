@@ -151,7 +151,10 @@ def make_grader(config, source, block: str = "grader"):
   from focal.graders.judge import JudgeClient, JudgeConfig
   section = config.grader if block == "grader" else config.eval
   client = JudgeClient(JudgeConfig.from_mapping(section.judge.to_dict()))
-  client.preflight()  # an unreachable endpoint, a refused key or an unknown model stop here
+  conversations, criteria, crit_mask = source.judge_inputs("train", [0])
+  first = int(np.argmax(crit_mask[0]))
+  # An unreachable endpoint, a refused key or an unknown model stop here, on a real request.
+  client.preflight(conversations[0], criteria[0][first])
   return HostGrader(source, client, pitfall_mode(config))
 
 

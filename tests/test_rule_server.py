@@ -110,6 +110,8 @@ def test_command_line_server(tmp_path):
     with JudgeClient(config) as client:
       assert client.preflight()["valid"] is False  # reachable; its question is no suite prompt
       crit = texts.criterion_text("caps", tasks.get("caps").criteria[5])
+      # The trainer's preflight asks the run's own first prompt and criterion: answerable.
+      assert client.preflight("caps:plum", JudgeCriterion(crit, 5.0))["valid"] is True
       assert client.judge_one("caps:plum", "[PLUM]<|eos|>", JudgeCriterion(crit, 5.0)).score == 1
   finally:
     proc.terminate()

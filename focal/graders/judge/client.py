@@ -118,15 +118,23 @@ class JudgeClient:
     return JudgeVerdict(float(scores[0, 0, 0]), bool(valid[0, 0, 0]), o.met, o.explanation,
                         o.error, o.requests, o.cached)
 
-  def preflight(self) -> dict:
+  def preflight(self, conversation=None, criterion=None) -> dict:
     """One request now. Raises JudgeUnavailable, naming base_url and model, when the endpoint
     is unreachable, refuses the key (401/403), does not know the model or rejects the request;
     returns {"latency_s", "valid", "error"} otherwise (a verdict that does not parse is logged,
-    not fatal: the loop's max_invalid_frac guards that)."""
-    criterion = templates.JudgeCriterion("The response says that the sky is blue.", 1.0,
-                                         "accuracy")
-    prompt = self.template.render("Is the sky blue on a clear day?", "Yes, it is blue.",
-                                  criterion, False)
+    not fatal: the loop's max_invalid_frac guards that).
+
+    With `conversation` and `criterion` (the training data's first prompt and criterion) the
+    request is one the run will send, rendered the same way, with an empty response; without
+    them a fixed general-knowledge probe. The cache is neither read nor written.
+    """
+    if conversation is None or criterion is None:
+      conversation = "Is the sky blue on a clear day?"
+      criterion = templates.JudgeCriterion("The response says that the sky is blue.", 1.0,
+                                           "accuracy")
+    table = RequestTable.build(self.config.model, self.template_hash, [conversation], [[""]],
+                               [[criterion]], [[True]], "signed", self.template)
+    prompt = table.prompt(table.keys()[0])
     start = time.monotonic()
     outcome = self._ask(prompt)
     c = self.config
