@@ -89,6 +89,26 @@ def test_mesh_and_batch_use_every_device_with_a_dividing_batch():
       assert rounded % devices == 0 and batch <= rounded < batch + devices
 
 
+def test_install_source_errors_say_what_to_set(tmp_path, monkeypatch):
+  """An unclonable URL (the default repository unreachable, a typo) or a folder that is no
+  checkout is a RuntimeError naming FOCAL_SOURCE, not git's exit status alone."""
+  nb = nbformat.read(NOTEBOOK, as_version=4)
+  cell = next(c.source for c in nb.cells if "def checkout_of" in c.source)
+  scope = {}
+  for name in ("find_checkout", "checkout_of"):
+    start = cell.index(f"def {name}")
+    exec(cell[start:cell.index("\n\n\n", start)], {**scope, "os": os, "subprocess": subprocess},
+         scope)
+  monkeypatch.chdir(tmp_path)
+  missing = (tmp_path / "nowhere.git").as_uri()
+  with pytest.raises(RuntimeError, match="could not clone .*Set FOCAL_SOURCE"):
+    scope["checkout_of"](missing)
+  assert not (tmp_path / "nowhere").exists()
+  with pytest.raises(RuntimeError, match="is not a Focal checkout"):
+    scope["checkout_of"](str(tmp_path))
+  assert scope["checkout_of"](REPO) == REPO
+
+
 def copy_checkout(dst) -> str:
   """The working tree as a fresh runtime would clone it (no runs, caches or build output)."""
   ignore = shutil.ignore_patterns(".git", "runs", "__pycache__", "*.egg-info", "build",
