@@ -75,6 +75,7 @@ def test_resume_continues_without_repeating_steps(tiny_run):
   assert final["step"] == 6
 
 
+@pytest.mark.slow  # about 20-40 s; the default suite keeps under 15 min on CI
 def test_train_seconds_count_the_whole_loop_across_a_restart(tmp_path, monkeypatch):
   ticks = iter(range(1000))  # a clock that reads 0, 1, 2, ...: one tick per read
   monkeypatch.setattr(loop, "_clock", lambda: float(next(ticks)))
@@ -151,6 +152,7 @@ def test_run_group_trains_each_seed_like_its_own_run(tmp_path):
   assert [a["step"] for a in again] == [2, 2]
 
 
+@pytest.mark.slow  # about 20-40 s; the default suite keeps under 15 min on CI
 def test_cli_trains_on_a_multi_device_mesh(tmp_path, tiny_run):
   """The tiny preset on a (2, 1, 2) mesh of 4 simulated devices, against the one-device run."""
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")

@@ -63,6 +63,7 @@ def check_executed(nb, workdir, devices: int, prompts_per_step: int) -> str:
   return text
 
 
+@pytest.mark.slow  # about 20-40 s; the default suite keeps under 15 min on CI
 def test_quickstart_runs_on_the_tiny_preset(tmp_path):
   nb = tiny_notebook(tmp_path)
   # Raises CellExecutionError, naming the cell, if any cell fails.

@@ -88,6 +88,7 @@ def test_healthbench_with_a_judge_reports_the_official_score(tmp_path, checkpoin
   assert rows[1]["train/judge_requests"] > 0
 
 
+@pytest.mark.slow  # about 15 s each; tests/test_scaling_commands.py runs them on 8 devices too
 @pytest.mark.parametrize("preset, source, data", [
     ("configs/paper/pow3r_healthbench.py:smoke", "healthbench", "healthbench_tiny.jsonl"),
     ("configs/paper/focal_rar.py:smoke", "rar", "rar_tiny.jsonl"),
