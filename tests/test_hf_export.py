@@ -137,13 +137,14 @@ def test_export_cli_on_a_trained_run(tmp_path):
   import sys
 
   from configs import base
-  from focal import evaluation, trainer
+  from focal import evaluation, loop
+  from focal.data import synthetic_source
 
   workdir, out = str(tmp_path / "run"), str(tmp_path / "hf")
   config = base.get_config("tiny")
   config.warm_start.cache_dir = ""
   config.total_steps = 1
-  trainer.run(config, workdir, progress=False)
+  loop.run(config, workdir, progress=False)
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   cli = subprocess.run([sys.executable, "-m", "experiments.export", f"--workdir={workdir}",
                         f"--out={out}"], cwd=root, capture_output=True, text=True, timeout=600,
@@ -155,8 +156,10 @@ def test_export_cli_on_a_trained_run(tmp_path):
   pre = load_pretrained(out)
   jax.tree.map(lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)),
                params, pre.params)
-  _, _, eval_set = trainer.prompt_sets(config)
-  tokens, mask = trainer.encode_prompts(eval_set)
+  d = config.data
+  _, _, eval_set = synthetic_source.prompt_sets(config.task, d.train_prompts_per_task,
+                                                d.eval_prompts_per_task, config.seed)
+  tokens, mask = synthetic_source.encode_prompts(eval_set)
   for row in range(3):
     prompt = bytes(eval_set.tokens[row]).decode()
     ids = pre.chat.encode([{"role": "user", "content": prompt}], pre.tokenizer)
