@@ -271,8 +271,12 @@ def localize(argv: list[str], run: Run, values: dict) -> list[str]:
 
 
 def process_env(run: Run, documented_env: dict, rank: int, values: dict, home) -> dict:
+  # No shared compilation cache (tests/conftest.py): a documented command runs as a user's
+  # would, and with the session's cache the 2-process sweep + eval hung at JAX's shutdown
+  # barrier (process 1 never reached it); without it the same command passes.
   env = {k: v for k, v in os.environ.items()
-         if not k.startswith(("FOCAL_", "SLURM_", "XLA_FLAGS", "PYTHONPATH"))}
+         if not k.startswith(("FOCAL_", "SLURM_", "XLA_FLAGS", "PYTHONPATH", "JAX_COMPILATION",
+                              "JAX_PERSISTENT_CACHE"))}
   env.update(PYTHONPATH=REPO, HOME=str(home), PYTHONUSERBASE=site.getuserbase(),
              JAX_PLATFORMS="cpu", OPENAI_API_KEY="local-judge",
              XLA_FLAGS=f"--xla_force_host_platform_device_count={run.devices}")
@@ -305,14 +309,21 @@ def start(argv: list[str], env: dict, cwd):
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
-def finish(proc, timeout: int = 1800) -> str:
-  try:
-    out, _ = proc.communicate(timeout=timeout)
-  except subprocess.TimeoutExpired:
-    proc.kill()
-    raise
-  assert proc.returncode == 0, out[-4000:]
-  return out
+def finish(procs, timeout: int = 1800) -> list[str]:
+  """Every process's output once all have ended; a failure shows each one's tail (in a
+  multi-process run the failing process is often not the one that reports the error)."""
+  outs = []
+  for proc in procs:
+    try:
+      outs.append(proc.communicate(timeout=timeout)[0])
+    except subprocess.TimeoutExpired:
+      proc.kill()
+      outs.append(proc.communicate()[0] + "\n[killed after the timeout]")
+  codes = [proc.returncode for proc in procs]
+  assert codes == [0] * len(procs), "\n".join(
+      f"--- process {rank} (exit {code}) ---\n{out[-3000:]}"
+      for rank, (code, out) in enumerate(zip(codes, outs)))
+  return outs
 
 
 def wait_for_port(port: int, proc, timeout: float = 120) -> None:
@@ -348,7 +359,7 @@ def execute(run: Run, tmp_path, values: dict):
         continue       # the environment it already gets)
       seen.add(key)
       procs = [start(argv, env, cwd) for argv, env in zip(argvs, envs)]
-      outs = [finish(p) for p in procs]
+      outs = finish(procs)
       results.append((argvs[0], outs[0]))
   finally:
     for proc in background:
