@@ -272,8 +272,9 @@ def localize(argv: list[str], run: Run, values: dict) -> list[str]:
 
 def process_env(run: Run, documented_env: dict, rank: int, values: dict, home) -> dict:
   # No shared compilation cache (tests/conftest.py): a documented command runs as a user's
-  # would, and with the session's cache the 2-process sweep + eval hung at JAX's shutdown
-  # barrier (process 1 never reached it); without it the same command passes.
+  # would. (With the session's cache the 2-process sweep + eval once hung at JAX's shutdown
+  # barrier, process 1 never arriving; it hung once without it too, beside another test
+  # session, and passed alone, under load and in sequence: the cause is not pinned down.)
   env = {k: v for k, v in os.environ.items()
          if not k.startswith(("FOCAL_", "SLURM_", "XLA_FLAGS", "PYTHONPATH", "JAX_COMPILATION",
                               "JAX_PERSISTENT_CACHE"))}
