@@ -106,3 +106,17 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   elif arg is not None:
     raise ValueError(f"unknown preset {arg!r}; choose from: tiny")
   return c
+
+
+def shrink_real_data_smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """A real-data preset's 'smoke' variant (configs/paper/*): the same wiring, shrunk to
+  seconds on a tiny checkpoint (tests), with no verdict cache."""
+  c.data.max_eval_prompts = 0
+  c.data.max_prompt_tokens = 256
+  c.data.prompts_per_step = 2
+  c.grpo.group_size = 2
+  c.grpo.max_new_tokens = 8
+  c.model.dtype = "float32"
+  c.grader.judge.cache_path = c.eval.judge.cache_path = ""
+  c.total_steps = c.eval_every = 2
+  return c

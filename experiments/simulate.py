@@ -13,7 +13,6 @@ baseline with 95% intervals), and figures: `<figures>_vs_<baseline>.png`
 heat maps for a two-axis grid (`--figures` defaults to WORKDIR/phase), else
 learning curves `<figures>.png` (default WORKDIR/curves.png).
 """
-import importlib.util
 import json
 import os
 import platform
@@ -24,6 +23,7 @@ import jax
 from absl import app, flags
 from ml_collections import config_flags
 
+from focal import cli
 from focal.sim import grid as grid_lib
 from focal.sim import plots, report
 
@@ -38,13 +38,9 @@ FLAGS = flags.FLAGS
 
 def load_grid():
   """The config file's get_grid(arg), or None when it defines none."""
-  spec = config_flags.get_config_filename(FLAGS["config"])
-  file, _, arg = spec.partition(":")
-  module_spec = importlib.util.spec_from_file_location("sim_config", file)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
+  module, arg = cli.config_module(FLAGS["config"])
   get_grid = getattr(module, "get_grid", None)
-  return None if get_grid is None else get_grid(arg or None)
+  return None if get_grid is None else get_grid(arg)
 
 
 def _write_config(config, grid, workdir: str) -> None:

@@ -11,7 +11,6 @@ to WORKDIR/<name>; a run whose metrics already hold its final evaluation is
 skipped, and an interrupted one resumes from its checkpoint. The outputs are
 WORKDIR/results.csv, WORKDIR/summary.md and WORKDIR/*.png.
 """
-import importlib.util
 import os
 import sys
 
@@ -31,14 +30,10 @@ FLAGS = flags.FLAGS
 
 
 def _get_sweep():
-  spec = config_flags.get_config_filename(FLAGS["config"])
-  file, _, arg = spec.partition(":")
-  module_spec = importlib.util.spec_from_file_location("sweep_config", file)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
+  module, arg = cli.config_module(FLAGS["config"])
   if not hasattr(module, "get_sweep"):
-    raise ValueError(f"{file} defines no get_sweep(arg)")
-  return module.get_sweep(arg or None)
+    raise ValueError(f"{module.__file__} defines no get_sweep(arg)")
+  return module.get_sweep(arg)
 
 
 def main(argv):

@@ -7,25 +7,16 @@ import sys
 
 import pytest
 
-from configs import base
 from focal import loop
 from focal.checkpoint import CheckpointError
 from focal.rundir import ConfigMismatch, RunDir, RunLocked, trajectory_diff
+from test_loop import tiny_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def tiny(**over):
-  c = base.get_config("tiny")
-  c.warm_start.cache_dir = ""
-  c.total_steps = c.eval_every = c.checkpoint_every = 2
-  for key, value in over.items():
-    node = c
-    *path, last = key.split(".")
-    for p in path:
-      node = node[p]
-    node[last] = value
-  return c
+  return tiny_config(**{"total_steps": 2, "eval_every": 2, "checkpoint_every": 2, **over})
 
 
 @pytest.fixture(scope="module")

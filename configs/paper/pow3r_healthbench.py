@@ -63,14 +63,7 @@ def get_config(arg=None):
   c.eval_every = 50
   c.checkpoint_every = 50
   if arg == "smoke":
-    c.data.max_eval_prompts = 0
-    c.data.max_prompt_tokens = 256
-    c.data.prompts_per_step = 2
-    c.grpo.group_size = 2
-    c.grpo.max_new_tokens = 8
-    c.model.dtype = "float32"
-    c.grader.judge.cache_path = c.eval.judge.cache_path = ""
-    c.total_steps = c.eval_every = 2
+    base.shrink_real_data_smoke(c)
   return c
 
 
