@@ -42,8 +42,9 @@ from configs import base  # noqa: E402
 from focal import aggregators, sampling, tasks  # noqa: E402
 from focal.advantages import make_estimator  # noqa: E402
 from focal.models import get_scale, init_model  # noqa: E402
-from focal.train import (GRPOSettings, PromptBatch, init_train_state, make_engine,  # noqa: E402
-                         make_optimizer)
+from focal.batch import PromptBatch  # noqa: E402
+from focal.train import (GRPOSettings, init_train_state, make_engine,
+                         make_optimizer)  # noqa: E402
 
 
 def forward_flops(cfg, rows: int, queries: int, slots: int) -> float:

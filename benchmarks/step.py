@@ -53,8 +53,9 @@ from focal import aggregators  # noqa: E402
 from focal.models import PAD_ID, get_scale, init_model, param_count  # noqa: E402
 from focal.rubric import RubricBatch  # noqa: E402
 from focal.sampling import left_pad  # noqa: E402
-from focal.train import (GRPOSettings, PromptBatch, init_train_state, make_engine,  # noqa: E402
-                         make_optimizer, response_logprobs)
+from focal.batch import PromptBatch  # noqa: E402
+from focal.train import (GRPOSettings, init_train_state, make_engine,
+                         make_optimizer, response_logprobs)  # noqa: E402
 
 TARGET = 0.40  # learn-step share of the peak matmul rate at the largest scale (the target)
 

@@ -44,7 +44,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from focal.partition_rules import (FSDP_MIN_SIZE, REPLICATED_RULES, TENSOR_RULES, Rules,  # noqa: F401
                                    add_fsdp, axis_size, fit_spec, match_rule, param_specs,
                                    path_str)
-from focal.train import Rollouts
+from focal.batch import Rollouts
 
 AXES = ("data", "fsdp", "tensor")
 BATCH_AXES = ("data", "fsdp")

@@ -32,32 +32,9 @@ import optax
 
 from focal import aggregators, grpo, nonfinite, sampling
 from focal.advantages import make_estimator
+from focal.batch import PromptBatch, Rollouts
 from focal.models.transformer import grouped_response_logprobs, token_logprobs
-from focal.rubric import RubricBatch
 from focal.step_metrics import clipped_ratio, step_metrics, token_mean  # noqa: F401  (public)
-
-
-@flax.struct.dataclass
-class PromptBatch:
-  """B prompts with their rubrics.
-
-  tokens: [B, P] int32, left-padded prompts. mask: [B, P] bool, real prompt tokens.
-  features: [B, F] int32, whatever a programmatic grader reads about each prompt.
-  rubric: RubricBatch with [B, K] fields.
-  """
-  tokens: Any
-  mask: Any
-  features: Any
-  rubric: RubricBatch
-
-
-class Rollouts(NamedTuple):
-  """G responses per prompt, flattened to N = B * G rows (prompt-major).
-
-  tokens: [N, L] generated tokens; mask: [N, L] real generated tokens (EOS included).
-  """
-  tokens: jax.Array
-  mask: jax.Array
 
 
 @flax.struct.dataclass

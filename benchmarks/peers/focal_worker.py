@@ -55,8 +55,8 @@ def build(shape_name: str, dtype: str = "float32", aggregator: str = "weighted_s
 
   from focal import aggregators
   from focal.models.transformer import init_model
-  from focal.train import (GRPOSettings, PromptBatch, init_train_state, make_engine,
-                           make_optimizer)
+  from focal.batch import PromptBatch
+  from focal.train import (GRPOSettings, init_train_state, make_engine, make_optimizer)
   config = model_config(shape_name, dtype)
   graphdef, params = init_model(config, jax.random.key(seed))
   tx = make_optimizer(shapes.LEARNING_RATE, shapes.GRAD_CLIP)
@@ -80,7 +80,7 @@ def main(argv=None):
   import optax
 
   from focal.models import param_count
-  from focal.train import PromptBatch
+  from focal.batch import PromptBatch
   _, engine, state, _ = build(args.shape, args.dtype)
   step = jax.jit(engine.train_step, donate_argnums=(0,))
   tokens, mask, features, rubric = host_batch()

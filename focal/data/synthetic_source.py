@@ -13,7 +13,7 @@ import numpy as np
 from focal import sampling, tasks
 from focal.tasks import texts
 from focal.tokenizers import ByteTokenizer
-from focal.train import PromptBatch
+from focal.batch import PromptBatch
 
 
 def encode_prompts(prompt_set, width: int | None = None):
