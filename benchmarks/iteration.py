@@ -43,7 +43,7 @@ from focal import aggregators, sampling, tasks  # noqa: E402
 from focal.advantages import make_estimator  # noqa: E402
 from focal.models import get_scale, init_model  # noqa: E402
 from focal.batch import PromptBatch  # noqa: E402
-from focal.train import (GRPOSettings, init_train_state, make_engine,
+from focal.iteration import (GRPOSettings, init_train_state, make_engine,
                          make_optimizer)  # noqa: E402
 
 

@@ -3,7 +3,7 @@
   python benchmarks/memory.py [--meshes 1,1,1 1,8,1 ...] [--fsdp-min-size N]
 
 Counts what lives on a device between steps: the policy parameters, the AdamW
-state of `focal.train.make_optimizer` (two float32 moments per parameter and a
+state of `focal.iteration.make_optimizer` (two float32 moments per parameter and a
 step count) and the frozen reference parameters, each laid out by
 `focal.sharding.state_shardings` with the default TENSOR_RULES. Activations, the
 KV cache and XLA scratch are not counted: they depend on batch and sequence
@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 from focal import aggregators, sharding  # noqa: E402
 from focal.models.scales import SCALES, param_count  # noqa: E402
 from focal.models.transformer import abstract_model  # noqa: E402
-from focal.train import init_train_state, make_optimizer  # noqa: E402
+from focal.iteration import init_train_state, make_optimizer  # noqa: E402
 
 MESHES = ("1,1,1", "8,1,1", "1,8,1", "2,4,1", "1,4,2", "1,2,4")
 PARTS = ("params", "opt_state", "ref_params")

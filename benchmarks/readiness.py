@@ -67,7 +67,7 @@ def small_engine(batch_size: int):
   from focal.models.transformer import ModelConfig, init_model
   from focal.rubric import RubricBatch
   from focal.batch import PromptBatch
-  from focal.train import (GRPOSettings, init_train_state, make_engine, make_optimizer)
+  from focal.iteration import (GRPOSettings, init_train_state, make_engine, make_optimizer)
   cfg = ModelConfig(vocab_size=260, d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, head_dim=16,
                     d_ff=128, max_seq_len=32)
   graphdef, params = init_model(cfg, jax.random.key(0))

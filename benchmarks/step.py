@@ -5,7 +5,7 @@ Usage (from the repository root):
     python -m benchmarks.step --quick               # tiny and small, fewer repeats, decode to 128
     python -m benchmarks.step --scales base --batch 12 --group 8 --new-tokens 40   # the trainer's shape
 
-For each scale it builds `focal.train.make_engine` with a small jittable grader and the Focal
+For each scale it builds `focal.iteration.make_engine` with a small jittable grader and the Focal
 aggregator, jits the three halves and times (median of --repeats calls after a compile-and-warm-up
 call, each ending in block_until_ready):
   * rollout_step alone  -> rollout tokens/s (EOS disabled, so every row generates --new-tokens);
@@ -54,7 +54,7 @@ from focal.models import PAD_ID, get_scale, init_model, param_count  # noqa: E40
 from focal.rubric import RubricBatch  # noqa: E402
 from focal.sampling import left_pad  # noqa: E402
 from focal.batch import PromptBatch  # noqa: E402
-from focal.train import (GRPOSettings, init_train_state, make_engine,
+from focal.iteration import (GRPOSettings, init_train_state, make_engine,
                          make_optimizer, response_logprobs)  # noqa: E402
 
 TARGET = 0.40  # learn-step share of the peak matmul rate at the largest scale (the target)

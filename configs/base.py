@@ -52,12 +52,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.grader.overlap = False  # judge/rules: sample step t+1 while step t is graded (one update stale; train/policy_lag)
   c.grader.judge = components.judge_config()  # an OpenAI-compatible endpoint (focal.graders.judge.config.JudgeConfig)
 
-  c.grpo = components.grpo_config()  # focal.train.GRPOSettings: G, lengths, sampling, clip, KL
+  c.grpo = components.grpo_config()  # focal.iteration.GRPOSettings: G, lengths, sampling, clip, KL
   c.grpo.max_new_tokens = 40  # response length cap (tasks need <= 40 bytes)
 
   c.advantage = components.advantage_config("grpo")  # name: one of focal.advantages.registered_estimators()
 
-  c.optimizer = components.optimizer_config()  # focal.train.make_optimizer: grad clip, AdamW
+  c.optimizer = components.optimizer_config()  # focal.iteration.make_optimizer: grad clip, AdamW
   c.optimizer.learning_rate = 3e-4  # AdamW, constant
 
   c.aggregator = components.aggregator_config("focal")  # name: one of focal.aggregators.registered()

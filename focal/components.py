@@ -31,7 +31,7 @@ from focal import advantages, aggregators, policy, tasks, tracking
 from focal.aggregators import prompt_state
 from focal.data.synthetic_source import SyntheticSource
 from focal.grading import GRADER_KINDS, HostGrader, InJitGrader, RulesGrader, check_rules
-from focal.train import GRPOSettings, init_train_state, make_engine, make_optimizer
+from focal.iteration import GRPOSettings, init_train_state, make_engine, make_optimizer
 
 # GRPOSettings fields that come from the tokenizer, not from the config.
 _TOKEN_FIELDS = ("eos_id", "pad_id")
@@ -247,7 +247,7 @@ class Setup:
   config: ml_collections.ConfigDict
   source: Any                   # batches, held-out prompts, criterion names (focal.data)
   graphdef: Any
-  engine: Any                   # the jittable halves of a GRPO iteration (focal.train.Engine)
+  engine: Any                   # the jittable halves of a GRPO iteration (focal.iteration.Engine)
   state: Any                    # the initial TrainState (warm-started or loaded policy)
   settings: GRPOSettings
   warm_start_losses: np.ndarray

@@ -26,7 +26,7 @@ def clipped_ratio(rollouts, max_new_tokens: int, eos_id) -> jax.Array:
 def step_metrics(rewards, scores, valid, rubric: RubricBatch, rollouts, agg_metrics: dict,
                  adv_metrics: dict, inner: dict, settings) -> dict:
   """Scalars and [K] vectors to log; per-slot means are over prompts that use the slot.
-  `rollouts`: focal.train.Rollouts; `settings`: focal.train.GRPOSettings."""
+  `rollouts`: focal.iteration.Rollouts; `settings`: focal.iteration.GRPOSettings."""
   real = rubric.mask[:, None, :] & valid
   passed = passes(scores, rubric) & real
   slot_count = jnp.maximum(jnp.sum(real, (0, 1)), 1)

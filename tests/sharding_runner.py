@@ -31,8 +31,8 @@ from focal import aggregators, distributed, sharding  # noqa: E402
 from focal.checkpoint import Checkpointer  # noqa: E402
 from focal.models.transformer import ModelConfig, init_model  # noqa: E402
 from focal.replicas import StackedSeeds  # noqa: E402
-from focal.train import GRPOSettings, init_train_state, make_engine, make_optimizer  # noqa: E402
-from test_train import EOS, PAD, grade, make_batch  # noqa: E402
+from focal.iteration import GRPOSettings, init_train_state, make_engine, make_optimizer  # noqa: E402
+from test_iteration import EOS, PAD, grade, make_batch  # noqa: E402
 
 # n_kv_heads = n_heads = 2 so that tensor=2 splits whole heads.
 CFG = ModelConfig(vocab_size=260, d_model=32, n_layers=2, n_heads=2, n_kv_heads=2, head_dim=16,

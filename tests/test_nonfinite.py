@@ -10,8 +10,8 @@ import pytest
 from focal import aggregators, nonfinite
 from focal.models.transformer import ModelConfig, init_model
 from focal.batch import Rollouts
-from focal.train import (GRPOSettings, init_train_state, make_engine, make_optimizer)
-from test_train import EOS, PAD, make_batch
+from focal.iteration import (GRPOSettings, init_train_state, make_engine, make_optimizer)
+from test_iteration import EOS, PAD, make_batch
 
 CFG = ModelConfig(vocab_size=260, d_model=16, n_layers=1, n_heads=2, n_kv_heads=1, head_dim=8,
                   d_ff=32, max_seq_len=16)

@@ -16,7 +16,7 @@ from jax.sharding import PartitionSpec as P
 
 from focal import distributed, sharding
 from focal.models.transformer import ModelConfig, abstract_model
-from test_train import make_batch
+from test_iteration import make_batch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNNER = os.path.join(ROOT, "tests", "sharding_runner.py")

@@ -56,7 +56,7 @@ def build(shape_name: str, dtype: str = "float32", aggregator: str = "weighted_s
   from focal import aggregators
   from focal.models.transformer import init_model
   from focal.batch import PromptBatch
-  from focal.train import (GRPOSettings, init_train_state, make_engine, make_optimizer)
+  from focal.iteration import (GRPOSettings, init_train_state, make_engine, make_optimizer)
   config = model_config(shape_name, dtype)
   graphdef, params = init_model(config, jax.random.key(seed))
   tx = make_optimizer(shapes.LEARNING_RATE, shapes.GRAD_CLIP)

@@ -1,9 +1,9 @@
 """A whole simulated GRPO run as one `jax.lax.scan`, a pure function of (seed, knobs).
 
-Each step, exactly as `focal.train` does it for a language model: sample G
+Each step, exactly as `focal.iteration` does it for a language model: sample G
 rollouts (types) per prompt, judge them, `aggregators.make(...).update`,
 `advantages.make_estimator(...)`, then `mu` AdamW steps
-(`focal.train.make_optimizer`) on `focal.grpo.grpo_loss` with each rollout a
+(`focal.iteration.make_optimizer`) on `focal.grpo.grpo_loss` with each rollout a
 one-token sequence whose log-prob is log pi(type). Every step visits all P
 prompts once (a step is an epoch), so adaptive per-prompt state moves every step.
 
@@ -39,7 +39,7 @@ from focal.sim.knobs import Knobs
 from focal.sim.metrics import expected_metrics
 from focal.sim.population import make_population
 from focal.sim.world import CLASS_NAMES, World, make_world, raw_pass_prob
-from focal.train import make_optimizer
+from focal.iteration import make_optimizer
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,7 +12,7 @@ from focal.models.transformer import (ModelConfig, forward, grouped_response_log
                                      positions_from_mask)
 from focal.rubric import RubricBatch
 from focal.batch import PromptBatch, Rollouts
-from focal.train import (GRPOSettings, clipped_ratio, init_train_state, make_engine, make_optimizer,
+from focal.iteration import (GRPOSettings, clipped_ratio, init_train_state, make_engine, make_optimizer,
                          response_logprobs)
 
 CFG = ModelConfig(vocab_size=260, d_model=32, n_layers=2, n_heads=2, n_kv_heads=1, head_dim=16,
