@@ -18,10 +18,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from focal import components, metrics as metrics_lib, sampling
+from focal import components, sampling
+from focal.metrics import evaluation as metrics_lib
 from focal.report.tables import SUMMARY, format_report  # noqa: F401  (the CLI's report)
 from focal.rundir import RunDir, read_config
-from focal.step_log import named_means
+from focal.metrics.rows import named_means
 
 load_config = read_config  # a run's saved config: its directory or its config.json
 

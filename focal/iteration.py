@@ -34,7 +34,7 @@ from focal import aggregators, grpo, nonfinite, sampling
 from focal.advantages import make_estimator
 from focal.batch import PromptBatch, Rollouts
 from focal.models.transformer import grouped_response_logprobs, token_logprobs
-from focal.step_metrics import clipped_ratio, step_metrics, token_mean  # noqa: F401  (public)
+from focal.metrics.step import clipped_ratio, step_metrics, token_mean  # noqa: F401  (public)
 
 
 @flax.struct.dataclass

@@ -55,7 +55,7 @@ from focal.data.synthetic_source import prompt_sets, prompt_width
 from focal.host_step import TooManyInvalid
 from focal.replicas import make_replicas
 from focal.rundir import RunDir
-from focal.step_log import TokenCounter, train_row
+from focal.metrics.rows import TokenCounter, train_row
 
 # Wall clock of the training loop's train/seconds (a module attribute, so a test can swap it).
 _clock = time.time

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from focal import metrics as metrics_lib
+from focal.metrics import evaluation as metrics_lib
 from focal.rubric import RubricBatch
 
 C = 4

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from configs.sim import base
-from focal.metrics import compute_metrics
+from focal.metrics.evaluation import compute_metrics
 from focal.sim import components, judge, policy, stats
 from focal.sim.knobs import make_knobs
 from focal.sim.metrics import expected_metrics

@@ -18,7 +18,7 @@ from wandb.proto import wandb_internal_pb2
 from configs import base
 from focal import loop, tracking
 from focal.rundir import RunDir
-from focal.step_log import TokenCounter, train_row
+from focal.metrics.rows import TokenCounter, train_row
 from test_loop import tiny_config
 
 TRAIN = {"train/reward_mean": 0.25, "train/response_length": 7.5, "train/clip_frac": 0.125,

@@ -12,7 +12,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from focal import aggregators
-from focal.metrics import steps_to_threshold
+from focal.metrics.evaluation import steps_to_threshold
 from focal.rundir import read_rows
 
 # The static baselines, in registration order (ties between equal seed means go to the first).

@@ -7,7 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
-from focal.metrics import steps_to_threshold
+from focal.metrics.evaluation import steps_to_threshold
 from focal.report.stats import (HEADLINE, SIGNAL, STATIC, THRESHOLDS, group_rows, comparisons,
                                 mean_std)
 

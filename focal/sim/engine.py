@@ -32,7 +32,7 @@ import optax
 
 from focal import aggregators, grpo
 from focal.advantages import make_estimator
-from focal.metrics import compute_metrics
+from focal.metrics.evaluation import compute_metrics
 from focal.sim import judge as judge_lib
 from focal.sim import policy
 from focal.sim.knobs import Knobs

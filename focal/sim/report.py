@@ -18,7 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
-from focal.metrics import steps_to_threshold
+from focal.metrics.evaluation import steps_to_threshold
 from focal.sim import stats
 from focal.sim.grid import GridResult
 
