@@ -30,7 +30,7 @@ import numpy as np
 from focal import advantages, aggregators, policy, tasks, tracking
 from focal.aggregators import prompt_state
 from focal.data.synthetic_source import SyntheticSource
-from focal.grading import GRADER_KINDS, HostGrader, InJitGrader, RulesGrader, check_rules
+from focal.graders.stage import GRADER_KINDS, HostGrader, InJitGrader, RulesGrader, check_rules
 from focal.iteration import GRPOSettings, init_train_state, make_engine, make_optimizer
 
 # GRPOSettings fields that come from the tokenizer, not from the config.
@@ -141,7 +141,7 @@ def data_source(config, tokens: policy.Tokens, width: int | None = None):
 
 
 def make_grader(config, source, block: str = "grader"):
-  """The grader stage `config.<block>` names for `source` (see focal.grading)."""
+  """The grader stage `config.<block>` names for `source` (see focal.graders.stage)."""
   kind = grader_kind(config)
   if kind == "programmatic":
     return InJitGrader(source)
@@ -251,7 +251,7 @@ class Setup:
   state: Any                    # the initial TrainState (warm-started or loaded policy)
   settings: GRPOSettings
   warm_start_losses: np.ndarray
-  grader: Any                   # the training grader stage (focal.grading)
+  grader: Any                   # the training grader stage (focal.graders.stage)
   eval_grader: Any              # what evaluation grades with (the same, or eval.judge)
 
 

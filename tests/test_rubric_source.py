@@ -12,7 +12,7 @@ import pytest
 from focal.data.records import RecordError
 from focal.data.rubric_jsonl import parse_rubric_jsonl_file
 from focal.data.rubric_source import RubricSource, build_dataset
-from focal.grading import HostGrader, RulesGrader
+from focal.graders.stage import HostGrader, RulesGrader
 from focal.policy import byte_tokens
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
