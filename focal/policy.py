@@ -111,7 +111,6 @@ def init_policy(config, source, max_new_tokens: int, mesh=None, progress: bool =
   """
   import numpy as np
   from focal.models.transformer import init_model
-  from focal.warm_start import warm_start_params
   m = model_fields(config)
   if m["checkpoint"]:
     from focal.models.pretrained import load_pretrained
@@ -127,3 +126,25 @@ def init_policy(config, source, max_new_tokens: int, mesh=None, progress: bool =
   graphdef, params = init_model(model_cfg, jax.random.key(config.seed))
   params, losses = warm_start_params(config, source, graphdef, params, progress)
   return graphdef, params, losses
+
+
+def warm_start_params(config, source, graphdef, params, progress: bool = True):
+  """(params, losses) of the config's warm start on `source`'s training prompts, cached
+  under `config.warm_start.cache_dir` by everything the result depends on."""
+  from focal.warm_start import (cache_file, fingerprint, make_reference_sequences,
+                                 supervised_warm_start)
+  ws = config.warm_start
+  sequences = make_reference_sequences(source.suite, *source.train_prompts,
+                                       source.train_set.features,
+                                       per_prompt=ws.responses_per_prompt, quality=ws.quality,
+                                       seed=config.seed)
+  recipe = {k: v for k, v in ws.to_dict().items() if k != "cache_dir"}
+  model = model_fields(config)
+  if model["dtype"] != "float32":  # float32 compute keeps the key older caches were written under
+    recipe["dtype"] = model["dtype"]
+  cache = cache_file(ws.cache_dir, task=config.task, model=model["scale"], seed=config.seed,
+                     max_new=config.grpo.max_new_tokens,  # sizes the model's context
+                     sequences=fingerprint(sequences), init=fingerprint(params), **recipe)
+  return supervised_warm_start(graphdef, params, sequences, steps=ws.steps,
+                               batch_size=ws.batch_size, learning_rate=ws.learning_rate,
+                               seed=config.seed, cache_path=cache, progress=progress)

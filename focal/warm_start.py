@@ -21,7 +21,6 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from focal.models.transformer import token_logprobs
-from focal.policy import model_fields
 
 
 def next_token_loss(graphdef, params, tokens, loss_mask, attention_mask):
@@ -147,23 +146,3 @@ def make_reference_sequences(task, prompt_tokens, prompt_mask, features, *, per_
   responses, response_mask = task.reference_responses(reps(features), rng, quality)
   return build_sequences(reps(prompt_tokens), reps(prompt_mask), np.asarray(responses),
                          np.asarray(response_mask))
-
-
-def warm_start_params(config, source, graphdef, params, progress: bool = True):
-  """(params, losses) of the config's warm start on `source`'s training prompts, cached
-  under `config.warm_start.cache_dir` by everything the result depends on."""
-  ws = config.warm_start
-  sequences = make_reference_sequences(source.suite, *source.train_prompts,
-                                       source.train_set.features,
-                                       per_prompt=ws.responses_per_prompt, quality=ws.quality,
-                                       seed=config.seed)
-  recipe = {k: v for k, v in ws.to_dict().items() if k != "cache_dir"}
-  model = model_fields(config)
-  if model["dtype"] != "float32":  # float32 compute keeps the key older caches were written under
-    recipe["dtype"] = model["dtype"]
-  cache = cache_file(ws.cache_dir, task=config.task, model=model["scale"], seed=config.seed,
-                     max_new=config.grpo.max_new_tokens,  # sizes the model's context
-                     sequences=fingerprint(sequences), init=fingerprint(params), **recipe)
-  return supervised_warm_start(graphdef, params, sequences, steps=ws.steps,
-                               batch_size=ws.batch_size, learning_rate=ws.learning_rate,
-                               seed=config.seed, cache_path=cache, progress=progress)
