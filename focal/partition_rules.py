@@ -25,7 +25,7 @@ import re
 from typing import Any, Iterable, Sequence
 
 import jax
-from jax.sharding import PartitionSpec as P
+from jax.sharding import NamedSharding, PartitionSpec as P
 
 Rules = Sequence[tuple[str, P]]
 
@@ -131,3 +131,7 @@ def param_specs(params, mesh, rules: Rules = TENSOR_RULES, fsdp_min_size: int = 
   return jax.tree_util.tree_map_with_path(spec_of, params)
 
 
+def named(mesh, specs):
+  """PartitionSpec tree -> NamedSharding tree on `mesh`."""
+  return jax.tree.map(lambda s: NamedSharding(mesh, s), specs,
+                      is_leaf=lambda x: isinstance(x, P))

@@ -42,8 +42,8 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from focal.partition_rules import (FSDP_MIN_SIZE, REPLICATED_RULES, TENSOR_RULES, Rules,  # noqa: F401
-                                   add_fsdp, axis_size, fit_spec, match_rule, param_specs,
-                                   path_str)
+                                   add_fsdp, axis_size, fit_spec, match_rule, named,
+                                   param_specs, path_str)
 from focal.batch import Rollouts
 
 AXES = ("data", "fsdp", "tensor")
@@ -71,12 +71,6 @@ def abstract_mesh(shape: Sequence[int]) -> jax.sharding.AbstractMesh:
   """A device-free mesh of `shape`: enough to compute specs and per-device sizes for any slice."""
   return jax.sharding.AbstractMesh(tuple(int(s) for s in shape), AXES,
                                    axis_types=(jax.sharding.AxisType.Auto,) * len(AXES))
-
-
-def named(mesh, specs):
-  """PartitionSpec tree -> NamedSharding tree on `mesh`."""
-  return jax.tree.map(lambda s: NamedSharding(mesh, s), specs,
-                      is_leaf=lambda x: isinstance(x, P))
 
 
 def replicated(mesh) -> NamedSharding:

@@ -15,10 +15,10 @@ import os
 
 import jax
 
-from focal import sharding as sharding_lib
 from focal.models.hf_config import config_from_hf
 from focal.models.safetensors_io import TensorInfo, index_directory, read_tensor
 from focal.models.transformer import ModelConfig, abstract_model
+from focal.partition_rules import named, param_specs
 
 CONFIG_FILE = "config.json"
 
@@ -65,11 +65,11 @@ def read_config(directory: str, *, dtype: str = "float32", param_dtype: str = "f
 
 
 def param_shardings(abstract_state, mesh=None):
-  """NamedShardings from `focal.sharding.param_specs` on `mesh`; the default device if None."""
+  """NamedShardings from `focal.partition_rules.param_specs` on `mesh`; the default device if None."""
   if mesh is None:
     device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
     return jax.tree.map(lambda _: device, abstract_state)
-  return sharding_lib.named(mesh, sharding_lib.param_specs(abstract_state, mesh))
+  return named(mesh, param_specs(abstract_state, mesh))
 
 
 def _unused(tensors: dict[str, TensorInfo], used: set[str], config: ModelConfig) -> list[str]:
