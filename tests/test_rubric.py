@@ -139,6 +139,13 @@ def test_passes_and_strict_targets():
   np.testing.assert_array_equal(strict_targets(r), [[True, True, False], [True, True, False]])
 
 
+def test_a_verdict_exactly_on_the_threshold_passes():
+  # PASS_THRESHOLD = 0.5 is a pass (>=): a criterion at 0.5 is met, a pitfall at 0.5 is hit.
+  r = RubricBatch.from_lists([[_crit(1), _crit(-1)]])
+  s = jnp.float32([[[0.5, 0.5], [0.4999, 0.4999]]])
+  np.testing.assert_array_equal(passes(s, r), [[[True, False], [False, True]]])
+
+
 def test_same_category_ignores_padding():
   r = RubricBatch.from_lists([[_crit(1, 0), _crit(1, 1), _crit(1, 0)]], max_criteria=4)
   np.testing.assert_array_equal(same_category(r)[0], [[1, 0, 1, 0], [0, 1, 0, 0], [1, 0, 1, 0], [0, 0, 0, 0]])

@@ -100,6 +100,14 @@ def test_strict_without_required_flags_requires_everything():
   np.testing.assert_array_equal(rewards, [[1, 0]])
 
 
+def test_strict_counts_a_verdict_exactly_on_the_threshold_as_a_pass():
+  # Both criteria required; the pitfall passes when avoided (score below 0.5).
+  rubric = RubricBatch.from_lists([[_crit(1, 0, True), _crit(-1, 0, True)]])
+  scores = [[[0.5, 0.0], [0.4999, 0.0], [1.0, 0.5]]]
+  rewards, _ = _run("strict", scores, np.ones((1, 3, 2), bool), rubric)
+  np.testing.assert_array_equal(rewards, [[1.0, 0.0, 0.0]])
+
+
 def test_make_rejects_unknown_names_and_hparams():
   with pytest.raises(ValueError, match="registered: .*category_balanced.*weighted_sum"):
     aggregators.make("weighted_mean")
