@@ -166,6 +166,17 @@ def test_dvao_golden():
                              rtol=1e-5)
 
 
+def test_dvao_signed_equals_flip():
+  # Under `signed` the pitfall's b = -1/4 meets r = s (not 1 - s): v_1 z_1 is unchanged, and the
+  # normaliser takes |b| so it stays 1/4 + sqrt3/8. Without the |b| it would drop to 1/4.
+  a_flip, m_flip = run("dvao", *criterion_fixture())
+  a_signed, m_signed = run("dvao", *criterion_fixture(), pitfall_mode="signed")
+  np.testing.assert_allclose(a_signed, a_flip, atol=1e-5)
+  s = 0.25 + R3 / 8
+  np.testing.assert_allclose(m_signed["weights"][0, :3], np.array([0.25, -R3 / 16, R3 / 16]) / s,
+                             rtol=1e-5)
+
+
 def test_dvao_single_valid_rollout_gives_zero():
   rewards, scores, valid, rubric = criterion_fixture()
   valid[0, 1:] = False
