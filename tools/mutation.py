@@ -160,6 +160,23 @@ def stable_key(item, src: str):
   return (os.path.relpath(str(m.module_path), src), m.start_pos, m.operator_name, m.occurrence)
 
 
+def valid_python(item) -> bool:
+  """False for a mutant that does not compile: cosmic-ray's parser takes the `*` of `f(*, x)`
+  and the `**` of `{**d}` for operators, and swaps them too."""
+  import cosmic_ray.plugins
+  from cosmic_ray.mutating import mutate_code
+  m = spec(item)
+  if not re.match(r"core/ReplaceBinaryOperator_(Mul|Pow)_", m.operator_name):
+    return True
+  operator = cosmic_ray.plugins.get_operator(m.operator_name)(**(m.operator_args or {}))
+  code = mutate_code(open(m.module_path).read(), operator, m.occurrence)
+  try:
+    compile(code or "", str(m.module_path), "exec")
+  except SyntaxError:
+    return False
+  return True
+
+
 def init_session(db, src: str) -> None:
   """Every mutant of every module, with the filtered ones marked skipped."""
   from cosmic_ray.commands import init
@@ -176,6 +193,8 @@ def init_session(db, src: str) -> None:
       _skip(db, item.job_id, "filtered: error or warning message")
     elif definitions is not None and m.definition_name not in definitions:
       _skip(db, item.job_id, "filtered: definition outside the formula")
+    elif not valid_python(item):
+      _skip(db, item.job_id, "filtered: not valid Python")
 
 
 def select(db, src: str, sample: int | None, shard: tuple[int, int] | None, seed: int,
@@ -256,6 +275,8 @@ def tally(db, src: str):
     c = counts[module]
     if result.worker_outcome == WorkerOutcome.SKIPPED:
       c["filtered" if (result.output or "").startswith("filtered") else "unselected"] += 1
+    elif not valid_python(item):
+      c["filtered"] += 1  # a run made before the filter existed
     elif result.worker_outcome != WorkerOutcome.NORMAL or \
         result.test_outcome == TestOutcome.INCOMPETENT:
       c["error"] += 1
@@ -309,8 +330,8 @@ def _reset_survivors(db_path: str) -> int:
   import sqlite3
   con = sqlite3.connect(db_path)
   with con:
-    n = con.execute("DELETE FROM work_results WHERE worker_outcome != 'skipped' AND "
-                    "(test_outcome IS NULL OR test_outcome != 'killed')").rowcount
+    n = con.execute("DELETE FROM work_results WHERE worker_outcome != 'SKIPPED' AND "
+                    "(test_outcome IS NULL OR test_outcome != 'KILLED')").rowcount
   con.close()
   return n
 
