@@ -107,6 +107,10 @@ def test_a_criterion_without_any_valid_verdict_is_absent_from_the_diagnostics():
   _, _, metrics = UPDATE(scores_flat, jnp.ones((1, 4, 2), bool), rubric, POW3R.init(1, 2))
   assert float(metrics["pressure_zero_signal"]) == pytest.approx(0.5)
   assert float(metrics["saturated_frac"]) == pytest.approx(0.5)
+  # c0 saturated, c1 absent: the shares count judged criteria only (1 of 1, not 1 of 2).
+  _, _, metrics = UPDATE(jnp.ones((1, 4, 2)), valid, rubric, POW3R.init(1, 2))
+  assert float(metrics["saturated_frac"]) == 1.0 and float(metrics["dead_frac"]) == 0.0
+  assert float(metrics["pressure_zero_signal"]) == pytest.approx(0.5)
 
 
 def test_all_equal_group_relaxes_factors_toward_one():
