@@ -179,6 +179,7 @@ def test_healthbench_pitfall_only_example_skipped():
   valid[1, 0, 0] = False  # prompt 1 rollout 0 keeps only its pitfall
   h = healthbench(scores, valid, rubric)
   assert h["healthbench_examples"] == 3
+  assert h["healthbench_example_scores"][1, 0] == 0.0  # skipped: reported as 0
   assert h["healthbench_score"] == pytest.approx((0.5 - 0.5 + 0.5) / 3)
 
 
