@@ -14,6 +14,8 @@ from focal import grpo
     (0.5, -1.0, -0.8, False),  # clipped at 1 - eps with A < 0
     (1.0, -1.0, -1.0, True),
     (1.5, -1.0, -1.5, True),   # A < 0 and ratio too high: must still be pushed down
+    (1.5, 2.0, 2.4, False),    # |A| != 1: the clipped branch is clip(r) * A, not clip(r) / A
+    (0.5, -2.0, -1.6, False),
 ])
 def test_clipped_surrogate_golden(ratio, adv, objective, grad_flows):
   old = jnp.zeros((1, 1))

@@ -110,16 +110,17 @@ def test_strict_counts_a_verdict_exactly_on_the_threshold_as_a_pass():
 
 
 def test_signed_rollout_with_only_pitfall_verdicts_is_scored_by_their_absolute_mass():
-  # w = [2, -1]; criterion 0 has no verdict in rollouts 0 and 1, so only the pitfall counts:
-  # hit -> -1/1, avoided -> 0/1. Rollout 2 has both: (2 - 1)/2.
-  rubric = RubricBatch.from_lists([[_crit(2), _crit(-1)]])
-  scores = np.array([[[0, 1], [0, 0], [1, 1]]], np.float32)
+  # w = [0.5, -1]; criterion 0 has no verdict in rollouts 0 and 1, so only the pitfall counts:
+  # hit -> -1/1, avoided -> 0/1. Rollout 2 has both and meets only c0: 0.5/0.5, the positive
+  # mass however small (uniform: signs [1, -1], the same rewards).
+  rubric = RubricBatch.from_lists([[_crit(0.5), _crit(-1)]])
+  scores = np.array([[[0, 1], [0, 0], [1, 0]]], np.float32)
   valid = np.ones((1, 3, 2), bool)
   valid[0, :2, 0] = False
-  expected = [[-1.0, 0.0, 0.5]]
+  expected = [[-1.0, 0.0, 1.0]]
   for name in ("weighted_sum", "uniform"):
     rewards, m = _run(name, scores, valid, rubric, pitfall_mode="signed")
-    np.testing.assert_allclose(rewards, expected if name == "weighted_sum" else [[-1, 0, 0]])
+    np.testing.assert_allclose(rewards, expected)
     assert float(m["rollouts_without_valid"]) == 0.0
   np.testing.assert_allclose(
       static.static_reward(jnp.asarray(scores), jnp.asarray(valid), rubric), expected)

@@ -30,7 +30,7 @@ every comparison flip, + - * / ** swaps, & <-> |, and <-> or, dropped `-`/`not`/
 Sampling: the mutants are listed in a stable order (module, line, column, operator) and
 `--sample N` draws N of them with `random.Random(seed)`, at least 5 per module. `--shard I/N`
 takes every N-th mutant from I (a full run split over N machines or workdirs).
-Mutants named in EQUIVALENT (module, operator, source line) are reported as equivalent with
+Surviving mutants named in EQUIVALENT (module, the change) are reported as equivalent with
 their reason; the score is killed / (killed + survived), equivalents excluded.
 """
 from __future__ import annotations
@@ -101,8 +101,26 @@ EXCLUDED_OPERATORS = [
     r"core/RemoveDecorator$",
 ]
 
-# (module, operator, stripped source line) -> why the mutant computes the same thing.
-EQUIVALENT: dict[tuple[str, str, str], str] = {}
+# (module, the mutant's change as the report prints it) -> why it computes the same thing.
+EQUIVALENT: dict[tuple[str, str], str] = {
+    ("focal/advantages/criterion.py",
+     '- zero = few | ~jnp.any(st["live"], -1) / + zero = few | ~jnp.any(st["live"], 1)'):
+    "live is [B, K]: axis 1 is axis -1",
+    ("focal/aggregators/base.py",
+     "- return safe_div(coef, jnp.sum(jnp.abs(coef), -1, keepdims=True)) / "
+     "+ return safe_div(coef, jnp.sum(jnp.abs(coef), 1, keepdims=True))"):
+    "normalized_weights takes [B, K] coefficients (every caller): axis 1 is axis -1",
+    ("focal/aggregators/focal_reward.py",
+     "- if w_min > 0.0 or w_max < 1.0: / + if w_min > 0.0 or w_max != 1.0:"):
+    "focal_hparams keeps w_max in [w_min, 1]: w_max != 1 is w_max < 1",
+    ("focal/aggregators/pow3r_focal.py",
+     "- f_hp = focal_reward.focal_hparams(temperature, gamma, focal_eps, 0.0, 1.0, ema) / "
+     "+ f_hp = focal_reward.focal_hparams(temperature, gamma, focal_eps, 0.0, 0.0, ema)"):
+    "pow3r_focal never reads Focal's w_min / w_max: the literals only pass validation",
+    ("focal/metrics.py",
+     "- counted = jnp.sum(possible, -1) > 0 / + counted = jnp.sum(possible, -1) != 0"):
+    "possible = max(points, 0) summed: never negative, so != 0 is > 0",
+}
 
 
 def sh(args, **kw):
@@ -285,11 +303,11 @@ def tally(db, src: str):
       c["killed"] += 1
       c["timeout"] += result.output == "timeout"
     else:
-      text = open(os.path.join(src, module)).read().splitlines()[line - 1].strip()
-      reason = EQUIVALENT.get((module, operator, text))
+      change = _changed_lines(result.diff)
+      reason = EQUIVALENT.get((module, change))
       c["equivalent" if reason else "survived"] += 1
       survivors.append({"module": module, "line": line, "operator": operator,
-                        "change": _changed_lines(result.diff), "equivalent": reason})
+                        "change": change, "equivalent": reason})
   return counts, sorted(survivors, key=lambda s: (s["module"], s["line"]))
 
 
