@@ -155,9 +155,9 @@ def test_min_valid_count_is_the_ceiling_despite_float_rounding():
 
 def test_apply_pitfalls_leaves_padding_at_weight_zero():
   r = RubricBatch.from_lists([[_crit(2), _crit(-1)]], max_criteria=3)
-  s = jnp.float32([[[1, 1, 0.5]]])
-  for mode, weights, scores in (("flip", [[2, 1, 0]], [[[1, 0, 0.5]]]),
-                                ("signed", [[2, -1, 0]], [[[1, 1, 0.5]]])):
+  s = jnp.float32([[[1, 1, 0.25]]])
+  for mode, weights, scores in (("flip", [[2, 1, 0]], [[[1, 0, 0.25]]]),
+                                ("signed", [[2, -1, 0]], [[[1, 1, 0.25]]])):
     w, s_out = apply_pitfalls(s, r, mode)
     np.testing.assert_array_equal(w, weights)
     np.testing.assert_allclose(s_out, scores)
