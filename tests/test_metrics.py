@@ -195,6 +195,14 @@ def test_a_verdict_exactly_on_the_threshold_is_met_everywhere():
   np.testing.assert_allclose(h["healthbench_example_scores"], [[1.0, 0.5]])
 
 
+def test_healthbench_counts_an_example_with_a_single_positive_point():
+  # Points [1, -1]: the positive mass is 1, enough to count; meeting only c0 scores 1/1.
+  rubric = RubricBatch.from_lists([[{"weight": 1}, {"weight": -1}]], pitfall_mode="signed")
+  h = healthbench(np.float32([[[1, 0], [1, 1]]]), np.ones((1, 2, 2), bool), rubric)
+  assert h["healthbench_examples"] == 2
+  np.testing.assert_allclose(h["healthbench_example_scores"], [[1.0, 0.0]])
+
+
 # ----------------------------------------------------------------------------
 # steps_to_threshold.
 # ----------------------------------------------------------------------------

@@ -15,8 +15,8 @@ already imported JAX. cosmic-ray writes one mutant into the source file and runs
 in a fresh process, so every mutant is traced and compiled for real.
 
 How it runs: the working tree (git's tracked and untracked, not ignored, files) is copied to
-WORKDIR/src and mutated there, never in the checkout. Each module below has its own cosmic-ray
-session and test command (`pytest -x` over the test files that pin it, fastest killers first);
+WORKDIR/src and mutated there, never in the checkout. Each module below has its own test
+command (`pytest -x` over the test files that pin it, fastest killers first, slow tests included);
 the copy shares one persistent XLA cache, so a mutant recompiles only what it changed. A run
 first checks that every test command passes unmutated.
 
@@ -41,6 +41,7 @@ import json
 import os
 import random
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -120,6 +121,11 @@ EQUIVALENT: dict[tuple[str, str], str] = {
     ("focal/metrics.py",
      "- counted = jnp.sum(possible, -1) > 0 / + counted = jnp.sum(possible, -1) != 0"):
     "possible = max(points, 0) summed: never negative, so != 0 is > 0",
+    ("focal/sampling.py",
+     "- prompt_len = jnp.repeat(prompt_mask.sum(-1).astype(jnp.int32), group_size)  # first new "
+     "position / + prompt_len = jnp.repeat(prompt_mask.sum(1).astype(jnp.int32), group_size)  "
+     "# first new position"):
+    "prompt_mask is [B, P]: axis 1 is axis -1",
 }
 
 
@@ -143,15 +149,9 @@ def session_name(module: str) -> str:
 
 
 def test_command(module: str) -> str:
+  """The module's tests, slow ones included (decoding across the sampler's cache buckets is)."""
   return " ".join([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
-                   *GROUPS[module][0]])
-
-
-def write_config(path: str, module: str, timeout: float) -> None:
-  with open(path, "w") as f:
-    f.write(f'[cosmic-ray]\nmodule-path = "{module}"\ntimeout = {timeout:.0f}\n'
-            f'excluded-modules = []\ntest-command = "{test_command(module)}"\n\n'
-            '[cosmic-ray.distributor]\nname = "local"\n')
+                   "-m", "'slow or not slow'", *GROUPS[module][0]])
 
 
 def message_lines(source: str) -> set[int]:
@@ -249,7 +249,7 @@ def baseline(modules) -> dict[str, float]:
   seconds: dict[str, float] = {}
   for command in sorted({test_command(m) for m in modules}):
     start = time.monotonic()
-    out = subprocess.run(command.split(), capture_output=True, text=True)
+    out = subprocess.run(shlex.split(command), capture_output=True, text=True)
     seconds[command] = time.monotonic() - start
     tests = " ".join(w for w in command.split() if w.startswith("tests/"))
     print(f"baseline {tests}: {'ok' if out.returncode == 0 else 'FAILED'} "
@@ -259,12 +259,13 @@ def baseline(modules) -> dict[str, float]:
   return {m: seconds[test_command(m)] for m in modules}
 
 
-def execute(db, src: str) -> None:
+def execute(db, src: str, skip_baseline: bool = False) -> None:
   """Runs every pending mutant with its module's test command, printing one line each."""
   from cosmic_ray.mutating import mutate_and_test
   pending = sorted(db.pending_work_items, key=lambda it: stable_key(it, src))
   modules = sorted({stable_key(it, src)[0] for it in pending})
-  limits = {m: max(120.0, 5 * s) for m, s in baseline(modules).items()}
+  seconds = {m: 120.0 for m in modules} if skip_baseline else baseline(modules)
+  limits = {m: max(120.0, 5 * s) for m, s in seconds.items()}
   start = time.monotonic()
   for n, item in enumerate(pending, 1):
     module, (line, _), operator, _ = stable_key(item, src)
@@ -344,15 +345,20 @@ def report(workdir: str) -> dict:
   return {"score": score, "survivors": survivors}
 
 
-def _reset_survivors(db_path: str) -> int:
-  """Deletes the results of surviving (and errored) mutants so that they run again."""
+def _reset_survivors(db_path: str, src: str) -> int:
+  """Deletes the results of surviving (and errored) mutants, documented equivalents aside, so
+  that they run again."""
   import sqlite3
   con = sqlite3.connect(db_path)
+  rows = con.execute("SELECT r.job_id, m.module_path, r.diff FROM work_results r JOIN "
+                     "mutation_specs m ON m.job_id = r.job_id WHERE r.worker_outcome != "
+                     "'SKIPPED' AND (r.test_outcome IS NULL OR r.test_outcome != 'KILLED')")
+  again = [(job,) for job, path, diff in rows.fetchall()
+           if (os.path.relpath(path, src), _changed_lines(diff)) not in EQUIVALENT]
   with con:
-    n = con.execute("DELETE FROM work_results WHERE worker_outcome != 'SKIPPED' AND "
-                    "(test_outcome IS NULL OR test_outcome != 'KILLED')").rowcount
+    con.executemany("DELETE FROM work_results WHERE job_id = ?", again)
   con.close()
-  return n
+  return len(again)
 
 
 def run(args) -> None:
@@ -367,7 +373,7 @@ def run(args) -> None:
       sys.exit(f"{changed} changed since the run: mutant positions are stale, start a new run")
     copy_tree(src)  # the tests added since
     meta = json.load(open(os.path.join(workdir, "run.json")))
-    print(f"re-testing {_reset_survivors(db_path)} surviving mutants", flush=True)
+    print(f"re-testing {_reset_survivors(db_path, src)} surviving mutants", flush=True)
   else:
     shutil.rmtree(workdir, ignore_errors=True)
     copy_tree(src)
@@ -381,7 +387,7 @@ def run(args) -> None:
   os.chdir(src)
   start = time.monotonic()
   with use_db(db_path, WorkDB.Mode.open) as db:
-    execute(db, src)
+    execute(db, src, args.skip_baseline)
   seconds = time.monotonic() - start
   if args.resume:
     meta["resumes"].append({"command": command, "seconds": seconds})
@@ -412,6 +418,9 @@ def main(argv=None) -> None:
                      help="re-test the survivors of the last run in --workdir with today's tests")
   p_run.add_argument("--seed", type=int, default=0)
   p_run.add_argument("--modules", nargs="+", help="only modules whose path starts with these")
+  p_run.add_argument("--skip-baseline", action="store_true",
+                     help="do not first check that the tests pass unmutated (only when they "
+                          "just did: a failing test would count every mutant as killed)")
   p_rep = sub.add_parser("report", help="score and survivors of a run")
   p_rep.add_argument("--workdir", default=DEFAULT_WORKDIR)
   args = parser.parse_args(argv)
