@@ -1,6 +1,6 @@
 """Mutation testing of Focal's formula modules with cosmic-ray (docs/RELIABILITY.md, issue 38).
 
-  python tools/mutation.py run --sample 250             # the seeded sample RELIABILITY.md reports
+  python tools/mutation.py run --sample 100             # the seeded sample RELIABILITY.md reports
   python tools/mutation.py run --shard 0/8              # every mutant: one of 8 shards (8 workdirs)
   python tools/mutation.py run --resume                 # re-test the survivors after adding tests
   python tools/mutation.py report [--workdir DIR]       # score, survivors and their diffs
@@ -322,6 +322,7 @@ def report(workdir: str) -> dict:
   meta = json.load(open(os.path.join(workdir, "run.json")))
   out = [f"command: {meta['command']}", f"commit: {meta['commit']}",
          f"wall time: {meta.get('seconds', 0) / 60:.1f} min on {os.cpu_count()} cores",
+         *[f"then: {r['command']} ({r['seconds'] / 60:.1f} min)" for r in meta["resumes"]],
          "", "| module | run | killed | (timeouts) | survived | equivalent | errors |",
          "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
   for module, c in list(counts.items()) + [("total", total)]:
