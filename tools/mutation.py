@@ -1,7 +1,7 @@
 """Mutation testing of Focal's formula modules with cosmic-ray (docs/RELIABILITY.md, issue 38).
 
   python tools/mutation.py run --sample 100             # the seeded sample RELIABILITY.md reports
-  python tools/mutation.py run --shard 0/8              # every mutant: one of 8 shards (8 workdirs)
+  python tools/mutation.py run --shard 0/16             # every mutant: one of 16 shards (16 workdirs)
   python tools/mutation.py run --resume                 # re-test the survivors after adding tests
   python tools/mutation.py report [--workdir DIR]       # score, survivors and their diffs
 
