@@ -166,6 +166,17 @@ def test_dvao_golden():
                              rtol=1e-5)
 
 
+def test_dvao_signed_equals_flip():
+  # Under `signed` the pitfall's b = -1/4 meets r = s (not 1 - s): v_1 z_1 is unchanged, and the
+  # normaliser takes |b| so it stays 1/4 + sqrt3/8. Without the |b| it would drop to 1/4.
+  a_flip, m_flip = run("dvao", *criterion_fixture())
+  a_signed, m_signed = run("dvao", *criterion_fixture(), pitfall_mode="signed")
+  np.testing.assert_allclose(a_signed, a_flip, atol=1e-5)
+  s = 0.25 + R3 / 8
+  np.testing.assert_allclose(m_signed["weights"][0, :3], np.array([0.25, -R3 / 16, R3 / 16]) / s,
+                             rtol=1e-5)
+
+
 def test_dvao_single_valid_rollout_gives_zero():
   rewards, scores, valid, rubric = criterion_fixture()
   valid[0, 1:] = False
@@ -187,6 +198,23 @@ def test_sa_mrpo_golden():
   a2, m2 = run("sa_mrpo", *criterion_fixture(), gamma=2.0)
   np.testing.assert_allclose(m2["weights"][0], [1 / 3, 0, 2 / 3, 0], atol=1e-6)
   np.testing.assert_allclose(a2[0], standardized(Z0 / 3 + 2 * Z2 / 3), rtol=1e-4)
+
+
+def test_sa_mrpo_coefficients_sum_to_one_per_prompt_before_batch_standardisation():
+  # Prompt 0 as in the golden: b (1 - s) = [1/4, 0, 1/4] -> [1/2, 0, 1/2].
+  # Prompt 1: c0 w=1 at [1, 0, 0, 0] (mean 1/4), c1 w=3 at [1, 1, 1, 0] (mean 3/4): s = [0, 1],
+  # b (1 - s) = [1/4, 0] -> [1, 0]. The two prompts' raw mass differs (1/2 vs 1/4) before the
+  # outer normalisation, so skipping it rescales one prompt against the other in the batch.
+  _, scores, valid, _ = criterion_fixture()
+  rubric = RubricBatch.from_lists(
+      [[{"weight": 2, "category": 0}, {"weight": -1, "category": 1}, {"weight": 1, "category": 0}],
+       [{"weight": 1}, {"weight": 3}]], max_criteria=4)
+  scores[1, :, 0] = [1, 0, 0, 0]
+  scores[1, :, 1] = [1, 1, 1, 0]
+  a, m = run("sa_mrpo", np.zeros((2, 4)), scores, valid, rubric)
+  np.testing.assert_allclose(m["weights"][:, :3], [[0.5, 0, 0.5], [1, 0, 0]], atol=1e-6)
+  raw = np.concatenate([0.5 * Z0 + 0.5 * Z2, Z2])  # prompt 1's c0 has prompt 0's c2 pattern
+  np.testing.assert_allclose(a.ravel(), standardized(raw), rtol=1e-4, atol=1e-5)
 
 
 def test_sa_mrpo_gamma_zero_is_gdpo():

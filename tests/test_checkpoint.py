@@ -129,3 +129,13 @@ def test_an_explicit_step_is_restored_or_fails_as_itself(saved):
 
 def test_an_empty_directory_restores_nothing(tmp_path):
   assert Checkpointer(str(tmp_path / "none")).restore(_state(0)) is None
+
+
+def test_keep_bounds_the_steps_kept_on_disk(tmp_path):
+  directory = str(tmp_path / "ckpt")
+  ckpt = Checkpointer(directory, keep=2, async_save=False)
+  for step in (1, 2, 3, 4):
+    ckpt.save(step, _state(step), {"step": step})
+  ckpt.close()
+  assert sorted(os.listdir(directory)) == ["3", "4"]
+  assert Checkpointer(directory).all_steps() == [3, 4]

@@ -24,6 +24,7 @@ AGGS = {name: make("focal", **hp) for name, hp in CONFIGS.items()}
 UPDATES = {name: jax.jit(agg.update) for name, agg in AGGS.items()}
 WEIGHTED_SUM = jax.jit(make("weighted_sum").update)
 GAMMA0 = jax.jit(make("focal", gamma=0.0).update)
+CAP_ONLY = jax.jit(make("focal", w_max=0.3).update)
 
 
 # Caps traced, not static: one compilation serves every (w_min, w_max).
@@ -109,6 +110,68 @@ def test_golden_projection():
   # K_real * w_max < 1: the cap rises to 1/K_real.
   np.testing.assert_allclose(PROJECT(x, mask, 0.0, 0.2)[0],
                              [1 / 3, 1 / 3, 1 / 3, 0.0], atol=1e-6)
+
+
+def test_cap_holds_without_a_floor():
+  # w_min = 0, w_max = 0.4: the cap alone must still run the projection. Criterion 0 passes in
+  # every rollout (sat 1, so gamma = 1, eps = 0 give it raw weight 0); criteria 1 and 2 are
+  # identical, so f_raw = [0, .5, .5]. Projected onto {sum 1, f <= .4}: tau = -.2 gives
+  # [.2, .4, .4].
+  rubric = RubricBatch.from_arrays([[1.0, 1.0, 1.0]], [[0, 0, 0]], np.zeros((1, 3), bool),
+                                   np.ones((1, 3), bool), [0])
+  scores = jnp.float32([[[1, 1, 1], [1, 0, 0]]])
+  agg = make("focal", gamma=1.0, eps=0.0, w_max=0.4)
+  rewards, _, metrics = jax.jit(agg.update)(scores, jnp.ones((1, 2, 3), bool), rubric, None)
+  np.testing.assert_allclose(metrics["weights"][0], [0.2, 0.4, 0.4], atol=1e-6)
+  np.testing.assert_allclose(rewards[0], [1.0, 0.2], atol=1e-6)
+
+
+def test_floor_holds_without_a_cap():
+  # The cap test's batch with w_min = 0.25, w_max = 1: tau = .125 gives [.25, .375, .375].
+  rubric = RubricBatch.from_arrays([[1.0, 1.0, 1.0]], [[0, 0, 0]], np.zeros((1, 3), bool),
+                                   np.ones((1, 3), bool), [0])
+  scores = jnp.float32([[[1, 1, 1], [1, 0, 0]]])
+  agg = make("focal", gamma=1.0, eps=0.0, w_min=0.25)
+  rewards, _, metrics = jax.jit(agg.update)(scores, jnp.ones((1, 2, 3), bool), rubric, None)
+  np.testing.assert_allclose(metrics["weights"][0], [0.25, 0.375, 0.375], atol=1e-6)
+  np.testing.assert_allclose(rewards[0], [1.0, 0.25], atol=1e-6)
+
+
+def test_every_criterion_saturated_with_eps_zero_falls_back_to_the_static_shares():
+  # sat = 1 everywhere and eps = 0: every b (1 - sat)^gamma is 0, so f = b = [.25, .75].
+  rubric = RubricBatch.from_arrays([[1.0, 3.0]], [[0, 1]], np.zeros((1, 2), bool),
+                                   np.ones((1, 2), bool), [0])
+  agg = make("focal", gamma=1.0, eps=0.0)
+  rewards, _, metrics = jax.jit(agg.update)(jnp.ones((1, 3, 2)), jnp.ones((1, 3, 2), bool),
+                                            rubric, None)
+  np.testing.assert_allclose(metrics["weights"][0], [0.25, 0.75], atol=1e-6)
+  np.testing.assert_allclose(rewards[0], [1.0, 1.0, 1.0], atol=1e-6)
+
+
+def test_ema_first_visit_of_a_criterion_without_verdicts_is_unsaturated():
+  # Criterion 1 has no valid verdict on the prompt's first visit: its saturation (used and
+  # stored) is 0, not a blend with the empty table.
+  rubric = RubricBatch.from_arrays([[1.0, 1.0]], [[0, 0]], np.zeros((1, 2), bool),
+                                   np.ones((1, 2), bool), [2])
+  agg = make("focal", ema=0.5)
+  valid = jnp.ones((1, 2, 2), bool).at[0, :, 1].set(False)
+  _, state, metrics = jax.jit(agg.update)(jnp.ones((1, 2, 2)), valid, rubric, agg.init(3, 2))
+  np.testing.assert_allclose(metrics["saturation"][0], [1.0, 0.0], atol=1e-6)
+  np.testing.assert_allclose(state.sat, [[0, 0], [0, 0], [1, 0]], atol=1e-6)
+  np.testing.assert_array_equal(state.seen, [False, False, True])
+
+
+@SETTINGS
+@given(seed=SEEDS)
+def test_cap_without_a_floor_matches_the_reference(seed):
+  rng = np.random.default_rng(seed)
+  scores, valid, rubric, host = random_batch(rng, B, G, K, P)
+  rewards, _, metrics = CAP_ONLY(*_args(scores, valid, rubric, None))
+  ref_rewards, ref_f, _ = focal_reference(scores, valid, host, w_max=0.3)
+  np.testing.assert_allclose(metrics["weights"], ref_f, atol=2e-5)
+  np.testing.assert_allclose(rewards, ref_rewards, atol=2e-5)
+  n = np.asarray(rubric.mask).sum(-1, keepdims=True)
+  assert np.all(np.asarray(metrics["weights"]) <= np.maximum(0.3, 1 / n) + 1e-6)
 
 
 def test_ema_blends_saturation_across_visits():
@@ -312,15 +375,16 @@ def test_jit_equals_eager_and_vmap_equals_loop():
 
 
 def test_signed_mode_subtracts_hit_pitfalls_with_the_same_coefficients():
-  # w = [2, -2]: b = [.5, .5]. Flipped verdicts decide sat and f in both modes.
-  rubric = RubricBatch.from_arrays([[2.0, -2.0]], [[0, 0]], np.zeros((1, 2), bool),
-                                   np.ones((1, 2), bool), [0])
-  scores = jnp.float32([[[1, 1], [1, 0], [0, 1]]])
-  valid = jnp.ones((1, 3, 2), bool)
+  # w = [2, -2] and a padding slot: b = [.5, .5, 0]. Flipped verdicts decide sat and f in both
+  # modes; the padding slot keeps coefficient 0.
+  rubric = RubricBatch.from_arrays([[2.0, -2.0, 0.0]], [[0, 0, 0]], np.zeros((1, 3), bool),
+                                   [[True, True, False]], [0])
+  scores = jnp.float32([[[1, 1, 1], [1, 0, 1], [0, 1, 1]]])
+  valid = jnp.ones((1, 3, 3), bool)
   flip = jax.jit(make("focal").update)(scores, valid, rubric, None)
   signed = jax.jit(make("focal", pitfall_mode="signed").update)(scores, valid, rubric, None)
   np.testing.assert_allclose(flip[2]["saturation"], signed[2]["saturation"])
   f = np.asarray(flip[2]["weights"][0])
-  np.testing.assert_allclose(signed[2]["weights"][0], [f[0], -f[1]], atol=1e-6)
+  np.testing.assert_allclose(signed[2]["weights"][0], [f[0], -f[1], 0.0], atol=1e-6)
   np.testing.assert_allclose(flip[0][0], [f[0], 1.0, 0.0], atol=1e-6)
   np.testing.assert_allclose(signed[0][0], [f[0] - f[1], f[0], -f[1]], atol=1e-6)

@@ -1,9 +1,11 @@
+import json
 import re
 
 import numpy as np
 import pytest
 
 from focal.graders import ContainsGrader, LengthGrader, RegexGrader, Verdict, grade_texts
+from focal.graders.stage import RulesGrader
 
 
 def test_regex_grader():
@@ -88,3 +90,19 @@ def test_check_scores_refuses_out_of_range_and_nonfinite_valid_scores():
     check_scores(scores, valid, clip=True)
   with pytest.raises(ValueError, match="valid must be a bool array"):
     check_scores(scores, valid.astype(int))
+
+
+def test_rules_grader_invalid_frac_counts_real_criteria_only():
+  # Prompt 0 has two criteria, prompt 1 one (its second slot is padding): 6 real verdicts of 8.
+  contains = lambda word: {"rule": json.dumps({"contains": word})}
+  criteria = [[contains("ohm"), contains("volt")], [contains("ohm")]]
+  mask = np.array([[True, True], [True, False]])
+  responses = [["an ohm", "a volt"], ["ohm", "amp"]]
+  scores, valid, stats = RulesGrader().grade(None, responses, criteria, mask)
+  np.testing.assert_array_equal(valid, np.broadcast_to(mask[:, None, :], (2, 2, 2)))
+  np.testing.assert_array_equal(scores[:, :, 0], [[1, 0], [1, 0]])
+  assert stats["invalid_frac"] == 0.0  # padding is not an invalid verdict
+  responses[1][0] = None  # a rollout that could not be decoded: its one real verdict is missing
+  _, valid, stats = RulesGrader().grade(None, responses, criteria, mask)
+  assert not valid[1, 0].any()
+  assert stats["invalid_frac"] == pytest.approx(1 / 6)

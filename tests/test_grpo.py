@@ -14,6 +14,8 @@ from focal import grpo
     (0.5, -1.0, -0.8, False),  # clipped at 1 - eps with A < 0
     (1.0, -1.0, -1.0, True),
     (1.5, -1.0, -1.5, True),   # A < 0 and ratio too high: must still be pushed down
+    (1.5, 2.0, 2.4, False),    # |A| != 1: the clipped branch is clip(r) * A, not clip(r) / A
+    (0.5, -2.0, -1.6, False),
 ])
 def test_clipped_surrogate_golden(ratio, adv, objective, grad_flows):
   old = jnp.zeros((1, 1))
@@ -119,3 +121,31 @@ def test_grpo_loss_takes_no_gradient_through_old_or_reference_logprobs():
                     argnums=(1, 2))(logp, off, off)
   for g in by_arg:
     np.testing.assert_array_equal(g, jnp.zeros_like(g))
+
+
+def test_metrics_average_real_tokens_and_clip_frac_counts_only_the_binding_side():
+  """clip_frac counts r > 1 + eps_high with A > 0 and r < 1 - eps_low with A < 0; every
+  metric averages over real tokens only, and a batch without any is 0, not NaN."""
+  ratios = jnp.array([[1.5, 1.1, 0.5], [1.5, 1.1, 0.5]])
+  adv = jnp.array([1.0, -1.0])
+  mask = jnp.array([[True, True, True], [True, True, False]])
+  _, m = grpo.grpo_loss(jnp.log(ratios), jnp.zeros((2, 3)), jnp.zeros((2, 3)), adv, mask)
+  # Clipped: row 0 token 0 (1.5 > 1.2, A > 0). Row 1's 0.5 (< 0.8, A < 0) is padding.
+  np.testing.assert_allclose(m["clip_frac"], 1 / 5, rtol=1e-6)
+  np.testing.assert_allclose(m["ratio_mean"], (1.5 + 1.1 + 0.5 + 1.5 + 1.1) / 5, rtol=1e-6)
+  one = jnp.array([[True, False, False], [False, False, False]])
+  _, m = grpo.grpo_loss(jnp.log(ratios), jnp.zeros((2, 3)), jnp.log(ratios) + np.log(2.0), adv,
+                        one, beta=0.1)
+  np.testing.assert_allclose(m["ratio_mean"], 1.5, rtol=1e-6)  # one real token: its own ratio
+  np.testing.assert_allclose(m["kl"], 1 - np.log(2), rtol=1e-5)  # u = 2 on it
+  none = jnp.zeros((2, 3), bool)
+  loss, m = grpo.grpo_loss(jnp.log(ratios), jnp.zeros((2, 3)), jnp.zeros((2, 3)), adv, none)
+  for value in (loss, *m.values()):
+    assert float(value) == 0.0
+
+
+def test_a_sequence_without_real_tokens_adds_zero_to_the_sequence_mean():
+  per_token = jnp.array([[1.0, 3.0], [5.0, 7.0]])
+  mask = jnp.array([[True, True], [False, False]])
+  np.testing.assert_allclose(grpo.aggregate(per_token, mask, "seq_mean_token_mean"), 2.0 / 2)
+  np.testing.assert_allclose(grpo.aggregate(per_token, jnp.zeros((2, 2), bool), "token_mean"), 0.0)

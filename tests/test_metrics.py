@@ -179,7 +179,28 @@ def test_healthbench_pitfall_only_example_skipped():
   valid[1, 0, 0] = False  # prompt 1 rollout 0 keeps only its pitfall
   h = healthbench(scores, valid, rubric)
   assert h["healthbench_examples"] == 3
+  assert h["healthbench_example_scores"][1, 0] == 0.0  # skipped: reported as 0
   assert h["healthbench_score"] == pytest.approx((0.5 - 0.5 + 0.5) / 3)
+
+
+def test_a_verdict_exactly_on_the_threshold_is_met_everywhere():
+  # One required criterion (w = 2) and a pitfall (w = -1); verdicts exactly 0.5 count as met.
+  rubric = RubricBatch.from_lists([[{"weight": 2, "required": True}, {"weight": -1}]])
+  scores = jnp.float32([[[0.5, 0.0], [0.5, 0.5]]])
+  valid = jnp.ones((1, 2, 2), bool)
+  m = metrics_lib.compute_metrics(scores, valid, rubric, C)
+  assert float(m["strict_completion"]) == 1.0  # only the required criterion is a target
+  np.testing.assert_allclose(m["criterion_pass_rate"][0], [1.0, 0.5])
+  h = healthbench(np.asarray(scores), np.asarray(valid), rubric)
+  np.testing.assert_allclose(h["healthbench_example_scores"], [[1.0, 0.5]])
+
+
+def test_healthbench_counts_an_example_with_a_single_positive_point():
+  # Points [1, -1]: the positive mass is 1, enough to count; meeting only c0 scores 1/1.
+  rubric = RubricBatch.from_lists([[{"weight": 1}, {"weight": -1}]], pitfall_mode="signed")
+  h = healthbench(np.float32([[[1, 0], [1, 1]]]), np.ones((1, 2, 2), bool), rubric)
+  assert h["healthbench_examples"] == 2
+  np.testing.assert_allclose(h["healthbench_example_scores"], [[1.0, 0.0]])
 
 
 # ----------------------------------------------------------------------------

@@ -90,6 +90,29 @@ def test_golden_first_visit_rewards_and_factors():
   np.testing.assert_allclose(rewards2[0, 0], r0, atol=1e-6)
 
 
+def test_a_criterion_without_any_valid_verdict_is_absent_from_the_diagnostics():
+  # Two criteria in two categories: weights [.5, .5]. c0 splits the group; c1 has no valid
+  # verdict at all, so it is not zero-signal (nor saturated, nor dead): it is absent.
+  rubric = RubricBatch.from_arrays([[1.0, 1.0]], [[0, 1]], np.zeros((1, 2), bool),
+                                   np.ones((1, 2), bool), [0])
+  scores = jnp.float32([[[1, 1], [0, 1], [1, 0], [0, 0]]])
+  valid = jnp.ones((1, 4, 2), bool).at[0, :, 1].set(False)
+  rewards, _, metrics = UPDATE(scores, valid, rubric, POW3R.init(1, 2))
+  np.testing.assert_allclose(metrics["weights"][0], [0.5, 0.5], atol=1e-6)
+  assert float(metrics["pressure_zero_signal"]) == 0.0
+  assert float(metrics["saturated_frac"]) == 0.0 and float(metrics["dead_frac"]) == 0.0
+  np.testing.assert_allclose(rewards[0], [1, 0, 1, 0], atol=1e-6)
+  # The same criterion with verdicts that are all equal is zero-signal: half the weight.
+  scores_flat = scores.at[0, :, 1].set(1.0)
+  _, _, metrics = UPDATE(scores_flat, jnp.ones((1, 4, 2), bool), rubric, POW3R.init(1, 2))
+  assert float(metrics["pressure_zero_signal"]) == pytest.approx(0.5)
+  assert float(metrics["saturated_frac"]) == pytest.approx(0.5)
+  # c0 saturated, c1 absent: the shares count judged criteria only (1 of 1, not 1 of 2).
+  _, _, metrics = UPDATE(jnp.ones((1, 4, 2)), valid, rubric, POW3R.init(1, 2))
+  assert float(metrics["saturated_frac"]) == 1.0 and float(metrics["dead_frac"]) == 0.0
+  assert float(metrics["pressure_zero_signal"]) == pytest.approx(0.5)
+
+
 def test_all_equal_group_relaxes_factors_toward_one():
   rubric = RubricBatch.from_arrays([[1.0, 2.0, 1.0]], [[0, 0, 1]], np.zeros((1, 3), bool),
                                    np.ones((1, 3), bool), [1])

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from adaptive_reference import focal_saturation_reference, pow3r_reference, random_batch
-from focal.aggregators import make
+from focal.aggregators import EmptyState, make
 from focal.aggregators.focal_reward import FocalState
 from focal.aggregators.pow3r import Pow3rState
 from focal.aggregators.pow3r_focal import Pow3rFocalState
@@ -175,3 +175,19 @@ def test_jit_equals_eager_and_vmap_equals_loop():
     single = UPDATE_EMA(*_args(scores, valid, rubric, states[n]))
     for a, b in zip(jax.tree.leaves(single), jax.tree.leaves(vmapped)):
       np.testing.assert_allclose(a, b[n], atol=1e-6)
+
+
+def test_signed_gamma_zero_is_signed_pow3r_and_state_tables_follow_ema():
+  rng = np.random.default_rng(11)
+  scores, valid, rubric, _ = random_batch(rng, B, G, K, P)
+  state = _random_state(rng, ema=False)
+  ours = make("pow3r_focal", gamma=0.0, pitfall_mode="signed")
+  theirs = make("pow3r", pitfall_mode="signed")
+  r1, _, m1 = jax.jit(ours.update)(*_args(scores, valid, rubric, state))
+  r2, _, m2 = jax.jit(theirs.update)(*_args(scores, valid, rubric, Pow3rState(state.alpha)))
+  np.testing.assert_allclose(r1, r2, atol=1e-6)
+  np.testing.assert_allclose(m1["weights"], m2["weights"], atol=1e-6)
+  assert np.any(np.asarray(m1["weights"]) < 0)  # the batch has pitfalls, kept signed
+  # Focal's saturation table exists only when it is smoothed across visits.
+  assert isinstance(make("pow3r_focal").init(P, K).focal, EmptyState)
+  assert isinstance(make("pow3r_focal", ema=0.5).init(P, K).focal, FocalState)

@@ -5,7 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from focal.rubric import RubricBatch, apply_pitfalls, passes, same_category, strict_targets
+from focal.rubric import (RubricBatch, apply_pitfalls, min_valid_count, passes, same_category,
+                          strict_targets)
 
 
 def _crit(weight, category=0, required=False):
@@ -137,6 +138,29 @@ def test_passes_and_strict_targets():
   np.testing.assert_array_equal(passes(s, r), [[[True, True, False]], [[True, False, False]]])
   # The second prompt flags nothing as required, so all its criteria are.
   np.testing.assert_array_equal(strict_targets(r), [[True, True, False], [True, True, False]])
+
+
+def test_a_verdict_exactly_on_the_threshold_passes():
+  # PASS_THRESHOLD = 0.5 is a pass (>=): a criterion at 0.5 is met, a pitfall at 0.5 is hit.
+  r = RubricBatch.from_lists([[_crit(1), _crit(-1)]])
+  s = jnp.float32([[[0.5, 0.5], [0.4999, 0.4999]]])
+  np.testing.assert_array_equal(passes(s, r), [[[True, False], [False, True]]])
+
+
+def test_min_valid_count_is_the_ceiling_despite_float_rounding():
+  # POW3R: ceil(0.75 G). 0.7 * 10 = 7.000000000000001 in floats: still 7, not 8.
+  assert [min_valid_count(g, 0.75) for g in (1, 4, 5, 16)] == [1, 3, 4, 12]
+  assert min_valid_count(10, 0.7) == 7 and min_valid_count(3, 1.0) == 3
+
+
+def test_apply_pitfalls_leaves_padding_at_weight_zero():
+  r = RubricBatch.from_lists([[_crit(2), _crit(-1)]], max_criteria=3)
+  s = jnp.float32([[[1, 1, 0.25]]])
+  for mode, weights, scores in (("flip", [[2, 1, 0]], [[[1, 0, 0.25]]]),
+                                ("signed", [[2, -1, 0]], [[[1, 1, 0.25]]])):
+    w, s_out = apply_pitfalls(s, r, mode)
+    np.testing.assert_array_equal(w, weights)
+    np.testing.assert_allclose(s_out, scores)
 
 
 def test_same_category_ignores_padding():

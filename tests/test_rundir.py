@@ -100,6 +100,19 @@ def test_a_failed_restore_leaves_the_saved_config_alone(tmp_path):
   assert open(os.path.join(workdir, "config.json")).read() == config_before
 
 
+def test_truncating_metrics_keeps_the_checkpoint_step_and_drops_only_later_rows(tmp_path):
+  # A run resumed from checkpoint step 2 keeps step 2's rows (train and eval) and drops 3 and 4.
+  run_dir = RunDir(str(tmp_path))
+  rows = [{"step": 1, "loss": 1.0}, {"step": 2, "loss": 2.0}, {"step": 2, "eval/x": 0.5},
+          {"step": 3, "loss": 3.0}, {"step": 4, "loss": 4.0}]
+  with open(run_dir.metrics_path, "w") as f:
+    f.writelines(json.dumps(r) + "\n" for r in rows)
+  run_dir.truncate_metrics(2)
+  assert run_dir.rows() == rows[:3]
+  run_dir.truncate_metrics(0)
+  assert run_dir.rows() == []
+
+
 @pytest.mark.parametrize("field, value, message", [
     ("keep_checkpoints", 0, "keep_checkpoints must be an integer >= 1"),
     ("data.prompts_per_step", 0, "prompts_per_step must be >= 1"),

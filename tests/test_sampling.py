@@ -92,6 +92,8 @@ def test_sampling_logits_order_and_empirical_distribution():
   draws = jax.random.categorical(jax.random.key(0), filtered, shape=(20000,))
   freq = np.bincount(np.asarray(draws), minlength=4) / 20000
   np.testing.assert_allclose(freq, expected, atol=0.015)
+  # The defaults filter nothing: top_k=0 and top_p=1 leave the temperature-scaled logits.
+  np.testing.assert_allclose(sampling_logits(logits, 0.5), logits / 0.5, rtol=1e-6)
 
 
 def test_logprobs_match_full_recomputation(model):
@@ -176,6 +178,7 @@ def test_left_pad_layout_and_errors():
   assert tokens.dtype == np.int32 and mask.dtype == bool
   with pytest.raises(ValueError, match="prompt 1 has 30 tokens.*max_new_tokens=8.*context of 32"):
     left_pad([[1], [2] * 30], pad_id=PAD, max_new_tokens=8, max_seq_len=32)
+  left_pad([[1], [2] * 24], pad_id=PAD, max_new_tokens=8, max_seq_len=32)  # exactly fits
   with pytest.raises(ValueError, match="prompt 0 is empty"):
     left_pad([[]], pad_id=PAD)
   with pytest.raises(ValueError, match="padded width 2"):

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from focal import aggregators
+from focal.aggregators import static
 from focal.rubric import RubricBatch
 
 STATIC = ("weighted_sum", "uniform", "strict", "category_balanced")
@@ -98,6 +99,31 @@ def test_strict_without_required_flags_requires_everything():
   scores = np.array([[[1, 1], [1, 0]]], np.float32)
   rewards, _ = _run("strict", scores, np.ones_like(scores, bool), rubric)
   np.testing.assert_array_equal(rewards, [[1, 0]])
+
+
+def test_strict_counts_a_verdict_exactly_on_the_threshold_as_a_pass():
+  # Both criteria required; the pitfall passes when avoided (score below 0.5).
+  rubric = RubricBatch.from_lists([[_crit(1, 0, True), _crit(-1, 0, True)]])
+  scores = [[[0.5, 0.0], [0.4999, 0.0], [1.0, 0.5]]]
+  rewards, _ = _run("strict", scores, np.ones((1, 3, 2), bool), rubric)
+  np.testing.assert_array_equal(rewards, [[1.0, 0.0, 0.0]])
+
+
+def test_signed_rollout_with_only_pitfall_verdicts_is_scored_by_their_absolute_mass():
+  # w = [0.5, -1]; criterion 0 has no verdict in rollouts 0 and 1, so only the pitfall counts:
+  # hit -> -1/1, avoided -> 0/1. Rollout 2 has both and meets only c0: 0.5/0.5, the positive
+  # mass however small (uniform: signs [1, -1], the same rewards).
+  rubric = RubricBatch.from_lists([[_crit(0.5), _crit(-1)]])
+  scores = np.array([[[0, 1], [0, 0], [1, 0]]], np.float32)
+  valid = np.ones((1, 3, 2), bool)
+  valid[0, :2, 0] = False
+  expected = [[-1.0, 0.0, 1.0]]
+  for name in ("weighted_sum", "uniform"):
+    rewards, m = _run(name, scores, valid, rubric, pitfall_mode="signed")
+    np.testing.assert_allclose(rewards, expected)
+    assert float(m["rollouts_without_valid"]) == 0.0
+  np.testing.assert_allclose(
+      static.static_reward(jnp.asarray(scores), jnp.asarray(valid), rubric), expected)
 
 
 def test_make_rejects_unknown_names_and_hparams():

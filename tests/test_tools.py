@@ -1,6 +1,9 @@
-"""tools/criterion_trace.py on a hand-written metrics.jsonl; tools/splice_summary.py on hand-written docs."""
+"""tools/criterion_trace.py on a hand-written metrics.jsonl; tools/splice_summary.py on hand-written docs;
+tools/mutation.py's configuration."""
+import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -105,3 +108,40 @@ def test_splice_summary_replaces_only_the_sections_tables(tmp_path):
                             str(tmp_path / "R.md"), "--section", "## 9. "],
                            cwd=REPO, capture_output=True, text=True)
   assert missing.returncode != 0 and "found 0" in missing.stderr
+
+
+def _mutation_tool():
+  spec = importlib.util.spec_from_file_location("mutation_tool",
+                                                os.path.join(REPO, "tools", "mutation.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)  # imports the standard library only; cosmic-ray when it runs
+  return module
+
+
+def test_mutation_run_covers_every_formula_module_with_existing_tests():
+  tool = _mutation_tool()
+  for package in ("focal/aggregators", "focal/advantages"):
+    for name in os.listdir(os.path.join(REPO, package)):
+      if name.endswith(".py") and name != "__init__.py":
+        assert f"{package}/{name}" in tool.GROUPS, name
+  for module, (tests, _) in tool.GROUPS.items():
+    assert os.path.exists(os.path.join(REPO, module)), module
+    for test in tests:
+      assert os.path.exists(os.path.join(REPO, test)), (module, test)
+
+
+def test_mutation_filters_skip_messages_and_implausible_operators_only():
+  tool = _mutation_tool()
+  source = ("def f(x):\n  if x > 1:\n    raise ValueError(\n        f'{x - 1}')\n"
+            "  warnings.warn(f'{x + 1}')\n  return x * 2\n")
+  assert tool.message_lines(source) == {3, 4, 5}
+  excluded = re.compile("|".join(f"(?:{e})" for e in tool.EXCLUDED_OPERATORS))
+  for name in ("ReplaceBinaryOperator_Mul_LShift", "ReplaceBinaryOperator_Add_BitOr",
+               "ReplaceComparisonOperator_Lt_Is", "ReplaceUnaryOperator_USub_Invert",
+               "RemoveDecorator"):
+    assert excluded.match("core/" + name), name
+  for name in ("ReplaceBinaryOperator_Mul_Div", "ReplaceBinaryOperator_BitAnd_BitOr",
+               "ReplaceComparisonOperator_GtE_Gt", "ReplaceComparisonOperator_Is_IsNot",
+               "ReplaceUnaryOperator_Delete_USub", "ReplaceUnaryOperator_Delete_Invert",
+               "NumberReplacer", "AddNot", "ReplaceAndWithOr", "ZeroIterationForLoop"):
+    assert not excluded.match("core/" + name), name

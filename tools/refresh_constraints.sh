@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Rewrites constraints.txt: the exact versions a fresh `pip install -e ".[test,hf]"` resolves to,
-# which the test suite (.ci/run) and docs/RESULTS.md are then produced with.
+# Rewrites constraints.txt: the exact versions a fresh `pip install -e ".[test,hf,mutation]"`
+# resolves to, which the test suite (.ci/run), docs/RESULTS.md and the mutation run
+# (tools/mutation.py) are then produced with.
 #
 #   bash tools/refresh_constraints.sh            # resolve anew (newest releases allowed)
 #   bash tools/refresh_constraints.sh --keep     # resolve within the current constraints.txt
@@ -13,7 +14,7 @@ python -m venv "$venv"
 keep=()
 if [ "${1:-}" = "--keep" ] && [ -f constraints.txt ]; then keep=(-c constraints.txt); fi
 "$venv/bin/pip" install -q --upgrade pip
-"$venv/bin/pip" install -q -e ".[test,hf]" "${keep[@]}"
+"$venv/bin/pip" install -q -e ".[test,hf,mutation]" "${keep[@]}"
 {
   echo "# Exact versions the tests and docs/RESULTS.md were produced with (Python $("$venv/bin/python" -c 'import platform; print(platform.python_version())'))."
   echo "# Used by .ci/run and the README: pip install -e \".[test,hf]\" -c constraints.txt"
