@@ -1,5 +1,4 @@
-"""Rubric datasets (TFDS builders over local files), the host batching pipeline, and the
-loop's data sources.
+"""Rubric datasets (TFDS builders over local files) and the loop's data sources.
 
 The builders import tensorflow_datasets; they load on first use, so that code which needs
 only a data source (the synthetic suite) does not pay for that import.

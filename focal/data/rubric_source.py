@@ -16,13 +16,15 @@ seeds and file order).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import zlib
+from typing import Any, Mapping
 
 import grain
 import numpy as np
 
-from focal.data.pipeline import normalize_example
+from focal.data.rubric_prompts import user_turn
 from focal.data.synthetic_source import batch_indices, host_copy, make_batch
 from focal.rubric import RubricBatch
 from focal.sampling import left_pad
@@ -65,6 +67,35 @@ def build_dataset(source: str, path: str, eval_path: str = "", cache_dir: str = 
   if not os.path.exists(os.path.join(builder.data_dir, "dataset_info.json")):
     build(builder)
   return builder
+
+
+def _text(value) -> str:
+  return value.decode("utf-8") if isinstance(value, (bytes, np.bytes_)) else str(value)
+
+
+_OPTIONAL = ("title", "category_name", "rule")
+
+
+def normalize_example(record: Mapping[str, Any]) -> dict[str, Any]:
+  """A TFDS-decoded example (bytes, criteria as a dict of lists) or a plain dict (criteria
+  as a list of dicts) -> plain Python types with criteria as a list of dicts. Fields an
+  older or hand-written record lacks get their defaults (messages: one user turn)."""
+  criteria = record["criteria"]
+  if isinstance(criteria, Mapping):
+    n = len(criteria["weight"])
+    criteria = [{k: criteria[k][j] for k in criteria} for j in range(n)]
+  prompt = _text(record["prompt"])
+  messages = _text(record.get("messages", "")) or user_turn(prompt)
+  return {
+      "prompt_id": int(record["prompt_id"]),
+      "prompt": prompt,
+      "messages": json.loads(messages),
+      "reference": _text(record.get("reference", "")),
+      "criteria": [{"text": _text(c["text"]), "weight": float(c["weight"]),
+                    "category": int(c["category"]), "required": bool(c["required"]),
+                    **{k: _text(c.get(k, "")) for k in _OPTIONAL}}
+                   for c in criteria],
+  }
 
 
 def _read(builder, split: str) -> list[dict]:
