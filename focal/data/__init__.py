@@ -21,3 +21,7 @@ def __getattr__(name):
   if name in _LAZY:
     return getattr(importlib.import_module(_LAZY[name]), name)
   raise AttributeError(f"module 'focal.data' has no attribute {name!r}")
+
+
+# The data sources register themselves (focal.data.sources); a new one adds its import here.
+from focal.data import rubric_source, synthetic_source  # noqa: E402,F401
