@@ -8,7 +8,7 @@ The exact versions the tests and docs/RESULTS.md were produced with are in const
 """
 from setuptools import find_packages, setup
 
-HF = ["tokenizers>=0.23", "safetensors>=0.8", "jinja2>=3.1.6", "sentencepiece>=0.2"]
+HF = ["tokenizers>=0.23", "safetensors>=0.8", "jinja2>=3.1.6"]
 
 setup(
   name="focal",
@@ -31,7 +31,7 @@ setup(
     "tensorboardX>=2.6",
   ],
   extras_require={
-    # Hugging Face checkpoints: tokenizer.json, chat templates, SentencePiece models.
+    # Hugging Face checkpoints: tokenizer.json, safetensors, chat templates.
     "hf": HF,
     # Accelerators: the jax builds that bring libtpu or the CUDA plugins.
     "tpu": ["jax[tpu]>=0.10.2"],

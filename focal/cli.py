@@ -25,8 +25,13 @@ def config_module(config_flag):
   """(the module of `--config=FILE[:ARG]`, ARG or None), for the file's functions beside
   get_config (get_sweep, get_grid). `config_flag` is FLAGS["config"]."""
   from ml_collections import config_flags
-  file, _, arg = config_flags.get_config_filename(config_flag).partition(":")
-  spec = importlib.util.spec_from_file_location("focal_config_file", file)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  return load_config_file(config_flags.get_config_filename(config_flag))
+
+
+def load_config_file(spec: str):
+  """(the module of a config file "FILE[:ARG]", ARG or None), without calling get_config."""
+  file, _, arg = spec.partition(":")
+  module_spec = importlib.util.spec_from_file_location("focal_config_file", file)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
   return module, arg or None

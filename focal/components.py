@@ -27,15 +27,14 @@ import jax
 import ml_collections
 import numpy as np
 
-from focal import advantages, aggregators, policy, tasks, tracking
+from focal import advantages, aggregators, policy, tracking
 from focal.aggregators import prompt_state
-from focal.data.synthetic_source import SyntheticSource
+from focal.data import sources as data_sources
 from focal.graders.stage import GRADER_KINDS, HostGrader, InJitGrader, RulesGrader, check_rules
 from focal.iteration import GRPOSettings, init_train_state, make_engine, make_optimizer
 
 # GRPOSettings fields that come from the tokenizer, not from the config.
 _TOKEN_FIELDS = ("eos_id", "pad_id")
-DATA_SOURCES = ("synthetic", "rar", "healthbench", "rubric_jsonl")
 
 
 def _block(defaults: dict[str, Any]) -> ml_collections.ConfigDict:
@@ -131,13 +130,8 @@ def grader_kind(config) -> str:
 
 
 def data_source(config, tokens: policy.Tokens, width: int | None = None):
-  d = data_fields(config)
-  if d.source == "synthetic":
-    return SyntheticSource(config.task, d.train_prompts_per_task, d.eval_prompts_per_task,
-                           d.prompts_per_step, config.seed, width)
-  from focal.data.rubric_source import RubricSource
-  return RubricSource(d, tokens.encode, tokens.decode_response, pad_id=tokens.pad_id,
-                      eos_id=tokens.eos_id, seed=config.seed, width=width)
+  """The loop's data source `config.data.source` names (focal.data.sources)."""
+  return data_sources.get(data_fields(config).source).make(config, tokens, width)
 
 
 def make_grader(config, source, block: str = "grader"):
@@ -173,27 +167,17 @@ def validate(config) -> None:
   estimator_spec(config)
   policy.check_model(config)
   d, kind = data_fields(config), grader_kind(config)
-  if d.source not in DATA_SOURCES:
-    raise ValueError(f"unknown data.source {d.source!r}; choose from {', '.join(DATA_SOURCES)}")
+  source = data_sources.get(d.source)
   if kind not in GRADER_KINDS:
     raise ValueError(f"unknown grader.kind {kind!r}; choose from {', '.join(GRADER_KINDS)}")
-  if d.source == "synthetic":
-    if config.task != "suite" and config.task not in tasks.names():
-      raise ValueError(f"unknown task {config.task!r} (config.task); choose 'suite' or one of "
-                       f"{', '.join(tasks.names())}")
-    if policy.model_fields(config)["checkpoint"]:
-      raise ValueError("data.source=synthetic trains the byte-level scales; with "
-                       "model.checkpoint, use data.source=rar|healthbench|rubric_jsonl")
-  else:
-    if kind == "programmatic":
-      raise ValueError(f"data.source={d.source} has no programmatic grader: set "
-                       "grader.kind=judge (or rules)")
-    if not d.path:
-      raise ValueError(f"data.source={d.source} needs data.path (a JSONL file or a built "
-                       "TFDS directory)")
-    if config.warm_start.steps and not policy.model_fields(config)["checkpoint"]:
-      raise ValueError("warm_start.steps > 0 imitates the synthetic suite's reference responses; "
-                       f"set it to 0 for data.source={d.source}")
+  checkpoint = policy.model_fields(config)["checkpoint"]
+  source.check(config, checkpoint)
+  if kind == "programmatic" and not source.in_jit_grader:
+    raise ValueError(f"data.source={d.source} has no programmatic grader: set "
+                     "grader.kind=judge (or rules)")
+  if config.warm_start.steps and not checkpoint and not source.reference_responses:
+    raise ValueError("warm_start.steps > 0 imitates the synthetic suite's reference responses; "
+                     f"set it to 0 for data.source={d.source}")
   _check_schedule(config)
   _check_batch(config)
   optimizer(config)

@@ -10,7 +10,9 @@
                weight >= 3, else Optional), which the rule judge server
                (`python -m focal.graders.rule_server`) reads back to grade with the task's rules
 
-Built once under `cache_root()` and reused; `prepare()` returns the three paths.
+Built once under `cache_root()` by an explicit command (`python -m experiments.demo_assets
+--config=configs/judge_demo.py`, which calls `prepare`), never by reading a config:
+`asset_paths` only says where they go.
 """
 from __future__ import annotations
 
@@ -49,26 +51,37 @@ def cache_root() -> str:
   return os.path.expanduser(os.environ.get("FOCAL_DEMO_CACHE", "~/.cache/focal/judge_demo"))
 
 
-def prepare(synthetic_config, cache_dir: str | None = None,
-            progress: bool = True) -> tuple[str, str, str]:
-  """(checkpoint dir, train JSONL, eval JSONL) of `synthetic_config`'s warm-started policy and
-  prompts (a configs/base.py config), built under `cache_dir` (default `cache_root()`) on
-  first use."""
+def asset_paths(synthetic_config, cache_dir: str | None = None) -> tuple[str, str, str]:
+  """(checkpoint dir, train JSONL, eval JSONL) that `prepare` writes for `synthetic_config`
+  (a configs/base.py config), under `cache_dir` (default `cache_root()`); nothing is built."""
   c = synthetic_config
   root = os.path.join(os.path.expanduser(cache_dir or cache_root()),
                       f"{c.task}-{c.model.scale}-seed{c.seed}-n{c.data.train_prompts_per_task}")
-  checkpoint = os.path.join(root, "checkpoint")
-  train, evals = os.path.join(root, "rar_train.jsonl"), os.path.join(root, "rar_eval.jsonl")
-  if all(os.path.exists(p) for p in (os.path.join(checkpoint, "config.json"), train, evals)):
-    return checkpoint, train, evals
+  return (os.path.join(root, "checkpoint"), os.path.join(root, "rar_train.jsonl"),
+          os.path.join(root, "rar_eval.jsonl"))
+
+
+def built(paths) -> bool:
+  checkpoint, train, evals = paths
+  return all(os.path.exists(p) for p in (os.path.join(checkpoint, "config.json"), train, evals))
+
+
+def prepare(synthetic_config, cache_dir: str | None = None,
+            progress: bool = True) -> tuple[str, str, str]:
+  """Builds the assets of `synthetic_config` at `asset_paths` unless they are there already:
+  its warm-started policy (trained the way any run is, cached like any run's warm start) as a
+  Hugging Face checkpoint, and its training and held-out prompts as RaR files."""
+  checkpoint, train, evals = paths = asset_paths(synthetic_config, cache_dir)
+  if built(paths):
+    return paths
   from flax import nnx
   from focal import components
   from focal.models.hf_export import export_checkpoint
-  setup = components.build(c, progress=progress)  # its warm start (cached like any run's)
-  os.makedirs(root, exist_ok=True)
+  setup = components.build(synthetic_config, progress=progress)
+  os.makedirs(os.path.dirname(checkpoint), exist_ok=True)
   source = setup.source
   write_rar(train, source.suite, source.train_set)
   write_rar(evals, source.suite, source.eval_set)
   model_config = nnx.merge(setup.graphdef, setup.state.params).cfg
   export_checkpoint(checkpoint, model_config, setup.state.params, overwrite=True)
-  return checkpoint, train, evals
+  return paths

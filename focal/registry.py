@@ -65,3 +65,30 @@ class Registry:
       accepted = ", ".join(inspect.signature(factory).parameters)
       raise ValueError(f"bad hyper-parameters for {self.kind} {name!r}: {e}. "
                        f"Accepted: {accepted}") from None
+
+
+class Kinds:
+  """Name -> record, for components a config names but builds from more than hyper-parameters
+  (data sources, grader kinds, model families): each record is a frozen dataclass saying how
+  to build and check its kind, registered by the module that implements it.
+
+  `get(name)` raises ValueError naming the config field and the registered names.
+  """
+
+  def __init__(self, kind: str, field: str):
+    self.kind, self.field = kind, field
+    self._records: dict[str, Any] = {}
+
+  def register(self, name: str, record):
+    if name in self._records:
+      raise ValueError(f"{self.kind} {name!r} is already registered")
+    self._records[name] = record
+    return record
+
+  def get(self, name: str):
+    if name not in self._records:
+      raise ValueError(f"unknown {self.field} {name!r}; choose from {', '.join(self.names())}")
+    return self._records[name]
+
+  def names(self) -> tuple[str, ...]:
+    return tuple(sorted(self._records))

@@ -1,4 +1,5 @@
-"""Tokenizers behind one small interface: bytes by default, SentencePiece or HF on request.
+"""Tokenizers behind one small interface: bytes by default, a Hugging Face tokenizer.json for a
+checkpoint.
 
 The byte layout below is a project-wide contract (models, samplers and data all
 assume it): ids 0-255 are raw UTF-8 bytes, then four special ids.
@@ -8,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from typing import Protocol, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -18,19 +19,6 @@ BOS_ID = 257
 EOS_ID = 258
 UNK_ID = 259
 BYTE_VOCAB_SIZE = 260
-
-
-class Tokenizer(Protocol):
-  vocab_size: int
-  pad_id: int
-  bos_id: int
-  eos_id: int
-
-  def encode(self, text: str) -> list[int]:
-    """Token ids of `text`, without BOS/EOS (callers add them where they need them)."""
-
-  def decode(self, ids: Sequence[int]) -> str:
-    """Text of `ids`; special ids (PAD/BOS/EOS) are dropped."""
 
 
 class ByteTokenizer:
@@ -148,40 +136,6 @@ def _flush(buf: bytearray) -> str:
     return data.decode("utf-8", errors="replace")
 
 
-class SentencePieceTokenizer:
-  """A SentencePiece `.model` file (needs the `sentencepiece` package)."""
-
-  def __init__(self, path: str):
-    try:
-      import sentencepiece as spm
-    except ImportError as e:
-      raise ImportError("SentencePieceTokenizer needs the 'sentencepiece' package: "
-                        "pip install sentencepiece") from e
-    if not os.path.exists(path):
-      raise FileNotFoundError(f"SentencePiece model not found: {path}")
-    self._sp = spm.SentencePieceProcessor(model_file=path)
-    self.vocab_size = int(self._sp.get_piece_size())
-    self.bos_id = _require_id(self._sp.bos_id(), "bos", path)
-    self.eos_id = _require_id(self._sp.eos_id(), "eos", path)
-    # Many models define no pad piece; padding is masked anyway, so EOS serves.
-    pad = int(self._sp.pad_id())
-    self.pad_id = pad if pad >= 0 else self.eos_id
-
-  def encode(self, text: str) -> list[int]:
-    return list(self._sp.encode(text))
-
-  def decode(self, ids: Sequence[int]) -> str:
-    special = {self.pad_id, self.bos_id, self.eos_id}
-    return self._sp.decode([int(i) for i in ids if int(i) not in special])
-
-
-def _require_id(value: int, name: str, path: str) -> int:
-  if value < 0:
-    raise ValueError(f"SentencePiece model {path} defines no {name} piece; "
-                     f"retrain it with --{name}_id set")
-  return int(value)
-
-
 # Names the common HF tokenizer families give their special tokens, most specific first.
 _HF_CANDIDATES = {
     "bos": ("<|begin_of_text|>", "<s>", "<bos>", "[CLS]", "<|endoftext|>"),
@@ -262,19 +216,3 @@ def read_tokenizer_config(directory: str) -> dict:
     raise FileNotFoundError(f"{directory}: no tokenizer_config.json")
   with open(path, encoding="utf-8") as f:
     return json.load(f)
-
-
-def load_tokenizer(spec: str | None) -> Tokenizer:
-  """None or 'bytes' -> ByteTokenizer; '*.model' -> SentencePiece; '*.json' -> HF tokenizers;
-  a checkpoint directory -> HFTokenizer.from_directory (tokenizer_config.json's specials)."""
-  if spec is None or spec in ("bytes", "byte"):
-    return ByteTokenizer()
-  if os.path.isdir(spec):
-    return HFTokenizer.from_directory(spec)
-  if spec.endswith(".model"):
-    return SentencePieceTokenizer(spec)
-  if spec.endswith(".json"):
-    return HFTokenizer(spec)
-  raise ValueError(f"cannot tell the tokenizer type of {spec!r}: expected None/'bytes', "
-                   "a SentencePiece '.model' file, an HF 'tokenizer.json' or a checkpoint "
-                   "directory")

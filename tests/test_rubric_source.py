@@ -123,3 +123,24 @@ def test_rules_grade_the_data_criteria_in_their_original_sense(tmp_path):
   scores, valid, _ = grader.score("train", [0], tokens, mask, group=2)
   assert valid[0, :, :3].all() and not valid[0, :, 3:].any()
   np.testing.assert_array_equal(scores[0, :, :3], [[1, 1, 1], [1, 1, 0]])
+
+
+def test_normalize_example_reads_tfds_records_and_plain_dicts_alike():
+  from focal.data.rubric_source import normalize_example
+  plain = {"prompt_id": 3, "prompt": "Q?", "criteria": [
+      {"text": "a", "weight": 5, "category": 1, "required": True, "rule": "{}"},
+      {"text": "b", "weight": -2, "category": 0, "required": False}]}
+  # What as_data_source yields: bytes, numpy scalars, criteria as a dict of lists.
+  decoded = {"prompt_id": np.int64(3), "prompt": b"Q?", "messages": b"", "reference": b"",
+             "criteria": {"text": [b"a", b"b"], "weight": np.float32([5, -2]),
+                          "category": np.int32([1, 0]), "required": np.array([True, False]),
+                          "title": [b"", b""], "category_name": [b"", b""],
+                          "rule": [b"{}", b""]}}
+  want = {"prompt_id": 3, "prompt": "Q?", "messages": [{"role": "user", "content": "Q?"}],
+          "reference": "",
+          "criteria": [{"text": "a", "weight": 5.0, "category": 1, "required": True,
+                        "title": "", "category_name": "", "rule": "{}"},
+                       {"text": "b", "weight": -2.0, "category": 0, "required": False,
+                        "title": "", "category_name": "", "rule": ""}]}
+  assert normalize_example(plain) == want
+  assert normalize_example(decoded) == want

@@ -135,6 +135,7 @@ RUNS = {
         shrink=SYNTHETIC + ("--only=aggregator.name=pow3r", "--only=seed=0")),
     "judge_demo": Run("configs/judge_demo.py", (
         "python -m focal.graders.rule_server --port 8765 &",
+        "python -m experiments.demo_assets --config=configs/judge_demo.py",
         "python -m experiments.train --config=configs/judge_demo.py --workdir=runs/judge_demo"),
         swap=(("8765", "{rule_port}"),
               ("--config=configs/judge_demo.py", "--config=configs/judge_demo.py:smoke")),

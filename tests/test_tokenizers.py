@@ -46,42 +46,13 @@ def test_byte_decode_rejects_out_of_vocab():
     T.ByteTokenizer().decode([1, 260])
 
 
-def test_load_tokenizer_dispatch(tmp_path):
-  assert isinstance(T.load_tokenizer(None), T.ByteTokenizer)
-  assert isinstance(T.load_tokenizer("bytes"), T.ByteTokenizer)
-  with pytest.raises(ValueError, match="cannot tell the tokenizer type"):
-    T.load_tokenizer(str(tmp_path / "vocab.txt"))
-
-
-def test_missing_files_are_clear(tmp_path):
-  for suffix, cls, pkg in ((".model", T.SentencePieceTokenizer, "sentencepiece"),
-                           (".json", T.HFTokenizer, "tokenizers")):
-    try:
-      __import__(pkg)
-    except ImportError:
-      with pytest.raises(ImportError, match=pkg):
-        cls(str(tmp_path / f"x{suffix}"))
-    else:
-      with pytest.raises(FileNotFoundError):
-        cls(str(tmp_path / f"x{suffix}"))
+def test_a_missing_tokenizer_json_is_a_clear_error(tmp_path):
+  with pytest.raises(FileNotFoundError, match="tokenizer.json not found"):
+    T.HFTokenizer(str(tmp_path / "tokenizer.json"))
 
 
 CORPUS = ["the quick brown fox jumps over the lazy dog", "hello world", "rubric reward",
           "grpo in jax", "criteria met or not"] * 20
-
-
-def test_sentencepiece_round_trip(tmp_path):
-  import sentencepiece as spm
-  corpus = tmp_path / "corpus.txt"
-  corpus.write_text("\n".join(CORPUS))
-  prefix = str(tmp_path / "sp")
-  spm.SentencePieceTrainer.train(input=str(corpus), model_prefix=prefix, vocab_size=40,
-                                 pad_id=3, model_type="bpe", minloglevel=2)
-  tok = T.load_tokenizer(prefix + ".model")
-  assert isinstance(tok, T.SentencePieceTokenizer)
-  assert tok.pad_id == 3 and tok.vocab_size == 40
-  ids = tok.encode("hello world")
-  assert tok.decode([tok.bos_id] + ids + [tok.eos_id, tok.pad_id]) == "hello world"
 
 
 def _train_hf(path):
@@ -99,8 +70,7 @@ def _train_hf(path):
 def test_hf_round_trip(tmp_path):
   path = str(tmp_path / "tokenizer.json")
   _train_hf(path)
-  tok = T.load_tokenizer(path)
-  assert isinstance(tok, T.HFTokenizer)
+  tok = T.HFTokenizer(path)
   assert (tok.pad_id, tok.bos_id, tok.eos_id) == (0, 1, 2)
   ids = tok.encode("hello world")
   assert tok.decode([tok.bos_id] + ids + [tok.eos_id]) == "hello world"
@@ -200,6 +170,6 @@ def test_hf_add_bos_follows_the_post_processor():
   """Llama 3's tokenizer.json adds BOS in its post-processor; Qwen's adds nothing."""
   data = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
   llama = T.HFTokenizer.from_directory(os.path.join(data, "hf_chat_llama3.1"))
-  qwen = T.load_tokenizer(os.path.join(data, "hf_chat_qwen2.5"))  # a directory: its config
+  qwen = T.HFTokenizer.from_directory(os.path.join(data, "hf_chat_qwen2.5"))
   assert llama.add_bos and llama.bos_id == llama._tok.token_to_id("<|begin_of_text|>")
   assert not qwen.add_bos and qwen.bos_id is None

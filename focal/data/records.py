@@ -121,3 +121,8 @@ def _as_tuple(kind) -> tuple:
 
 def _kind_name(kind) -> str:
   return " or ".join(k.__name__ for k in _as_tuple(kind))
+
+
+def user_turn(question: str) -> str:
+  """The `messages` field of a single-question prompt."""
+  return json.dumps([{"role": "user", "content": question}], ensure_ascii=False)

@@ -16,7 +16,6 @@ downloads) and write array_record shards readable without TensorFlow via
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
@@ -26,7 +25,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import tensorflow_datasets as tfds
 
-from focal.data.records import RecordError
+from focal.data.records import RecordError, user_turn  # noqa: F401  (builders use it)
 
 FILE_FORMAT = "array_record"
 
@@ -48,11 +47,6 @@ def features() -> tfds.features.FeaturesDict:
           "rule": tfds.features.Text(),
       }),
   })
-
-
-def user_turn(question: str) -> str:
-  """The `messages` field of a single-question prompt."""
-  return json.dumps([{"role": "user", "content": question}], ensure_ascii=False)
 
 
 def criterion(text: str, weight: float, category: int, required: bool, title: str = "",

@@ -16,26 +16,26 @@ seeds and file order).
 from __future__ import annotations
 
 import hashlib
+import importlib
+import json
 import os
 import zlib
+from typing import Any, Mapping
 
-import grain
 import numpy as np
 
-from focal.data.pipeline import normalize_example
+from focal.data import sources
+from focal.data.records import user_turn
 from focal.data.synthetic_source import batch_indices, host_copy, make_batch
 from focal.rubric import RubricBatch
 from focal.sampling import left_pad
 
-SOURCES = ("rar", "healthbench", "rubric_jsonl")
 LONG_PROMPTS = ("truncate", "skip")
 
 
 def _builder_class(source: str):
-  from focal.data.healthbench import Healthbench
-  from focal.data.rar import Rar
-  from focal.data.rubric_jsonl import RubricJsonl
-  return {"rar": Rar, "healthbench": Healthbench, "rubric_jsonl": RubricJsonl}[source]
+  module, _, name = sources.get(source).builder.partition(":")
+  return getattr(importlib.import_module(module), name)
 
 
 def content_hash(paths) -> str:
@@ -67,7 +67,37 @@ def build_dataset(source: str, path: str, eval_path: str = "", cache_dir: str = 
   return builder
 
 
+def _text(value) -> str:
+  return value.decode("utf-8") if isinstance(value, (bytes, np.bytes_)) else str(value)
+
+
+_OPTIONAL = ("title", "category_name", "rule")
+
+
+def normalize_example(record: Mapping[str, Any]) -> dict[str, Any]:
+  """A TFDS-decoded example (bytes, criteria as a dict of lists) or a plain dict (criteria
+  as a list of dicts) -> plain Python types with criteria as a list of dicts. Fields an
+  older or hand-written record lacks get their defaults (messages: one user turn)."""
+  criteria = record["criteria"]
+  if isinstance(criteria, Mapping):
+    n = len(criteria["weight"])
+    criteria = [{k: criteria[k][j] for k in criteria} for j in range(n)]
+  prompt = _text(record["prompt"])
+  messages = _text(record.get("messages", "")) or user_turn(prompt)
+  return {
+      "prompt_id": int(record["prompt_id"]),
+      "prompt": prompt,
+      "messages": json.loads(messages),
+      "reference": _text(record.get("reference", "")),
+      "criteria": [{"text": _text(c["text"]), "weight": float(c["weight"]),
+                    "category": int(c["category"]), "required": bool(c["required"]),
+                    **{k: _text(c.get(k, "")) for k in _OPTIONAL}}
+                   for c in criteria],
+  }
+
+
 def _read(builder, split: str) -> list[dict]:
+  import grain  # loads only for rubric data, like tensorflow_datasets
   ds = grain.MapDataset.source(builder.as_data_source(split)).map(normalize_example)
   return [ds[i] for i in range(len(ds))]
 
@@ -87,9 +117,6 @@ class RubricSource:
 
   def __init__(self, data, encode, decode_response, *, pad_id: int, eos_id, seed: int,
                width: int | None = None):
-    if data.source not in SOURCES:
-      raise ValueError(f"unknown data.source {data.source!r}; choose synthetic or one of "
-                       f"{', '.join(SOURCES)}")
     if data.long_prompts not in LONG_PROMPTS:
       raise ValueError(f"data.long_prompts must be one of {LONG_PROMPTS}, got "
                        f"{data.long_prompts!r}")
@@ -191,3 +218,26 @@ def _category_names(examples) -> tuple[str, ...]:
     for c in ex["criteria"]:
       names.setdefault(c["category"], c["category_name"] or str(c["category"]))
   return tuple(names.get(i, str(i)) for i in range(max(names) + 1))
+
+
+def _make(config, tokens, width):
+  return RubricSource(config.data, tokens.encode, tokens.decode_response, pad_id=tokens.pad_id,
+                      eos_id=tokens.eos_id, seed=config.seed, width=width)
+
+
+def _check(config, checkpoint: str) -> None:
+  del checkpoint
+  if not config.data.path:
+    raise ValueError(f"data.source={config.data.source} needs data.path (a JSONL file or a built "
+                     "TFDS directory)")
+
+
+def rubric_format(builder: str) -> sources.DataSource:
+  """The data source of a rubric-file format parsed by the TFDS builder `builder`
+  ('module:Class', a `focal.data.rubric_prompts.RubricPromptsBuilder`)."""
+  return sources.DataSource(make=_make, check=_check, builder=builder)
+
+
+sources.register("rar", rubric_format("focal.data.rar:Rar"))
+sources.register("healthbench", rubric_format("focal.data.healthbench:Healthbench"))
+sources.register("rubric_jsonl", rubric_format("focal.data.rubric_jsonl:RubricJsonl"))

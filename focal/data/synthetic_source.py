@@ -11,9 +11,10 @@ import jax
 import numpy as np
 
 from focal import sampling, tasks
+from focal.batch import PromptBatch
+from focal.data import sources
 from focal.tasks import texts
 from focal.tokenizers import ByteTokenizer
-from focal.batch import PromptBatch
 
 
 def encode_prompts(prompt_set, width: int | None = None):
@@ -153,3 +154,24 @@ class SyntheticSource:
   def decode_response(self, tokens, mask) -> str:
     """The response as lossless text (special ids as markers; see ByteTokenizer)."""
     return _BYTES.decode_response(tokens, mask)
+
+
+def _make(config, tokens, width):
+  del tokens  # the suite's prompts are bytes, whatever the policy
+  d = config.data
+  return SyntheticSource(config.task, d.train_prompts_per_task, d.eval_prompts_per_task,
+                         d.prompts_per_step, config.seed, width)
+
+
+def _check(config, checkpoint: str) -> None:
+  if config.task != "suite" and config.task not in tasks.names():
+    raise ValueError(f"unknown task {config.task!r} (config.task); choose 'suite' or one of "
+                     f"{', '.join(tasks.names())}")
+  if checkpoint:
+    others = "|".join(n for n in sources.names() if not sources.get(n).in_jit_grader)
+    raise ValueError("data.source=synthetic trains the byte-level scales; with "
+                     f"model.checkpoint, use data.source={others}")
+
+
+sources.register("synthetic", sources.DataSource(make=_make, check=_check, in_jit_grader=True,
+                                                 reference_responses=True))
