@@ -13,6 +13,7 @@ from focal.sim import components, judge, policy, population
 from focal.sim.knobs import check_knobs, make_knobs
 from focal.sim.metrics import expected_metrics
 from focal.sim.world import CONTRASTIVE, DEAD, RARE, SATURATED, make_world
+from scipy.special import ndtri
 
 BASE = components.knob_values(base.get_config())
 
@@ -87,6 +88,33 @@ def test_heavy_easy_puts_the_top_weight_on_saturated_criteria():
   weights, classes = np.asarray(w.rubric.weights), np.asarray(w.classes)
   saturated = np.asarray(w.rubric.mask) & (classes == SATURATED)
   np.testing.assert_array_equal(np.abs(weights[saturated]), 10.0)
+
+
+def test_a_world_drawn_with_given_skills_follows_them():
+  """Held-out prompts are a world drawn with the training world's shared map A: with
+  type_sharing = 1 (no co-occurrence, no conflict) a generic type passes a contrastive
+  criterion exactly when features . A[:, type, category] < Phi^-1(contrast_rate), so the
+  held-out patterns follow the training A; the rest of the draw does not depend on A."""
+  pop = population.make_population("synthetic")
+  draw = jax.jit(lambda key, knobs, skills: make_world(key, knobs, pop, 1000, 16, 32, 4, skills))
+  overrides = {"type_sharing": 1.0, "cooccurrence": 0.0, "conflict": 0.0}
+  train, knobs = _world(seed=1, **overrides)   # the compiled draw the other tests use
+  own, _ = _world(seed=2, **overrides)
+  held = jax.device_get(draw(jax.random.key(2), knobs, train.skills))
+  np.testing.assert_array_equal(held.skills, train.skills)
+  for field in ("classes", "init_logits", "features"):
+    np.testing.assert_array_equal(getattr(held, field), getattr(own, field))
+  np.testing.assert_array_equal(held.rubric.weights, own.rubric.weights)
+  skill = np.einsum("pf,fmc->pmc", held.features, train.skills)
+  cats = np.asarray(held.rubric.categories)
+  expected = np.take_along_axis(skill, cats[:, None, :], 2) < ndtri(float(knobs.contrast_rate))
+  generic = np.ones((1000, 32), bool)
+  generic[:, :16] = np.asarray(held.classes) != RARE   # type k is slot k's specialist if rare
+  check = (np.asarray(held.classes) == CONTRASTIVE)[:, None, :] & generic[:, :, None] \
+      & np.asarray(held.rubric.mask)[:, None, :]
+  assert check.sum() > 10000
+  np.testing.assert_array_equal(np.asarray(held.satisfy)[check], expected[check].astype(float))
+  assert not np.array_equal(np.asarray(own.satisfy)[check], np.asarray(held.satisfy)[check])
 
 
 def test_healthbench_population_shape():

@@ -13,6 +13,9 @@ import ml_collections
 from focal import components
 
 ALL_METHODS = ("focal", "pow3r", "pow3r_focal", "gdpo", "dvao", "sa_mrpo")
+# Focal's reconstructed variants (focal/aggregators/focal_variants.py) and GD²PO's two variants.
+VARIANT_METHODS = ("focal_adv", "focal_headroom", "focal_headroom_adv", "focal_unofficial",
+                   "gd2po", "gd2po_snr")
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -30,6 +33,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.sim = ml_collections.ConfigDict()
   c.sim.population = "healthbench"  # rubric population: equal|synthetic|healthbench|rar
   c.sim.num_prompts = 32  # P prompts per seed, all visited every step
+  c.sim.num_heldout = 0  # held-out prompts per seed from the same population, evaluated only
   c.sim.max_criteria = 16  # K criterion slots per prompt
   c.sim.num_types = 32  # M latent response types (> K)
   c.sim.num_features = 8  # F prompt features of the shared policy map
@@ -71,6 +75,17 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.aggregator.focal.w_min = 0.05  # as configs/base.py: Focal's weight floor
   c.estimator = components.advantage_config("grpo")  # hyper-parameters per advantage estimator
   del c.estimator.name  # methods and scalar_estimator name them here
+
+  # Named variants a method list may use: {of: aggregator or criterion estimator, overrides}.
+  c.variants = ml_collections.ConfigDict()
+  c.variants.focal_adv = {"of": "focal", "placement": "advantage"}  # f scales branch advantages
+  c.variants.focal_headroom = {"of": "focal", "saturation": "ema_headroom"}  # EMA of mean verdict
+  c.variants.focal_headroom_adv = {  # both reconstructions together
+      "of": "focal", "saturation": "ema_headroom", "placement": "advantage"}
+  c.variants.focal_unofficial = {  # the unofficial implementation: H / sum H on branch advantages
+      "of": "focal", "saturation": "ema_headroom", "placement": "advantage", "gamma": 1.0,
+      "eps": 0.0, "w_min": 0.0}
+  c.variants.gd2po_snr = {"of": "gd2po", "variant": "snr"}  # GD²PO-SNR, tau 0.8 (its scripts)
 
   if arg == "smoke":
     c.num_seeds = 4

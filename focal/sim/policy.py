@@ -5,7 +5,8 @@
 `table [P, M]` is a free (tabular) logit offset per prompt; `shared [F, M]` a
 linear map of prompt features common to all prompts, so that what is learned on
 one prompt moves the others (as a language model's shared weights do). Both
-start at 0, so the initial policy is the world's `init_logits`.
+start at 0, so the initial policy is the world's `init_logits`. A held-out
+prompt was never trained on: its table row is 0, and only `shared` moves it.
 """
 from __future__ import annotations
 
@@ -31,6 +32,11 @@ def policy_logits(params: PolicyParams, world: World, sharing):
   """[P, M] logits of the current policy."""
   return (world.init_logits + (1.0 - sharing) * params.table
           + sharing * (world.features @ params.shared))
+
+
+def heldout_logits(params: PolicyParams, world: World, sharing):
+  """[P', M] logits on prompts outside training (`world` holds the held-out prompts)."""
+  return world.init_logits + sharing * (world.features @ params.shared)
 
 
 def sample_types(u, logits):

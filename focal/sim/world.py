@@ -30,6 +30,12 @@ of it (jittable, vmappable over keys and knobs):
    can cost an easy one). Its initial probability is exactly `rare_rate`.
 6. Generic initial logits ~ init_logit_std N(0, 1).
 
+Held-out prompts (`make_world(..., skills=train.skills)`): a second world drawn
+from its own key with the training world's shared map A, so training and
+held-out prompts come from one population: the same criterion population and
+knobs, the same shared part of the types' pass patterns, their own features,
+rubrics, per-prompt parts and initial logits.
+
 All of it comes from one `jax.random.uniform` call, carved into named pieces
 (normals by the inverse CDF): each threefry call site costs seconds of XLA
 compile time on this CPU, and a world is drawn once per run.
@@ -59,6 +65,7 @@ class World(NamedTuple):
   satisfy: Any         # [P, M, K] float32 P(type m satisfies criterion k), 0 on padding
   init_logits: Any     # [P, M] float32 logits of the initial (and reference) policy
   features: Any        # [P, F] float32 unit-norm prompt features
+  skills: Any = None   # [F, M, C] float32 A, the part of pass patterns shared by all prompts
 
 
 def raw_pass_prob(world: World):
@@ -145,8 +152,12 @@ def _normal(u):
 
 
 def make_world(key, knobs: Knobs, population: Population, num_prompts: int, max_criteria: int,
-               num_types: int, num_features: int) -> World:
-  """Draws a world (module docstring). Needs num_types > max_criteria."""
+               num_types: int, num_features: int, skills=None) -> World:
+  """Draws a world (module docstring). Needs num_types > max_criteria.
+
+  `skills` [F, M, C], if given, replaces the drawn shared map A (held-out prompts
+  reuse their training world's); the rest of the draw is unchanged.
+  """
   if num_types <= max_criteria:
     raise ValueError(f"num_types={num_types} must exceed max_criteria={max_criteria}: rare "
                      "criterion k uses type k as its specialist and generic types must remain")
@@ -162,8 +173,10 @@ def make_world(key, knobs: Knobs, population: Population, num_prompts: int, max_
   weights = jnp.where(heavy, jnp.sign(crit.weights) * population.max_abs_weight, crit.weights)
   features = _normal(u["features"])
   features = features / jnp.linalg.norm(features, axis=-1, keepdims=True)
-  patterns = _contrastive_patterns(_normal(u["quality"]), _normal(u["shared"]), _normal(u["own"]),
-                                   knobs, features, crit.categories)
+  if skills is None:
+    skills = _normal(u["shared"])
+  patterns = _contrastive_patterns(_normal(u["quality"]), skills, _normal(u["own"]), knobs,
+                                   features, crit.categories)
   patterns = _apply_pair_conflicts(u["pair"], knobs, patterns, classes)
   level = jnp.select([classes == CONTRASTIVE, classes == SATURATED], [1.0, knobs.saturated_level],
                      0.0)[:, None, :]
@@ -175,4 +188,4 @@ def make_world(key, knobs: Knobs, population: Population, num_prompts: int, max_
                        mask=crit.mask, prompt_ids=jnp.arange(p, dtype=jnp.int32))
   return World(rubric=rubric, classes=classes, satisfy=satisfy,
                init_logits=_initial_logits(_normal(u["init"]), knobs, specialist, rare_count),
-               features=features)
+               features=features, skills=skills)
