@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from configs.sim import base
-from focal.sim import components, grid, plots, report
+from focal.sim import components, grid, plots, report, tables
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -55,9 +55,9 @@ def test_shrunk_phase_diagram(tmp_path):
   with open(tmp_path / "comparison.csv") as f:
     assert len(list(csv.DictReader(f))) == 2
 
-  table = report.overview([str(tmp_path)], "weighted_sum").splitlines()
+  table = tables.overview([str(tmp_path)], "weighted_sum").splitlines()
   assert len(table) == 3 and table[2].startswith(f"| {tmp_path.name} (2 cells) | focal |")
-  classes = report.class_table(str(tmp_path)).splitlines()
+  classes = tables.class_table(str(tmp_path)).splitlines()
   assert [line.split(" | ")[0] for line in classes[2:]] == ["| weighted_sum", "| focal"]
 
   png = tmp_path / "phase.png"
@@ -122,7 +122,7 @@ def test_heldout_grid_reports_both_parts(tmp_path):
           "mean_reward_pct", "steps_to_30"} <= set(first)
   with open(tmp_path / "metrics.jsonl") as f:
     assert "heldout/mean_reward_pct" in json.loads(f.readline())
-  table = report.overview([str(tmp_path)], "pow3r", part="heldout").splitlines()
+  table = tables.overview([str(tmp_path)], "pow3r", part="heldout").splitlines()
   assert "Δ strict completion (pts)" in table[0] and len(table) == 3
   png = tmp_path / "phase.png"
   plots.phase_heatmaps(rows, ["focal_adv"], "policy_sharing", "policy_sharing", "smoke",

@@ -1,5 +1,8 @@
 """Tables and files of a simulated grid: paired gains per cell, curves, per-seed results.
 
+(Tables read back from finished grids' files: `focal.sim.tables`, whose command line is
+also `python -m focal.sim.report`.)
+
 `compare(result, baseline, plateau_share)` gives one row per (cell, method):
   reward: final mean rubric reward (%, static weighted score) minus the baseline's;
   worst: final worst-category pass rate (points) minus the baseline's;
@@ -227,78 +230,10 @@ def write_all(result: GridResult, workdir: str, baselines: Sequence[str], platea
   return summary, by_part[parts[0]]
 
 
-def overview(workdirs: Sequence[str], baseline: str, part: str | None = None) -> str:
-  """Markdown: per grid (workdir) and method, the range over cells of each headline gain vs
-  `baseline` and how many cells' 95% intervals lie above / below no effect (0, or 1x).
-
-  `part` ('heldout' or 'train') picks that part of grids with held-out prompts.
-  """
-  metrics = PART_HEADLINES if part else HEADLINES
-  short = {**LABELS, "speedup": "speed-up (x)"}
-  out = ["| grid | method | " + " | ".join(short[m] for m in metrics)
-         + " | seeds reaching the plateau |", "|---" * (len(metrics) + 3) + "|"]
-  for workdir in workdirs:
-    with open(os.path.join(workdir, "comparison.csv")) as f:
-      rows = [r for r in csv.DictReader(f)
-              if r["baseline"] == baseline and r.get("part") == part]
-    for method in dict.fromkeys(r["method"] for r in rows):
-      rs = [r for r in rows if r["method"] == method]
-      cells = []
-      for metric in metrics:
-        ref = 1.0 if metric == "speedup" else 0.0
-        v = [float(r[metric]) for r in rs if r[metric] != "nan"]
-        up = sum(float(r[f"{metric}_lo"]) > ref for r in rs)
-        down = sum(float(r[f"{metric}_hi"]) < ref for r in rs)
-        if not v:
-          span = "n/a"
-        elif metric == "speedup":
-          span = f"{min(v):.2f} to {max(v):.2f}"
-        else:
-          span = f"{min(v):+.2f} to {max(v):+.2f}"
-        cells.append(f"{span} (↑{up} ↓{down})")
-      reached = [float(r["reached"]) for r in rs if r["reached"] != "nan"]
-      cells.append(f"{min(reached):.0%} to {max(reached):.0%}" if reached else "n/a")
-      out.append(f"| {os.path.basename(os.path.normpath(workdir))} ({len(rs)} cells) | {method} | "
-                 + " | ".join(cells) + " |")
-  return "\n".join(out)
-
-
-def class_table(workdir: str) -> str:
-  """Markdown: per method, at the last logged step of the first cell, the aggregator's weight
-  share on each difficulty class (training batch) and the exact pass rate of each class."""
-  with open(os.path.join(workdir, "metrics.jsonl")) as f:
-    rows = [json.loads(line) for line in f]
-  last = max(r["step"] for r in rows)
-  first_cell = {k: v for k, v in rows[0].items() if k not in ("method", "step", "seeds")
-                and "/" not in k}
-  names = ("contrastive", "saturated", "rare", "dead")
-  out = [f"| method | weight share {' / '.join(names)} | pass rate {' / '.join(names)} |",
-         "|---|---|---|"]
-  for r in rows:
-    if r["step"] != last or any(r.get(k) != v for k, v in first_cell.items()):
-      continue
-    share = " / ".join(f"{x:.2f}" for x in r["train/weight_share"])
-    rate = " / ".join(f"{r[f'eval/class/{c}']:.2f}" if r[f"eval/class/{c}"] is not None
-                      else "n/a" for c in names)
-    out.append(f"| {r['method']} | {share} | {rate} |")
-  return "\n".join(out)
-
-
 def main(argv: Sequence[str]) -> None:
-  """python -m focal.sim.report overview [--part=heldout|train] BASELINE WORKDIR... |
-  classes WORKDIR"""
-  part = None
-  if argv and argv[0] == "overview" and len(argv) > 1 and argv[1].startswith("--part="):
-    part = argv[1].split("=", 1)[1]
-    if part not in PARTS:
-      raise SystemExit(f"--part={part}: choose one of {sorted(PARTS)}")
-    argv = [argv[0], *argv[2:]]
-  if len(argv) >= 3 and argv[0] == "overview":
-    print(overview(argv[2:], argv[1], part))
-  elif len(argv) == 2 and argv[0] == "classes":
-    print(class_table(argv[1]))
-  else:
-    raise SystemExit(main.__doc__)
+  """The command line of `focal.sim.tables` (overview and class tables of finished grids)."""
+  from focal.sim import tables   # it reads this module's constants
+  tables.main(argv)
 
 
 if __name__ == "__main__":
