@@ -48,9 +48,10 @@ def test_full_skew_lets_the_category_decide_the_class():
   np.testing.assert_array_equal(np.asarray(w.classes), np.broadcast_to(expected, (1000, 16)))
 
 
-def test_initial_pass_rates_of_each_class():
+@pytest.mark.parametrize("rare_sharing", [0.0, 1.0])
+def test_initial_pass_rates_of_each_class(rare_sharing):
   w, knobs = _world(saturated=0.3, rare=0.2, dead=0.1, rare_rate=0.04, conflict=0.0,
-                    saturated_level=0.9)
+                    saturated_level=0.9, rare_sharing=rare_sharing)
   m = jax.device_get(expected_metrics(w.init_logits, w, 4, 16))
   # Only the specialist passes a rare criterion, and it starts with exactly rare_rate.
   np.testing.assert_allclose(m["class_pass_rate"][RARE], 0.04, rtol=1e-4)
@@ -62,8 +63,11 @@ def test_initial_pass_rates_of_each_class():
   for p in range(20):
     dead = real[p] & (classes[p] == DEAD)
     assert np.all(satisfy[p][:, dead] == 0.0)
+    categories = np.asarray(w.rubric.categories)[p]
     for k in np.flatnonzero(real[p] & (classes[p] == RARE)):
-      assert np.array_equal(np.flatnonzero(satisfy[p, :, k]), [k])  # type k is its specialist
+      # Its specialist: type k (the slot's own), or its category's type on every prompt.
+      specialist = categories[k] if rare_sharing else k
+      assert np.array_equal(np.flatnonzero(satisfy[p, :, k]), [specialist])
 
 
 def test_full_cooccurrence_makes_contrastive_criteria_pass_on_the_same_types():
@@ -165,6 +169,23 @@ def test_sample_types_follow_the_policy():
   freq = np.bincount(types[0], minlength=4) / types.size
   np.testing.assert_allclose(freq, [0.5, 0.0, 0.3, 0.2], atol=0.005)
   assert freq[1] == 0.0
+
+
+def test_policy_logits_by_hand():
+  """init + (1 - s) table + s (features @ shared + c bias); held-out prompts have no table."""
+  rng = np.random.default_rng(0)
+  p, m, f = 3, 5, 2
+  params = policy.PolicyParams(*(jnp.float32(rng.normal(size=shape))
+                                 for shape in ((p, m), (f, m), (m,))))
+  world = _world(p=1000)[0]._replace(init_logits=jnp.float32(rng.normal(size=(p, m))),
+                                     features=jnp.float32(rng.normal(size=(p, f))))
+  for s, c in ((0.0, 1.0), (0.3, 0.0), (1.0, 1.0)):
+    knobs = make_knobs({**BASE, "policy_sharing": s, "policy_bias": c}, 16)
+    shared = np.asarray(world.features) @ np.asarray(params.shared) + c * np.asarray(params.bias)
+    np.testing.assert_allclose(policy.policy_logits(params, world, knobs),
+                               world.init_logits + (1 - s) * params.table + s * shared, rtol=1e-5)
+    np.testing.assert_allclose(policy.heldout_logits(params, world, knobs),
+                               world.init_logits + s * shared, rtol=1e-5)
 
 
 @settings(max_examples=8, deadline=None)

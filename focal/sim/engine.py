@@ -97,10 +97,14 @@ def _train_diagnostics(scores, valid, world: World, rewards, agg_m, adv_m, loss_
   onehot = jax.nn.one_hot(world.classes, len(CLASS_NAMES)) * world.rubric.mask[..., None]
   keep = ("zero_variance_group_share", "static_reward_group_std", "zero_signal_share",
           "zero_signal_pressure", "saturated_share", "dead_share")
+  # An estimator's own filtering diagnostics (GD²PO's), for the methods that have them.
+  filtering = {k: adv_m[k] for k in ("conflict_frac", "dropped_frac", "group_keep_ratio")
+               if k in adv_m}
   return {"reward_mean": jnp.mean(rewards), **{k: observed[k] for k in keep},
           "weight_share": jnp.mean(jnp.einsum("pk,pkc->pc", jnp.abs(weights), onehot), 0),
           "zero_variance_groups": adv_m["zero_variance_groups"],
-          "loss": loss_m["loss"], "kl": loss_m["kl"], "clip_frac": loss_m["clip_frac"]}
+          "loss": loss_m["loss"], "kl": loss_m["kl"], "clip_frac": loss_m["clip_frac"],
+          **filtering}
 
 
 def _step_randomness(key, num_prompts: int, group_size: int):
@@ -125,7 +129,7 @@ def _policy_update(spec: SimSpec, tx, world: World, knobs: Knobs, params, opt_st
   token_mask = jnp.ones((n, 1), bool)
 
   def loss_fn(p):
-    logp = policy.type_logprobs(policy.policy_logits(p, world, knobs.policy_sharing), types)
+    logp = policy.type_logprobs(policy.policy_logits(p, world, knobs), types)
     return grpo.grpo_loss(logp.reshape(n, 1), old_logp, ref_logp, adv.reshape(n), token_mask,
                           eps_low=spec.eps_low, eps_high=spec.eps_high, beta=spec.kl_beta,
                           max_len=1)
@@ -195,7 +199,7 @@ def make_simulator(spec: SimSpec):
     def step(carry, inputs):
       (params, opt_state, agg_state), (step_key, last) = carry, inputs
       u, words = _step_randomness(step_key, spec.num_prompts, spec.group_size)
-      logits = policy.policy_logits(params, world, knobs.policy_sharing)
+      logits = policy.policy_logits(params, world, knobs)
       types = policy.sample_types(u, logits)
       scores, valid = judge_lib.judge(words, bounds, types)
       rewards, agg_state, agg_m = agg.update(scores, valid, world.rubric, agg_state)
@@ -211,10 +215,10 @@ def make_simulator(spec: SimSpec):
       return (params, opt_state, agg_state), diag
 
     def evaluate(params):
-      logits = policy.policy_logits(params, world, knobs.policy_sharing)
+      logits = policy.policy_logits(params, world, knobs)
       out = {"eval": expected_metrics(logits, world, num_cat, spec.group_size)}
       if heldout is not None:
-        logits = policy.heldout_logits(params, heldout, knobs.policy_sharing)
+        logits = policy.heldout_logits(params, heldout, knobs)
         out["heldout"] = expected_metrics(logits, heldout, num_cat, spec.group_size)
       return out
 
