@@ -124,6 +124,12 @@ def test_heldout_grid_reports_both_parts(tmp_path):
     assert "heldout/mean_reward_pct" in json.loads(f.readline())
   table = tables.overview([str(tmp_path)], "pow3r", part="heldout").splitlines()
   assert "Δ strict completion (pts)" in table[0] and len(table) == 3
+  paired = tables.paired_table(str(tmp_path), "focal_adv", "pow3r", "heldout").splitlines()
+  for line, row in zip(paired[2:], rows):   # any two methods, paired as the comparisons are
+    assert line.split(" | ")[1] == row["reward"].format(2)
+  levels = tables.levels_table(str(tmp_path), "heldout").splitlines()
+  assert len(levels) == 2 + 2 * 2
+  assert levels[2].split("|")[-2].strip() in ("+0.00", "-0.00")   # tabular: never moved
   png = tmp_path / "phase.png"
   plots.phase_heatmaps(rows, ["focal_adv"], "policy_sharing", "policy_sharing", "smoke",
                        str(png))
