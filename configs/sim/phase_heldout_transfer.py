@@ -15,6 +15,11 @@ category c" is a skill it can carry to prompts it never trained on. This is
 where reweighting toward rare, unsaturated criteria has its best case on
 held-out prompts. 20% rare criteria, otherwise as phase_heldout_sharing
 (type_sharing 0.5); 128 seeds per cell.
+
+Expected (25 min here at load average 10): with rare_sharing = policy_bias = 1
+Focal raises the held-out pass rate of rare criteria from 0.08 to 0.21 and the
+worst category by 2.3 points, and loses 1.3 points of held-out mean rubric
+reward to weighted sum; no method beats weighted sum on it in any cell.
 """
 from configs.sim import base, phase_heldout_sharing
 
