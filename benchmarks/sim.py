@@ -4,6 +4,10 @@ Usage (from the repository root):
   python benchmarks/sim.py                                  # P=256 G=16 K=16 M=32, 128 seeds
   python benchmarks/sim.py --methods focal pow3r --steps 20 --scaling 16 32 64 128
 
+Every method by default: the registered aggregators, the criterion-level
+estimators (GD²PO included) and the named variants of configs/sim/base.py
+(Focal's advantage placement and ema_headroom saturation, GD²PO-SNR).
+
 A prompt-step is G rollouts of one prompt sampled, judged, aggregated and
 learned from. Each method is compiled once (first call, reported apart), then
 timed on fresh seeds with the same lane count: the same compiled program
@@ -73,8 +77,10 @@ HEADER = (f"{'method':<18} {'seeds':>5} {'compile+1':>9} {'wall s':>8} {'steps/s
 def main(argv=None) -> None:
   p = argparse.ArgumentParser(description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument("--methods", nargs="+", default=list(aggregators.registered())
-                 + list(components.CRITERION_ESTIMATORS), help="aggregators and estimators")
+  default = dict.fromkeys([*aggregators.registered(), *components.CRITERION_ESTIMATORS,
+                           *base.VARIANT_METHODS])
+  p.add_argument("--methods", nargs="+", default=list(default),
+                 help="aggregators, criterion estimators and configs/sim/base.py variants")
   p.add_argument("--seeds", type=int, default=128, help="seeds vmapped per call")
   p.add_argument("--scaling", type=int, nargs="*", default=[16, 32, 64, 128],
                  help="seed counts for the scaling rows ('' to skip)")

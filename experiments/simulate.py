@@ -9,9 +9,11 @@ phase diagram) runs every cell of it; otherwise the config's one setting runs.
 Writes to WORKDIR: config.json, metrics.jsonl (seed means and standard errors
 per cell, method and logged step), results.csv (per seed: final metrics, steps
 to each threshold), comparison.csv and summary.md (paired gains against each
-baseline with 95% intervals), and figures: `<figures>_vs_<baseline>.png`
-heat maps for a two-axis grid (`--figures` defaults to WORKDIR/phase), else
-learning curves `<figures>.png` (default WORKDIR/curves.png).
+baseline with 95% intervals; on held-out and training prompts when the config
+has `sim.num_heldout > 0`), and figures: `<figures>_vs_<baseline>.png` heat
+maps for a two-axis grid (of the held-out gains when there are held-out
+prompts; `--figures` defaults to WORKDIR/phase), else learning curves
+`<figures>.png` (default WORKDIR/curves.png).
 """
 import json
 import os
@@ -73,9 +75,10 @@ def main(argv):
     for baseline, rows in by_baseline.items():
       methods = [m for m in result.methods if m != baseline]
       path = f"{prefix}_vs_{baseline}.png"
+      where = " on held-out prompts" if result.heldout else ""
       plots.phase_heatmaps(rows, methods, axes[1], axes[0],
-                           f"{title}: gain vs {baseline} ({len(result.seeds)} seeds per cell)",
-                           path)
+                           f"{title}: gain vs {baseline}{where} ({len(result.seeds)} seeds "
+                           "per cell)", path)
       print(f"wrote {path}")
   else:
     prefix = FLAGS.figures or os.path.join(workdir, "curves")

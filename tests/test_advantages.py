@@ -6,13 +6,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import assume, given, settings, strategies as st
+
+import gd2po_reference
 
 from focal import advantages as adv_lib
 from focal.rubric import RubricBatch
 
 R3 = math.sqrt(3.0)
-NAMES = ("grpo", "dr_grpo", "batch_std", "gdpo", "dvao", "sa_mrpo")
+NAMES = ("grpo", "dr_grpo", "batch_std", "gdpo", "dvao", "sa_mrpo", "gd2po")
 SCALAR = ("grpo", "dr_grpo", "batch_std")
 
 
@@ -75,6 +77,8 @@ def test_unknown_name_lists_registered():
     ("dr_grpo", {"eps": 1e-6}), ("batch_std", {"zero_std_tol": -1.0}),
     ("gdpo", {"pitfall_mode": "clip"}), ("dvao", {"eps": float("nan")}),
     ("sa_mrpo", {"gamma": -0.5}), ("sa_mrpo", {"temperature": 1.0}),
+    ("gd2po", {"variant": "soft"}), ("gd2po", {"weights": "human"}), ("gd2po", {"tau": 1.5}),
+    ("gd2po", {"ratio_eps": 0.0}),
 ])
 def test_bad_hparams_raise(name, hp):
   with pytest.raises(ValueError):
@@ -245,7 +249,7 @@ def test_gdpo_invalid_verdict_left_out():
 def test_criterion_rollout_without_verdict_gets_zero():
   rewards, scores, valid, rubric = criterion_fixture()
   valid[0, 3] = False
-  for name in ("gdpo", "dvao", "sa_mrpo"):
+  for name in ("gdpo", "dvao", "sa_mrpo", "gd2po"):
     a, m = run(name, rewards, scores, valid, rubric)
     assert a[0, 3] == 0.0 and np.any(a[0, :3] != 0)
     assert m["rollouts_without_valid"] == 1
@@ -360,3 +364,144 @@ def test_outputs_finite_and_zero_without_verdict(seed):
     assert all(np.all(np.isfinite(v)) for v in m.values()), name
     np.testing.assert_array_equal(a[no_verdict], 0.0, err_msg=name)
     assert m["rollouts_without_valid"] == no_verdict.sum()
+
+
+# ----------------------------------------------------------------------------
+# GD²PO: by hand, and against the transcription of the public code.
+# ----------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=None)
+def gd2po_all_variants(weights):
+  """jit(tau, rewards, scores, valid, rubric) -> {(variant, whiten): (advantages, metrics)}:
+  tau is traced, so one compilation per weighting and shape serves every variant and tau."""
+  def run_all(tau, *args):
+    return {(v, w): adv_lib.make_estimator("gd2po", variant=v, weights=weights, tau=tau,
+                                           whiten=w)(*args)
+            for v in ("hard", "snr") for w in (True, False)}
+  return jax.jit(run_all)
+
+
+def gd2po_fixture():
+  """Two prompts, G = 3, two criteria of weight 1.
+
+  Prompt 0: c0 = [1, 1, 0], c1 = [0, 1, 1]: A0 = [u, u, -2u], A1 = [-2u, u, u] with
+  u = 1/sqrt(3) (ddof 1): rollouts 0 and 2 disagree in sign, rollout 1 does not.
+  Prompt 1: c0 = c1 = [1, 0, 0]: A = [2u, -u, -u] for both, no conflict.
+  """
+  rubric = RubricBatch.from_lists([[{"weight": 1}, {"weight": 1}]] * 2)
+  scores = np.zeros((2, 3, 2), np.float32)
+  scores[0, :, 0], scores[0, :, 1] = [1, 1, 0], [0, 1, 1]
+  scores[1, :, 0] = scores[1, :, 1] = [1, 0, 0]
+  return np.zeros((2, 3), np.float32), scores, np.ones((2, 3, 2), bool), rubric
+
+
+def whitened(x, keep):
+  k = x[keep]
+  return np.where(keep, (x - k.mean()) / math.sqrt(k.var(ddof=1) + 1e-8), 0.0)
+
+
+def test_gd2po_golden_hard_and_snr():
+  u = 1 / R3
+  _, scores, valid, rubric = gd2po_fixture()
+  run_at = lambda tau: gd2po_all_variants("equal")(jnp.float32(tau), jnp.zeros((2, 3)),
+                                                    jnp.asarray(scores), jnp.asarray(valid),
+                                                    rubric)
+  # hard: prompt 0 keeps rollout 1 only, so its consensus weight is 1/3.
+  x = np.array([[0.0, 2 * u / 3, 0.0], [4 * u, -2 * u, -2 * u]])
+  keep = np.array([[False, True, False], [True, True, True]])
+  a, m = run_at(0.2)[("hard", True)]
+  np.testing.assert_allclose(a, whitened(x, keep), atol=1e-5)
+  assert m["conflict_frac"] == pytest.approx(2 / 6) and m["dropped_frac"] == pytest.approx(2 / 6)
+  assert m["group_keep_ratio"] == pytest.approx((1 / 3 + 1) / 2)
+  np.testing.assert_allclose(run_at(0.2)[("hard", False)][0], x, atol=1e-5)   # x itself
+  # snr: rollouts 0 and 2 of prompt 0 have |ratio| = |u - 2u| / 3u = 1/3.
+  x_keep_all = np.array([[-u, 2 * u, -u], [4 * u, -2 * u, -2 * u]])
+  a, m = run_at(0.2)[("snr", True)]
+  np.testing.assert_allclose(a, whitened(x_keep_all, np.ones((2, 3), bool)), atol=1e-5)
+  assert m["dropped_frac"] == 0.0 and m["conflict_frac"] == pytest.approx(2 / 6)
+  np.testing.assert_allclose(run_at(0.4)[("snr", True)][0], whitened(x, keep), atol=1e-5)
+  # Rubric weights (1/2 each) halve every criterion's contribution.
+  a, _ = run("gd2po", *gd2po_fixture(), whiten=False)
+  np.testing.assert_allclose(a, x / 2, atol=1e-5)
+
+
+def _public_flat(scores, rubric, hp, perm):
+  """The transcription's advantages [B, G] for focal inputs (all criteria real, all valid),
+  fed as verl's flat batch in the row order `perm`; raises what it raises."""
+  w = np.asarray(rubric.weights)
+  s = np.where(w[:, None, :] < 0, 1.0 - scores, scores).astype(np.float64)   # flipped
+  b, g, k = s.shape
+  rows = [(p, i) for p in range(b) for i in range(g)]
+  rows = [rows[j] for j in perm]
+  index = np.array([f"uid-{p}" for p, _ in rows], dtype=object)
+  rewards = [np.array([[s[p, i, c]] for p, i in rows]) for c in range(k)]
+  weights = None
+  if hp["weights"] == "rubric":
+    shares = np.abs(w) / np.abs(w).sum(-1, keepdims=True)
+    weights = np.array([shares[p] for p, _ in rows])
+  out, ratio = gd2po_reference.gd2po_advantages(
+      rewards, np.ones((b * g, 1)), index, hp["variant"], ratio_threshold=hp["tau"],
+      use_masked_whiten=hp["whiten"], weights=weights)
+  adv = np.zeros((b, g))
+  for (p, i), value in zip(rows, out[:, 0]):
+    adv[p, i] = value
+  return adv, ratio
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), g=st.sampled_from([2, 5]), graded=st.booleans(),
+       variant=st.sampled_from(["hard", "snr"]), weights=st.sampled_from(["equal", "rubric"]),
+       tau=st.floats(0.05, 0.95), whiten=st.booleans())
+def test_gd2po_equals_a_transcription_of_the_public_code(seed, g, graded, variant, weights, tau,
+                                                         whiten):
+  rng = np.random.default_rng(seed)
+  b, k = 5, 3
+  levels = np.array([0, 0.25, 0.5, 0.75, 1.0]) if graded else np.array([0.0, 1.0])
+  scores = rng.choice(levels, (b, g, k)).astype(np.float32)
+  rubric = RubricBatch.from_arrays(rng.choice([-2.0, -1.0, 1.0, 2.0, 5.0], (b, k)),
+                                   np.zeros((b, k), int), np.zeros((b, k), bool),
+                                   np.ones((b, k), bool), np.arange(b))
+  hp = dict(variant=variant, weights=weights, tau=tau, whiten=whiten)
+  ours, metrics = gd2po_all_variants(weights)(
+      jnp.float32(tau), jnp.zeros((b, g)), jnp.asarray(scores), jnp.ones((b, g, k), bool),
+      rubric)[(variant, whiten)]
+  ours, metrics = np.asarray(ours), {key: np.asarray(v) for key, v in metrics.items()}
+  try:
+    public, ratio = _public_flat(scores, rubric, hp, rng.permutation(b * g))
+  except ValueError as e:   # masked_var: a single kept rollout in the batch
+    assert "sum of the mask is one" in str(e)
+    np.testing.assert_array_equal(ours, 0.0)
+    return
+  if ratio is not None:   # a ratio within rounding of tau may fall either side in float32
+    assume(np.all(np.abs(np.abs(ratio) - tau) > 1e-5))
+  np.testing.assert_allclose(ours, public, rtol=1e-4, atol=1e-4)
+  assert np.all(np.isfinite(ours)) and 0.0 <= metrics["dropped_frac"] <= metrics["conflict_frac"]
+
+
+def test_gd2po_vmap_equals_loop():
+  """Independent batches stacked on a leading axis (jit == eager: test_jit_equals_eager)."""
+  problems = [random_problem(seed, graded=True) for seed in (1, 2, 3)]
+  stack = lambda *xs: jnp.stack([jnp.asarray(x) for x in xs])
+  batched = jax.jit(jax.vmap(adv_lib.make_estimator("gd2po")))(
+      *[stack(*parts) for parts in zip(*[p[:3] for p in problems])],
+      jax.tree.map(stack, *[p[3] for p in problems]))
+  for n, problem in enumerate(problems):
+    single = run("gd2po", *problem)
+    for a, c in zip(jax.tree.leaves(single), jax.tree.leaves(batched)):
+      np.testing.assert_allclose(a, c[n], atol=1e-5)
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1))
+def test_gd2po_criterion_without_any_valid_verdict_is_as_if_absent(seed):
+  rewards, scores, valid, rubric = random_problem(seed, graded=True)
+  valid = valid.copy()
+  valid[:, :, 0] = False
+  cut = lambda x: np.asarray(x)[..., 1:]
+  assume(cut(rubric.mask).any(-1).all())
+  absent = RubricBatch.from_arrays(cut(rubric.weights), cut(rubric.categories),
+                                   cut(rubric.required), cut(rubric.mask), np.arange(B))
+  a, _ = run("gd2po", rewards, scores, valid, rubric, weights="equal")
+  b, _ = run("gd2po", rewards, cut(scores), cut(valid), absent, weights="equal")
+  np.testing.assert_allclose(a, b, atol=1e-5)

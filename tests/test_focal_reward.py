@@ -8,8 +8,10 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from adaptive_reference import focal_reference, project_reference, random_batch
+from focal.advantages import make_estimator
 from focal.aggregators import make
-from focal.aggregators.focal_reward import FocalState, project_capped_simplex
+from focal.aggregators.focal_reward import (FocalState, focal_hparams, project_capped_simplex,
+                                            stateful)
 from focal.rubric import RubricBatch
 
 B, G, K, P = 4, 6, 7, 10
@@ -19,13 +21,23 @@ SEEDS = st.integers(0, 2**31 - 1)
 CONFIGS = {
     "default": {},
     "capped_ema": dict(temperature=0.5, gamma=2.0, eps=0.1, w_min=0.08, w_max=0.5, ema=0.6),
+    "headroom": dict(saturation="ema_headroom", headroom_decay=0.7, gamma=2.0, w_min=0.05),
+    "advantage": dict(placement="advantage", w_min=0.05),
+    "headroom_advantage": dict(saturation="ema_headroom", placement="advantage", gamma=1.0,
+                               eps=0.0),
 }
+REWARD_PLACED = [name for name, hp in CONFIGS.items() if hp.get("placement") != "advantage"]
 AGGS = {name: make("focal", **hp) for name, hp in CONFIGS.items()}
 UPDATES = {name: jax.jit(agg.update) for name, agg in AGGS.items()}
 WEIGHTED_SUM = jax.jit(make("weighted_sum").update)
 GAMMA0 = jax.jit(make("focal", gamma=0.0).update)
 CAP_ONLY = jax.jit(make("focal", w_max=0.3).update)
+GAMMA0_ADVANTAGE = jax.jit(make("focal", gamma=0.0, placement="advantage").update)
+SIGNED_ADVANTAGE = jax.jit(make("focal", placement="advantage", w_min=0.05,
+                                pitfall_mode="signed").update)
 
+
+GDPO = jax.jit(make_estimator("gdpo"))
 
 # Caps traced, not static: one compilation serves every (w_min, w_max).
 PROJECT = jax.jit(project_capped_simplex)
@@ -198,7 +210,10 @@ def test_ema_blends_saturation_across_visits():
 @pytest.mark.parametrize("hp,field", [
     (dict(temperature=0.0), "temperature"), (dict(gamma=-1.0), "gamma"), (dict(eps=-0.1), "eps"),
     (dict(w_min=-0.1), "w_min"), (dict(w_min=0.5, w_max=0.4), "w_max"), (dict(w_max=1.5), "w_max"),
-    (dict(ema=1.0), "ema"), (dict(ema=-0.5), "ema"), (dict(pitfall_mode="x"), "pitfall_mode")])
+    (dict(ema=1.0), "ema"), (dict(ema=-0.5), "ema"), (dict(pitfall_mode="x"), "pitfall_mode"),
+    (dict(saturation="x"), "saturation"), (dict(placement="loss"), "placement"),
+    (dict(headroom_decay=1.0), "headroom_decay"), (dict(headroom_decay=-0.1), "headroom_decay"),
+    (dict(saturation="ema_headroom", ema=0.5), "ema=0.5")])
 def test_bad_hyper_parameters_name_the_field(hp, field):
   with pytest.raises(ValueError, match=field):
     make("focal", **hp)
@@ -275,7 +290,8 @@ def test_gamma_zero_is_the_static_weighted_mean_and_rewards_in_unit_interval(see
   scores, valid, rubric, _ = random_batch(rng, B, G, K, P)
   args = _args(scores, valid, rubric, None)
   np.testing.assert_allclose(GAMMA0(*args)[0], WEIGHTED_SUM(*args)[0], atol=1e-6)
-  for name, update in UPDATES.items():
+  for name in REWARD_PLACED:
+    update = UPDATES[name]
     rewards = np.asarray(update(*_args(scores, valid, rubric, AGGS[name].init(P, K)))[0])
     assert rewards.min() >= -1e-6 and rewards.max() <= 1 + 1e-6
 
@@ -305,7 +321,7 @@ def _pad(scores, valid, host, rng, extra):
 
 def _state_with_history(rng, name, k):
   """A FocalState as after some visits (random sat, half the prompts seen)."""
-  if CONFIGS[name].get("ema", 0.0) == 0.0:
+  if not stateful(focal_hparams(**CONFIGS[name])):
     return AGGS[name].init(P, k)
   return FocalState(sat=jnp.float32(rng.random((P, k))), seen=jnp.asarray(rng.random(P) < 0.5))
 
@@ -353,11 +369,12 @@ def test_state_rows_outside_the_batch_never_change(seed):
     np.testing.assert_array_equal(np.asarray(a)[others], np.asarray(b)[others])
 
 
-def test_jit_equals_eager_and_vmap_equals_loop():
+@pytest.mark.parametrize("name", ["capped_ema", "headroom_advantage"])
+def test_jit_equals_eager_and_vmap_equals_loop(name):
   rng = np.random.default_rng(7)
-  agg, update = AGGS["capped_ema"], UPDATES["capped_ema"]
+  agg, update = AGGS[name], UPDATES[name]
   batches = [random_batch(rng, B, G, K, P) for _ in range(3)]
-  states = [_state_with_history(rng, "capped_ema", K) for _ in range(3)]
+  states = [_state_with_history(rng, name, K) for _ in range(3)]
   scores, valid, rubric, _ = batches[0]
   jitted = update(*_args(scores, valid, rubric, states[0]))
   eager = agg.update(*_args(scores, valid, rubric, states[0]))
@@ -388,3 +405,123 @@ def test_signed_mode_subtracts_hit_pitfalls_with_the_same_coefficients():
   np.testing.assert_allclose(signed[2]["weights"][0], [f[0], -f[1], 0.0], atol=1e-6)
   np.testing.assert_allclose(flip[0][0], [f[0], 1.0, 0.0], atol=1e-6)
   np.testing.assert_allclose(signed[0][0], [f[0] - f[1], f[0], -f[1]], atol=1e-6)
+
+
+# ----------------------------------------------------------------------------
+# The variants (focal_variants): ema_headroom saturation, advantage placement.
+# ----------------------------------------------------------------------------
+
+
+def headroom_reference(scores, valid, host, table, decay):
+  """M [B, K] after one visit and the updated table, by loops (M = 0 before any visit)."""
+  w = host["weights"]
+  table = np.array(table, np.float64)
+  out = np.zeros(w.shape)
+  for b, pid in enumerate(host["prompt_ids"]):
+    for j in range(w.shape[1]):
+      if not host["mask"][b, j]:
+        continue
+      vals = [1 - scores[b, i, j] if w[b, j] < 0 else scores[b, i, j]
+              for i in range(scores.shape[1]) if valid[b, i, j]]
+      old = table[pid, j]
+      out[b, j] = decay * old + (1 - decay) * sum(vals) / len(vals) if vals else old
+    table[pid] = out[b]
+  return out, table
+
+
+def branch_sum_reference(scores, valid, host, f):
+  """R [B, G] = sum_k f_k (s_ik - mu_k) / (sigma_k + 1e-6) by loops (flipped pitfalls)."""
+  w = host["weights"]
+  bsz, g, k = scores.shape
+  r = np.zeros((bsz, g))
+  for b in range(bsz):
+    for j in range(k):
+      judged = [i for i in range(g) if valid[b, i, j]]
+      if not host["mask"][b, j] or not judged:
+        continue
+      s = {i: 1 - float(scores[b, i, j]) if w[b, j] < 0 else float(scores[b, i, j])
+           for i in judged}
+      mu = sum(s.values()) / len(s)
+      sigma = math.sqrt(sum((x - mu) ** 2 for x in s.values()) / len(s))
+      if sigma > 1e-6:
+        for i in judged:
+          r[b, i] += f[b, j] * (s[i] - mu) / (sigma + 1e-6)
+  return r
+
+
+@SETTINGS
+@given(seed=SEEDS, graded=st.booleans())
+def test_ema_headroom_matches_loop_reference_over_visits(seed, graded):
+  rng = np.random.default_rng(seed)
+  hp = CONFIGS["headroom"]
+  state = AGGS["headroom"].init(P, K)
+  table = np.zeros((P, K))
+  for _ in range(3):   # the same prompts visited again: M accumulates
+    scores, valid, rubric, host = random_batch(rng, B, G, K, P, graded=graded)
+    rewards, state, metrics = UPDATES["headroom"](*_args(scores, valid, rubric, state))
+    m, table = headroom_reference(scores, valid, host, table, hp["headroom_decay"])
+    np.testing.assert_allclose(metrics["saturation"], m, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(state.sat), table, atol=1e-5)
+    ref_rewards, ref_f, _ = focal_reference(scores, valid, host, gamma=hp["gamma"],
+                                            w_min=hp["w_min"], sat=m)
+    np.testing.assert_allclose(metrics["weights"], ref_f, atol=2e-5)
+    np.testing.assert_allclose(rewards, ref_rewards, atol=2e-5)
+
+
+def test_ema_headroom_golden_first_and_second_visit():
+  # One criterion pair, equal weights, gamma = 1, eps = 0: f = H / sum H (the unofficial form).
+  rubric = RubricBatch.from_arrays([[1.0, 1.0]], [[0, 0]], np.zeros((1, 2), bool),
+                                   np.ones((1, 2), bool), [0])
+  scores = jnp.float32([[[1, 0], [1, 1]]])            # means 1.0 and 0.5
+  agg = make("focal", saturation="ema_headroom", gamma=1.0, eps=0.0)
+  update = jax.jit(agg.update)
+  _, state, m1 = update(scores, jnp.ones((1, 2, 2), bool), rubric, agg.init(1, 2))
+  np.testing.assert_allclose(m1["saturation"][0], [0.1, 0.05], atol=1e-6)
+  np.testing.assert_allclose(m1["weights"][0], [0.9 / 1.85, 0.95 / 1.85], atol=1e-6)
+  _, _, m2 = update(scores, jnp.ones((1, 2, 2), bool), rubric, state)
+  np.testing.assert_allclose(m2["saturation"][0], [0.19, 0.095], atol=1e-6)
+
+
+@SETTINGS
+@given(seed=SEEDS, graded=st.booleans())
+def test_advantage_placement_matches_loop_reference_and_signed_equals_flip(seed, graded):
+  rng = np.random.default_rng(seed)
+  scores, valid, rubric, host = random_batch(rng, B, G, K, P, graded=graded)
+  rewards, _, metrics = UPDATES["advantage"](*_args(scores, valid, rubric, None))
+  _, ref_f, _ = focal_reference(scores, valid, host, w_min=CONFIGS["advantage"]["w_min"])
+  np.testing.assert_allclose(metrics["weights"], ref_f, atol=2e-5)
+  expected = branch_sum_reference(scores, valid, host, ref_f)
+  has = (valid & host["mask"][:, None]).any(-1)
+  np.testing.assert_allclose(np.where(has, rewards, 0.0), expected, atol=1e-4)
+  # A rollout without a verdict gets its group's mean, which is 0: the branches are centred.
+  np.testing.assert_allclose(np.where(has, 0.0, rewards), 0.0, atol=1e-5)
+  signed = SIGNED_ADVANTAGE(*_args(scores, valid, rubric, None))
+  np.testing.assert_allclose(signed[0], rewards, atol=1e-5)
+
+
+@SETTINGS
+@given(seed=SEEDS)
+def test_advantage_placement_at_gamma_zero_is_gdpo_before_its_batch_standardisation(seed):
+  """gamma = 0 leaves f = b, GDPO's normalised weights: standardising Focal's R over the
+  batch's informative rollouts must give `gdpo`'s advantages (an independent implementation)."""
+  rng = np.random.default_rng(seed)
+  scores, valid, rubric, _ = random_batch(rng, B, G, K, P)
+  args = _args(scores, valid, rubric, None)
+  r = np.asarray(GAMMA0_ADVANTAGE(*args)[0], np.float64)
+  adv, metrics = GDPO(jnp.zeros((B, G)), *args[:3])
+  informative = np.asarray(adv) != 0
+  mean = r[informative].mean()
+  std = r[informative].std()
+  np.testing.assert_allclose(np.where(informative, (r - mean) / (std + 1e-6), 0.0), adv,
+                             atol=1e-4)
+  assert informative.any() or float(metrics["zero_variance_groups"]) == 1.0
+
+
+def test_advantage_placement_fed_to_dr_grpo_is_the_branch_sum():
+  rng = np.random.default_rng(11)
+  scores, valid, rubric, _ = random_batch(rng, B, G, K, P, p_valid=1.0)
+  args = _args(scores, valid, rubric, None)
+  r, _, _ = UPDATES["advantage"](*args)
+  adv, _ = jax.jit(make_estimator("dr_grpo"))(r, *args[:3])
+  np.testing.assert_allclose(adv, r, atol=1e-5)
+

@@ -11,9 +11,12 @@ from focal.rubric import RubricBatch
 from focal.sim import components
 from focal.sim.engine import SimSpec, make_simulator, run_lanes
 from focal.sim.knobs import make_knobs, stack_knobs
+from focal.sim.metrics import expected_metrics
+from focal.sim.population import make_population
 from focal.sim.world import World
 
 SMOKE = base.get_config("smoke")
+SEEDS = np.array([5, 0, 3, 7], np.uint32)
 
 
 def _knobs(**overrides):
@@ -66,7 +69,7 @@ def test_expected_reward_matches_closed_form():
 def test_vmapped_seeds_equal_a_loop_of_single_runs():
   # POW3R: its per-prompt factors are state carried through the scan.
   spec = components.method_spec(SMOKE, "pow3r")
-  seeds = np.array([5, 0, 3, 7], np.uint32)
+  seeds = SEEDS
   values = _knobs()
   lanes = jax.device_get(run_lanes(spec, seeds, stack_knobs([values] * 4, 8)))
   single = jax.jit(make_simulator(spec))
@@ -85,6 +88,52 @@ def test_different_seeds_differ():
                                  stack_knobs([_knobs()] * 4, 8)))
   curves = out["eval"]["mean_reward_pct"]
   assert len({tuple(np.round(c, 6)) for c in curves}) == 4
+
+
+# ----------------------------------------------------------------------------
+# Held-out prompts.
+# ----------------------------------------------------------------------------
+
+def _heldout_spec(method="pow3r", num_heldout=4):
+  return dataclasses.replace(components.method_spec(SMOKE, method), num_heldout=num_heldout)
+
+
+def test_training_run_is_the_same_with_or_without_heldout_prompts():
+  knobs = stack_knobs([_knobs(policy_sharing=0.5)] * 4, 8)
+  plain = jax.device_get(run_lanes(components.method_spec(SMOKE, "pow3r"), SEEDS, knobs))
+  both = jax.device_get(run_lanes(_heldout_spec(), SEEDS, knobs))
+  assert set(plain) == {"eval", "train"} and set(both) == {"eval", "train", "heldout"}
+  for part in ("eval", "train"):
+    jax.tree.map(np.testing.assert_array_equal, plain[part], both[part])
+
+
+def test_heldout_prompts_start_from_the_initial_policy_and_move_only_through_shared_weights():
+  spec = _heldout_spec()
+  settings = [_knobs(policy_sharing=s, type_sharing=1.0, learning_rate=0.5)
+              for s in (0.0, 0.0, 1.0, 1.0)]
+  out = jax.device_get(run_lanes(spec, SEEDS, stack_knobs(settings, 8)))
+  held = out["heldout"]["mean_reward_pct"]                       # [lanes, logged steps]
+  # Tabular: never trained on, never moved (step 0 is evaluated by another compiled path than
+  # the later steps, so equal up to float32 rounding).
+  np.testing.assert_allclose(held[:2], np.repeat(held[:2, :1], held.shape[1], 1), rtol=1e-6)
+  assert np.all(np.abs(held[2:, -1] - held[2:, 0]) > 1e-3)        # the shared map moved them
+  # One lane rebuilt by hand: the held-out world shares the training world's skills, and
+  # step 0 is the initial policy's exact metrics on it.
+  lane = 2
+  num_cat = make_population(spec.population).num_categories
+
+  def rebuild(seed, knobs):
+    _, world, heldout = make_simulator(spec).make_worlds(seed, knobs)
+    start = expected_metrics(heldout.init_logits, heldout, num_cat, spec.group_size)
+    return world, heldout, start
+
+  world, heldout, start = jax.device_get(jax.jit(rebuild)(jnp.uint32(SEEDS[lane]),
+                                                          make_knobs(settings[lane], 8)))
+  assert heldout.rubric.weights.shape[0] == 4
+  np.testing.assert_array_equal(heldout.skills, world.skills)
+  assert not np.array_equal(heldout.features, world.features)
+  for key in ("mean_reward_pct", "strict_completion", "worst_category_pass_rate"):
+    np.testing.assert_allclose(out["heldout"][key][lane, 0], start[key], rtol=1e-5, atol=1e-6)
 
 
 # ----------------------------------------------------------------------------
@@ -138,7 +187,7 @@ def test_symmetric_rubric_gives_every_aggregator_the_same_curve():
 @pytest.mark.slow
 def test_symmetric_rubric_same_curve_for_every_method():
   _check_symmetric(["category_balanced", "focal", "pow3r", "pow3r_focal", "gdpo", "dvao",
-                    "sa_mrpo"])
+                    "sa_mrpo", "focal_adv", "focal_headroom", "gd2po", "gd2po_snr"])
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from configs.sim import base
-from focal.sim import components, grid, plots, report
+from focal.sim import components, grid, plots, report, tables
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -55,9 +55,9 @@ def test_shrunk_phase_diagram(tmp_path):
   with open(tmp_path / "comparison.csv") as f:
     assert len(list(csv.DictReader(f))) == 2
 
-  table = report.overview([str(tmp_path)], "weighted_sum").splitlines()
+  table = tables.overview([str(tmp_path)], "weighted_sum").splitlines()
   assert len(table) == 3 and table[2].startswith(f"| {tmp_path.name} (2 cells) | focal |")
-  classes = report.class_table(str(tmp_path)).splitlines()
+  classes = tables.class_table(str(tmp_path)).splitlines()
   assert [line.split(" | ")[0] for line in classes[2:]] == ["| weighted_sum", "| focal"]
 
   png = tmp_path / "phase.png"
@@ -92,6 +92,70 @@ def test_hyper_parameter_axes_are_lanes_or_programs_and_equal_their_config_runs(
                                   single.eval["weighted_sum"]["mean_reward_pct"][0])
   assert not np.allclose(curves[0], curves[2])   # gamma moves the run
   assert not np.allclose(curves[0], curves[1])   # so does ema
+
+
+def test_heldout_grid_reports_both_parts(tmp_path):
+  """A grid with held-out prompts: the held-out part is compared (with strict completion),
+  written with a `part` column and its own section, and drawn; a variant is a method.
+  (POW3R as the baseline: tests/test_sim.py compiles that held-out program already.)"""
+  config = _config()
+  config.methods, config.baselines = ("focal_adv",), ("pow3r",)
+  config.sim.num_heldout = 4
+  config.num_seeds = config.lanes_per_call = 4
+  result = grid.run_grid(config, {"policy_sharing": (0.0, 1.0)}, progress=False)
+  assert set(result.heldout) == {"pow3r", "focal_adv"}
+  assert result.heldout["focal_adv"]["mean_reward_pct"].shape == (2, 4, 3)
+  summary, by_baseline = report.write_all(result, str(tmp_path), config.baselines,
+                                          config.plateau_share, config.thresholds, "smoke")
+  rows = by_baseline["pow3r"]
+  assert all(r["part"] == "heldout" and "strict" in r for r in rows)
+  tabular = next(r for r in rows if r["cell"]["policy_sharing"] == 0.0)
+  assert (tabular["reward"].mean, tabular["strict"].mean) == (0.0, 0.0)   # nothing moved
+  assert summary.index("## On the held-out prompts") < summary.index("## On the training prompts")
+  assert "Δ strict completion (pts)" in summary
+  with open(tmp_path / "comparison.csv") as f:
+    parts = [r["part"] for r in csv.DictReader(f)]
+  assert sorted(parts) == ["heldout"] * 2 + ["train"] * 2
+  with open(tmp_path / "results.csv") as f:
+    first = next(csv.DictReader(f))
+  assert {"heldout/mean_reward_pct", "heldout/strict_completion", "heldout/steps_to_30",
+          "mean_reward_pct", "steps_to_30"} <= set(first)
+  with open(tmp_path / "metrics.jsonl") as f:
+    assert "heldout/mean_reward_pct" in json.loads(f.readline())
+  table = tables.overview([str(tmp_path)], "pow3r", part="heldout").splitlines()
+  assert "Δ strict completion (pts)" in table[0] and len(table) == 3
+  paired = tables.paired_table(str(tmp_path), "focal_adv", "pow3r", "heldout").splitlines()
+  for line, row in zip(paired[2:], rows):   # any two methods, paired as the comparisons are
+    assert line.split(" | ")[1] == row["reward"].format(2)
+  levels = tables.levels_table(str(tmp_path), "heldout").splitlines()
+  assert len(levels) == 2 + 2 * 2
+  assert levels[2].split("|")[-2].strip() in ("+0.00", "-0.00")   # tabular: never moved
+  png = tmp_path / "phase.png"
+  plots.phase_heatmaps(rows, ["focal_adv"], "policy_sharing", "policy_sharing", "smoke",
+                       str(png))
+  assert png.stat().st_size > 1000
+
+
+def test_variants_resolve_to_their_method_with_overrides():
+  config = base.get_config("smoke")
+  spec = components.method_spec(config, "focal_unofficial")
+  hp = dict(spec.aggregator_hparams)
+  assert (spec.aggregator, spec.estimator) == ("focal", "grpo")
+  assert (hp["saturation"], hp["placement"], hp["gamma"], hp["eps"], hp["w_min"]) == \
+      ("ema_headroom", "advantage", 1.0, 0.0, 0.0)
+  assert hp["temperature"] == config.aggregator.focal.temperature   # the rest from the block
+  spec = components.method_spec(config, "gd2po_snr")
+  assert (spec.aggregator, spec.estimator) == ("weighted_sum", "gd2po")
+  assert dict(spec.estimator_hparams)["variant"] == "snr"
+  # A grid axis on Focal's gamma reaches its variants, over the variant's own value.
+  assert components.method_hparams(config, "focal_unofficial", {"aggregator.focal.gamma": 2.0}) \
+      == {"aggregator.gamma": 2.0}
+  config.variants.bad = {"of": "focal", "gama": 1.0}
+  with pytest.raises(ValueError, match="not hyper-parameters of 'focal'"):
+    components.method_spec(config, "bad")
+  config.variants.worse = {"of": "nope"}
+  with pytest.raises(ValueError, match="must name an aggregator"):
+    components.method_spec(config, "worse")
 
 
 @pytest.mark.parametrize("name", sorted(

@@ -13,6 +13,7 @@ from focal.sim import components, judge, policy, population
 from focal.sim.knobs import check_knobs, make_knobs
 from focal.sim.metrics import expected_metrics
 from focal.sim.world import CONTRASTIVE, DEAD, RARE, SATURATED, make_world
+from scipy.special import ndtri
 
 BASE = components.knob_values(base.get_config())
 
@@ -47,9 +48,10 @@ def test_full_skew_lets_the_category_decide_the_class():
   np.testing.assert_array_equal(np.asarray(w.classes), np.broadcast_to(expected, (1000, 16)))
 
 
-def test_initial_pass_rates_of_each_class():
+@pytest.mark.parametrize("rare_sharing", [0.0, 1.0])
+def test_initial_pass_rates_of_each_class(rare_sharing):
   w, knobs = _world(saturated=0.3, rare=0.2, dead=0.1, rare_rate=0.04, conflict=0.0,
-                    saturated_level=0.9)
+                    saturated_level=0.9, rare_sharing=rare_sharing)
   m = jax.device_get(expected_metrics(w.init_logits, w, 4, 16))
   # Only the specialist passes a rare criterion, and it starts with exactly rare_rate.
   np.testing.assert_allclose(m["class_pass_rate"][RARE], 0.04, rtol=1e-4)
@@ -61,8 +63,11 @@ def test_initial_pass_rates_of_each_class():
   for p in range(20):
     dead = real[p] & (classes[p] == DEAD)
     assert np.all(satisfy[p][:, dead] == 0.0)
+    categories = np.asarray(w.rubric.categories)[p]
     for k in np.flatnonzero(real[p] & (classes[p] == RARE)):
-      assert np.array_equal(np.flatnonzero(satisfy[p, :, k]), [k])  # type k is its specialist
+      # Its specialist: type k (the slot's own), or its category's type on every prompt.
+      specialist = categories[k] if rare_sharing else k
+      assert np.array_equal(np.flatnonzero(satisfy[p, :, k]), [specialist])
 
 
 def test_full_cooccurrence_makes_contrastive_criteria_pass_on_the_same_types():
@@ -87,6 +92,33 @@ def test_heavy_easy_puts_the_top_weight_on_saturated_criteria():
   weights, classes = np.asarray(w.rubric.weights), np.asarray(w.classes)
   saturated = np.asarray(w.rubric.mask) & (classes == SATURATED)
   np.testing.assert_array_equal(np.abs(weights[saturated]), 10.0)
+
+
+def test_a_world_drawn_with_given_skills_follows_them():
+  """Held-out prompts are a world drawn with the training world's shared map A: with
+  type_sharing = 1 (no co-occurrence, no conflict) a generic type passes a contrastive
+  criterion exactly when features . A[:, type, category] < Phi^-1(contrast_rate), so the
+  held-out patterns follow the training A; the rest of the draw does not depend on A."""
+  pop = population.make_population("synthetic")
+  draw = jax.jit(lambda key, knobs, skills: make_world(key, knobs, pop, 1000, 16, 32, 4, skills))
+  overrides = {"type_sharing": 1.0, "cooccurrence": 0.0, "conflict": 0.0}
+  train, knobs = _world(seed=1, **overrides)   # the compiled draw the other tests use
+  own, _ = _world(seed=2, **overrides)
+  held = jax.device_get(draw(jax.random.key(2), knobs, train.skills))
+  np.testing.assert_array_equal(held.skills, train.skills)
+  for field in ("classes", "init_logits", "features"):
+    np.testing.assert_array_equal(getattr(held, field), getattr(own, field))
+  np.testing.assert_array_equal(held.rubric.weights, own.rubric.weights)
+  skill = np.einsum("pf,fmc->pmc", held.features, train.skills)
+  cats = np.asarray(held.rubric.categories)
+  expected = np.take_along_axis(skill, cats[:, None, :], 2) < ndtri(float(knobs.contrast_rate))
+  generic = np.ones((1000, 32), bool)
+  generic[:, :16] = np.asarray(held.classes) != RARE   # type k is slot k's specialist if rare
+  check = (np.asarray(held.classes) == CONTRASTIVE)[:, None, :] & generic[:, :, None] \
+      & np.asarray(held.rubric.mask)[:, None, :]
+  assert check.sum() > 10000
+  np.testing.assert_array_equal(np.asarray(held.satisfy)[check], expected[check].astype(float))
+  assert not np.array_equal(np.asarray(own.satisfy)[check], np.asarray(held.satisfy)[check])
 
 
 def test_healthbench_population_shape():
@@ -137,6 +169,23 @@ def test_sample_types_follow_the_policy():
   freq = np.bincount(types[0], minlength=4) / types.size
   np.testing.assert_allclose(freq, [0.5, 0.0, 0.3, 0.2], atol=0.005)
   assert freq[1] == 0.0
+
+
+def test_policy_logits_by_hand():
+  """init + (1 - s) table + s (features @ shared + c bias); held-out prompts have no table."""
+  rng = np.random.default_rng(0)
+  p, m, f = 3, 5, 2
+  params = policy.PolicyParams(*(jnp.float32(rng.normal(size=shape))
+                                 for shape in ((p, m), (f, m), (m,))))
+  world = _world(p=1000)[0]._replace(init_logits=jnp.float32(rng.normal(size=(p, m))),
+                                     features=jnp.float32(rng.normal(size=(p, f))))
+  for s, c in ((0.0, 1.0), (0.3, 0.0), (1.0, 1.0)):
+    knobs = make_knobs({**BASE, "policy_sharing": s, "policy_bias": c}, 16)
+    shared = np.asarray(world.features) @ np.asarray(params.shared) + c * np.asarray(params.bias)
+    np.testing.assert_allclose(policy.policy_logits(params, world, knobs),
+                               world.init_logits + (1 - s) * params.table + s * shared, rtol=1e-5)
+    np.testing.assert_allclose(policy.heldout_logits(params, world, knobs),
+                               world.init_logits + s * shared, rtol=1e-5)
 
 
 @settings(max_examples=8, deadline=None)

@@ -13,6 +13,9 @@ import ml_collections
 from focal import components
 
 ALL_METHODS = ("focal", "pow3r", "pow3r_focal", "gdpo", "dvao", "sa_mrpo")
+# Focal's reconstructed variants (focal/aggregators/focal_variants.py) and GD²PO's two variants.
+VARIANT_METHODS = ("focal_adv", "focal_headroom", "focal_headroom_adv", "focal_unofficial",
+                   "gd2po", "gd2po_snr")
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -30,6 +33,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.sim = ml_collections.ConfigDict()
   c.sim.population = "healthbench"  # rubric population: equal|synthetic|healthbench|rar
   c.sim.num_prompts = 32  # P prompts per seed, all visited every step
+  c.sim.num_heldout = 0  # held-out prompts per seed from the same population, evaluated only
   c.sim.max_criteria = 16  # K criterion slots per prompt
   c.sim.num_types = 32  # M latent response types (> K)
   c.sim.num_features = 8  # F prompt features of the shared policy map
@@ -52,6 +56,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.knobs.rare = 0.2  # share of rare-but-reachable criteria (one specialist type passes them)
   c.knobs.dead = 0.1  # share of criteria no type passes
   c.knobs.rare_rate = 0.03  # initial probability of each rare criterion's specialist type (< 1/K)
+  c.knobs.rare_sharing = 0.0  # P(a rare criterion's specialist is its category's, on all prompts)
   c.knobs.saturated_level = 0.98  # pass probability of a saturated criterion per generic type
   c.knobs.contrast_rate = 0.5  # share of generic types passing a contrastive criterion
   c.knobs.cooccurrence = 0.0  # 1: contrastive criteria pass on the same types (no trade-offs)
@@ -61,6 +66,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.knobs.type_sharing = 0.5  # share of a type's pass pattern common to all prompts
   c.knobs.init_logit_std = 1.0  # std of the initial policy's logits over generic types
   c.knobs.policy_sharing = 0.0  # 0: tabular logits per prompt; 1: one linear map of features
+  c.knobs.policy_bias = 0.0  # 1: that map has a per-type offset (a constant feature); 0: none
   c.knobs.noise = 0.05  # judge flips a verdict with this probability (nano judge: ~0.09)
   c.knobs.invalid = 0.02  # judge gives no verdict with this probability
   c.knobs.learning_rate = 0.05  # AdamW learning rate of the policy logits
@@ -71,6 +77,17 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.aggregator.focal.w_min = 0.05  # as configs/base.py: Focal's weight floor
   c.estimator = components.advantage_config("grpo")  # hyper-parameters per advantage estimator
   del c.estimator.name  # methods and scalar_estimator name them here
+
+  # Named variants a method list may use: {of: aggregator or criterion estimator, overrides}.
+  c.variants = ml_collections.ConfigDict()
+  c.variants.focal_adv = {"of": "focal", "placement": "advantage"}  # f scales branch advantages
+  c.variants.focal_headroom = {"of": "focal", "saturation": "ema_headroom"}  # EMA of mean verdict
+  c.variants.focal_headroom_adv = {  # both reconstructions together
+      "of": "focal", "saturation": "ema_headroom", "placement": "advantage"}
+  c.variants.focal_unofficial = {  # the unofficial implementation: H / sum H on branch advantages
+      "of": "focal", "saturation": "ema_headroom", "placement": "advantage", "gamma": 1.0,
+      "eps": 0.0, "w_min": 0.0}
+  c.variants.gd2po_snr = {"of": "gd2po", "variant": "snr"}  # GD²PO-SNR, tau 0.8 (its scripts)
 
   if arg == "smoke":
     c.num_seeds = 4

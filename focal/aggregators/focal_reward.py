@@ -34,14 +34,21 @@ weighted mean. Decisions the formulas leave open:
   scores, so a hit pitfall subtracts), in [-1, 1]. HealthBench's positive-mass
   denominator is not used: Focal shrinks saturated positive criteria toward 0,
   and dividing by their mass would let the pitfalls' share blow up.
+
+Two further knobs select the variants the abstract leaves open (also
+reconstructions; formulas in `focal_variants`): `saturation='ema_headroom'`
+(a per-criterion EMA of the mean verdict instead of the inverse projection)
+and `placement='advantage'` (f scales each criterion's group-normalised
+advantage instead of its verdict). Their defaults are the formulas above.
 """
 from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+import jax
 import jax.numpy as jnp
 
-from focal.aggregators import base, prompt_state
+from focal.aggregators import base, focal_variants, prompt_state
 from focal.rubric import RubricBatch, apply_pitfalls, check_pitfall_mode, safe_div
 
 
@@ -59,13 +66,22 @@ class FocalHParams(NamedTuple):
   w_min: float = 0.0        # weight floor per criterion (K * w_min <= 1)
   w_max: float = 1.0        # weight cap per criterion
   ema: float = 0.0          # EMA of saturation across visits of a prompt; 0 = per visit
+  saturation: str = "inverse_projection"  # or ema_headroom (focal_variants)
+  headroom_decay: float = 0.9  # ema_headroom: M <- decay M + (1 - decay) mean verdict
+  placement: str = "reward"  # or advantage: f scales each criterion's advantage (focal_variants)
 
 
 DEFAULTS = FocalHParams()
 
 
+def _traced(value) -> bool:
+  return isinstance(value, jax.core.Tracer)
+
+
 def focal_hparams(temperature=DEFAULTS.temperature, gamma=DEFAULTS.gamma, eps=DEFAULTS.eps,
-                  w_min=DEFAULTS.w_min, w_max=DEFAULTS.w_max, ema=DEFAULTS.ema) -> FocalHParams:
+                  w_min=DEFAULTS.w_min, w_max=DEFAULTS.w_max, ema=DEFAULTS.ema,
+                  saturation=DEFAULTS.saturation, headroom_decay=DEFAULTS.headroom_decay,
+                  placement=DEFAULTS.placement) -> FocalHParams:
   """Validated Focal hyper-parameters (ValueError naming the field)."""
   temperature = base.check_range("temperature", temperature, 0.0, None, lo_open=True)
   gamma = base.check_range("gamma", gamma, 0.0, None)
@@ -75,7 +91,22 @@ def focal_hparams(temperature=DEFAULTS.temperature, gamma=DEFAULTS.gamma, eps=DE
   ema = base.check_range("ema", ema, 0.0, 1.0)
   if ema == 1.0:
     raise ValueError("ema=1.0 is outside [0.0, 1.0): the estimate would never move")
-  return FocalHParams(temperature, gamma, eps, w_min, w_max, ema)
+  focal_variants.check_choice("saturation", saturation, focal_variants.SATURATIONS)
+  focal_variants.check_choice("placement", placement, focal_variants.PLACEMENTS)
+  headroom_decay = base.check_range("headroom_decay", headroom_decay, 0.0, 1.0)
+  # Checked only when concrete, so that a traced decay stays a simulator lane.
+  if saturation == "ema_headroom" and not _traced(ema) and ema != 0.0:
+    raise ValueError(f"ema={ema} smooths the inverse projection; saturation='ema_headroom' "
+                     "is an EMA already (its rate is headroom_decay): set ema=0")
+  if not _traced(headroom_decay) and headroom_decay == 1.0:
+    raise ValueError("headroom_decay=1.0 is outside [0.0, 1.0): M would never move")
+  return FocalHParams(temperature, gamma, eps, w_min, w_max, ema, saturation, headroom_decay,
+                      placement)
+
+
+def stateful(hp: FocalHParams) -> bool:
+  """Whether Focal keeps a per-prompt table (`FocalState`) across visits."""
+  return hp.ema > 0.0 or hp.saturation == "ema_headroom"
 
 
 def static_shares(rubric: RubricBatch):
@@ -177,11 +208,15 @@ def smoothed_saturation(sat, evidence, rubric: RubricBatch, state: FocalState, e
   seen = prompt_state.gather_rows(state.seen, rubric.prompt_ids)[:, None]
   blended = jnp.where(seen, ema * old + (1.0 - ema) * sat, sat)
   used = jnp.where(evidence, blended, jnp.where(seen, old, 0.0)) * rubric.mask
-  new_state = FocalState(
-      sat=prompt_state.scatter_rows(state.sat, rubric.prompt_ids, used),
+  return used, _visited(state, rubric, used)
+
+
+def _visited(state: FocalState, rubric: RubricBatch, sat) -> FocalState:
+  """`state` with this batch's rows of `sat` [B, K] written and its prompts marked seen."""
+  return FocalState(
+      sat=prompt_state.scatter_rows(state.sat, rubric.prompt_ids, sat),
       seen=prompt_state.scatter_rows(state.seen, rubric.prompt_ids,
                                      jnp.ones_like(rubric.prompt_ids, bool)))
-  return used, new_state
 
 
 def visit_saturation(scores, valid, rubric: RubricBatch, state, hp: FocalHParams):
@@ -191,6 +226,11 @@ def visit_saturation(scores, valid, rubric: RubricBatch, state, hp: FocalHParams
   """
   _, s = apply_pitfalls(scores, rubric, "flip")
   b = static_shares(rubric)
+  if hp.saturation == "ema_headroom":
+    old = prompt_state.gather_rows(state.sat, rubric.prompt_ids)
+    m = focal_variants.headroom_update(old, s, base.present(valid, rubric), rubric.mask,
+                                       hp.headroom_decay)
+    return m, b, _visited(state, rubric, m)
   sat, evidence = saturation(s, base.present(valid, rubric), b, hp.temperature)
   if hp.ema > 0.0:
     used, new_state = smoothed_saturation(sat, evidence, rubric, state, hp.ema)
@@ -208,7 +248,9 @@ def present_mean(coef, f, s, present_mask):
 @base.register("focal")
 def focal(temperature: float = DEFAULTS.temperature, gamma: float = DEFAULTS.gamma,
           eps: float = DEFAULTS.eps, w_min: float = DEFAULTS.w_min, w_max: float = DEFAULTS.w_max,
-          ema: float = DEFAULTS.ema, pitfall_mode: str = "flip") -> base.Aggregator:
+          ema: float = DEFAULTS.ema, pitfall_mode: str = "flip",
+          saturation: str = DEFAULTS.saturation, headroom_decay: float = DEFAULTS.headroom_decay,
+          placement: str = DEFAULTS.placement) -> base.Aggregator:
   """Focal Reward (reconstruction; see the module docstring).
 
   Args:
@@ -219,11 +261,18 @@ def focal(temperature: float = DEFAULTS.temperature, gamma: float = DEFAULTS.gam
     w_max: weight cap per criterion.
     ema: EMA of saturation across visits of a prompt; 0 = per-visit estimate.
     pitfall_mode: flip (pitfalls as avoid-criteria) or signed (HealthBench).
+    saturation: inverse_projection (METHODS §4) or ema_headroom (an EMA of each
+      criterion's mean verdict; `focal_variants`; needs ema = 0).
+    headroom_decay: ema_headroom's decay: M <- decay M + (1 - decay) mean verdict.
+    placement: reward (R = the f-weighted mean verdict) or advantage (R = the
+      f-weighted sum of per-criterion group-normalised advantages; `focal_variants`).
 
-  State: `EmptyState` when ema = 0, else `FocalState(sat [P, K], seen [P])`.
+  State: `EmptyState` when ema = 0 under inverse_projection, else
+  `FocalState(sat [P, K], seen [P])` (under ema_headroom `sat` holds M).
   Metrics: `weights` (f, signed under `signed`), `saturation` [B, K], verdict counters.
   """
-  hp = focal_hparams(temperature, gamma, eps, w_min, w_max, ema)
+  hp = focal_hparams(temperature, gamma, eps, w_min, w_max, ema, saturation, headroom_decay,
+                     placement)
   check_pitfall_mode(pitfall_mode)
   signed = pitfall_mode == "signed"
 
@@ -232,9 +281,13 @@ def focal(temperature: float = DEFAULTS.temperature, gamma: float = DEFAULTS.gam
     f = focal_coefficients(b, sat, rubric.mask, hp.gamma, hp.eps, hp.w_min, hp.w_max)
     w, s = apply_pitfalls(scores, rubric, pitfall_mode)
     coef = f * jnp.sign(w) if signed else f
-    raw, has_valid = present_mean(coef, f, s, base.present(valid, rubric))
+    present_mask = base.present(valid, rubric)
+    if hp.placement == "advantage":
+      raw, has_valid = focal_variants.branch_advantage_sum(coef, s, present_mask, rubric.mask)
+    else:
+      raw, has_valid = present_mean(coef, f, s, present_mask)
     metrics = {"weights": base.normalized_weights(coef), "saturation": sat,
                **base.verdict_metrics(valid, rubric, has_valid)}
     return base.fill_from_group(raw, has_valid), new_state, metrics
 
-  return base.Aggregator(init_focal_state if hp.ema > 0.0 else base.init_empty, update)
+  return base.Aggregator(init_focal_state if stateful(hp) else base.init_empty, update)

@@ -7,4 +7,5 @@ controlled stochastic policy over latent response types (docs/SIMULATOR.md).
   metrics.py     exact METHODS §7 metrics               components.py  configs -> specs, methods
   grid.py        cells x seeds per compiled program     stats.py       paired gains, CIs, steps
   report.py      tables and files                       plots.py       heat maps and curves
+  tables.py      tables read back from finished grids
 """

@@ -1,10 +1,13 @@
 """Simulator configs (configs/sim/*.py) -> SimSpec, knobs, methods: the only place reading them.
 
 A *method* is what a phase diagram compares: an aggregator name (its reward
-feeds the scalar estimator `config.scalar_estimator`) or a criterion-level
-estimator name (`gdpo`, `dvao`, `sa_mrpo`, which read the verdicts and ignore
-the aggregator's reward; they run with `weighted_sum`). Hyper-parameters come
-from the config's `aggregator.<name>` and `estimator.<name>` blocks, passed
+feeds the scalar estimator `config.scalar_estimator`), a criterion-level
+estimator name (`gdpo`, `dvao`, `sa_mrpo`, `gd2po`, which read the verdicts and
+ignore the aggregator's reward; they run with `weighted_sum`), or a *variant*:
+an entry of `config.variants`, `{label: {of: <aggregator or criterion
+estimator>, <hparam>: value, ...}}`, which runs `of` with those values over its
+block (e.g. Focal with `placement='advantage'`, GD²PO's `snr`). Hyper-parameters
+come from the config's `aggregator.<name>` and `estimator.<name>` blocks, passed
 explicitly, so the factories' own defaults never decide a simulated result.
 
 A grid axis is a knob name (vmapped: all its values run as lanes of one
@@ -13,7 +16,8 @@ hyper-parameter `aggregator.<name>.<hparam>` / `estimator.<name>.<hparam>` of
 the config's blocks: a lane too, unless the factory branches on its value
 while tracing (then one program per value; `focal.sim.engine.lane_hparams_ok`).
 A hyper-parameter axis applies to the methods that use that aggregator or
-estimator; the others run each distinct setting once.
+estimator (variants of it included, the axis overriding the variant's value);
+the others run each distinct setting once.
 """
 from __future__ import annotations
 
@@ -25,16 +29,30 @@ from focal.advantages import make_estimator, registered_estimators
 from focal.sim.engine import SimSpec
 from focal.sim.knobs import Knobs, check_knobs
 
-CRITERION_ESTIMATORS = ("gdpo", "dvao", "sa_mrpo")
-SPEC_FIELDS = ("population", "num_prompts", "max_criteria", "num_types", "num_features",
-               "group_size", "steps", "log_every")
+CRITERION_ESTIMATORS = ("gdpo", "dvao", "sa_mrpo", "gd2po")
+SPEC_FIELDS = ("population", "num_prompts", "num_heldout", "max_criteria", "num_types",
+               "num_features", "group_size", "steps", "log_every")
 # Sim fields a grid may vary: they leave the shapes of the logged metrics unchanged.
 STATIC_AXES = ("group_size", "num_prompts", "num_types", "num_features")
 
 
+def variant(config, method: str) -> tuple[str, dict[str, Any]]:
+  """(registered aggregator or criterion estimator, hyper-parameter overrides) of `method`."""
+  variants = config.get("variants") or {}
+  if method not in variants:
+    return method, {}
+  entry = variants[method].to_dict()
+  base = entry.pop("of", None)
+  if base not in set(aggregators.registered()) | set(CRITERION_ESTIMATORS):
+    raise ValueError(f"config.variants.{method}.of={base!r} must name an aggregator or one of "
+                     f"the criterion estimators {CRITERION_ESTIMATORS}")
+  return base, entry
+
+
 def method_names(config) -> tuple[str, ...]:
   """Validated `config.methods` (baselines included, each once, baselines first)."""
-  known = set(aggregators.registered()) | set(CRITERION_ESTIMATORS)
+  known = (set(aggregators.registered()) | set(CRITERION_ESTIMATORS)
+           | set(config.get("variants") or {}))
   names = tuple(dict.fromkeys(tuple(config.baselines) + tuple(config.methods)))
   bad = [m for m in names if m not in known]
   if bad:
@@ -51,6 +69,7 @@ def _block(config, group: str, name: str) -> tuple:
 
 def method_parts(config, method: str) -> tuple[str, str]:
   """(aggregator, estimator) names that `method` runs with."""
+  method, _ = variant(config, method)
   if method in CRITERION_ESTIMATORS:
     return "weighted_sum", method
   return method, config.scalar_estimator
@@ -87,13 +106,20 @@ def method_spec(config, method: str, static: Mapping[str, Any] | None = None,
   aggregator, estimator = method_parts(config, method)
   if estimator not in registered_estimators():
     raise ValueError(f"config.scalar_estimator={estimator!r} is not an advantage estimator")
-  sim = {f: config.sim[f] for f in SPEC_FIELDS}
+  sim = {f: config.sim[f] for f in SPEC_FIELDS if f in config.sim}   # num_heldout: optional
   unknown = [k for k in (static or {}) if k not in STATIC_AXES]
   if unknown:
     raise ValueError(f"static grid axes {unknown} must be among {STATIC_AXES}")
   sim.update(static or {})
   blocks = {"aggregator": dict(_block(config, "aggregator", aggregator)),
             "estimator": dict(_block(config, "estimator", estimator))}
+  base, overrides = variant(config, method)
+  group = "estimator" if base in CRITERION_ESTIMATORS else "aggregator"
+  unknown = sorted(set(overrides) - set(blocks[group]))
+  if unknown:
+    raise ValueError(f"config.variants.{method}: {unknown} are not hyper-parameters of "
+                     f"{base!r}; it has {sorted(blocks[group])}")
+  blocks[group].update(overrides)
   for key, value in (hparams or {}).items():
     group, _, name = key.partition(".")
     blocks[group][name] = value

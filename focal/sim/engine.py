@@ -18,7 +18,12 @@ structure (`lane_hparams_ok` tells which can); the spec's own values are static.
 
 `out["eval"]` holds `focal.sim.metrics.expected_metrics` at steps
 0, log_every, ..., steps ([S + 1, ...], S = steps / log_every); `out["train"]`
-the diagnostics of each interval's last training batch ([S, ...]).
+the diagnostics of each interval's last training batch ([S, ...]). With
+`num_heldout > 0`, `out["heldout"]` holds the same metrics on held-out prompts:
+a second world of that many prompts drawn from the same population (the
+training world's shared map of pass patterns; `focal.sim.world`), never sampled
+or trained on, evaluated with the policy's shared map alone. The training
+prompts' world and run are the same with or without held-out prompts.
 """
 from __future__ import annotations
 
@@ -47,6 +52,7 @@ class SimSpec:
   """Static settings of a simulation (shapes and code paths); one compiled program each."""
   population: str = "synthetic"    # focal.sim.population name
   num_prompts: int = 64            # P prompts, all visited every step
+  num_heldout: int = 0             # held-out prompts, evaluated only (0: none)
   max_criteria: int = 16           # K criterion slots per prompt
   num_types: int = 32              # M latent response types (> K for make_world)
   num_features: int = 8            # F prompt features of the shared policy map
@@ -75,6 +81,8 @@ class SimSpec:
     for name in ("num_prompts", "max_criteria", "num_features"):
       if getattr(self, name) < 1:
         raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
+    if self.num_heldout < 0:
+      raise ValueError(f"num_heldout={self.num_heldout} must be >= 0")
     make_population(self.population)  # fails on an unknown name
 
   @property
@@ -89,10 +97,14 @@ def _train_diagnostics(scores, valid, world: World, rewards, agg_m, adv_m, loss_
   onehot = jax.nn.one_hot(world.classes, len(CLASS_NAMES)) * world.rubric.mask[..., None]
   keep = ("zero_variance_group_share", "static_reward_group_std", "zero_signal_share",
           "zero_signal_pressure", "saturated_share", "dead_share")
+  # An estimator's own filtering diagnostics (GD²PO's), for the methods that have them.
+  filtering = {k: adv_m[k] for k in ("conflict_frac", "dropped_frac", "group_keep_ratio")
+               if k in adv_m}
   return {"reward_mean": jnp.mean(rewards), **{k: observed[k] for k in keep},
           "weight_share": jnp.mean(jnp.einsum("pk,pkc->pc", jnp.abs(weights), onehot), 0),
           "zero_variance_groups": adv_m["zero_variance_groups"],
-          "loss": loss_m["loss"], "kl": loss_m["kl"], "clip_frac": loss_m["clip_frac"]}
+          "loss": loss_m["loss"], "kl": loss_m["kl"], "clip_frac": loss_m["clip_frac"],
+          **filtering}
 
 
 def _step_randomness(key, num_prompts: int, group_size: int):
@@ -117,7 +129,7 @@ def _policy_update(spec: SimSpec, tx, world: World, knobs: Knobs, params, opt_st
   token_mask = jnp.ones((n, 1), bool)
 
   def loss_fn(p):
-    logp = policy.type_logprobs(policy.policy_logits(p, world, knobs.policy_sharing), types)
+    logp = policy.type_logprobs(policy.policy_logits(p, world, knobs), types)
     return grpo.grpo_loss(logp.reshape(n, 1), old_logp, ref_logp, adv.reshape(n), token_mask,
                           eps_low=spec.eps_low, eps_high=spec.eps_high, beta=spec.kl_beta,
                           max_len=1)
@@ -153,20 +165,32 @@ def build_methods(spec: SimSpec, hparams: dict | None = None):
 def make_simulator(spec: SimSpec):
   """`simulate(seed, knobs, hparams=None) -> out` (module docstring); pure, jittable, vmappable.
 
-  `simulate.simulate_world(world, key, knobs, hparams=None)` runs on a given world
-  (tests build worlds by hand).
+  `simulate.simulate_world(world, key, knobs, hparams=None, heldout=None)` runs on a
+  given world and, optionally, held-out world (tests build worlds by hand);
+  `simulate.make_worlds(seed, knobs)` gives a seed's (run key, world, held-out world).
   """
   population = make_population(spec.population)
   build_methods(spec)  # a bad name or hyper-parameter fails here, before any tracing
   num_cat = population.num_categories
 
-  def simulate(seed, knobs: Knobs, hparams: dict | None = None):
+  def make_worlds(seed, knobs: Knobs):
+    """(run key, training world, held-out world or None) of a seed."""
     world_key, run_key = jax.random.split(jax.random.key(seed))
     world = make_world(world_key, knobs, population, spec.num_prompts, spec.max_criteria,
                        spec.num_types, spec.num_features)
-    return simulate_world(world, run_key, knobs, hparams)
+    heldout = None
+    if spec.num_heldout:
+      heldout = make_world(jax.random.fold_in(world_key, 1), knobs, population, spec.num_heldout,
+                           spec.max_criteria, spec.num_types, spec.num_features,
+                           skills=world.skills)
+    return run_key, world, heldout
 
-  def simulate_world(world: World, key, knobs: Knobs, hparams: dict | None = None):
+  def simulate(seed, knobs: Knobs, hparams: dict | None = None):
+    run_key, world, heldout = make_worlds(seed, knobs)
+    return simulate_world(world, run_key, knobs, hparams, heldout)
+
+  def simulate_world(world: World, key, knobs: Knobs, hparams: dict | None = None,
+                     heldout: World | None = None):
     agg, estimate = build_methods(spec, hparams)
     tx = make_optimizer(knobs.learning_rate, spec.grad_clip, spec.weight_decay)
     params = policy.init_params(spec.num_prompts, world.init_logits.shape[1], spec.num_features)
@@ -175,7 +199,7 @@ def make_simulator(spec: SimSpec):
     def step(carry, inputs):
       (params, opt_state, agg_state), (step_key, last) = carry, inputs
       u, words = _step_randomness(step_key, spec.num_prompts, spec.group_size)
-      logits = policy.policy_logits(params, world, knobs.policy_sharing)
+      logits = policy.policy_logits(params, world, knobs)
       types = policy.sample_types(u, logits)
       scores, valid = judge_lib.judge(words, bounds, types)
       rewards, agg_state, agg_m = agg.update(scores, valid, world.rubric, agg_state)
@@ -191,8 +215,12 @@ def make_simulator(spec: SimSpec):
       return (params, opt_state, agg_state), diag
 
     def evaluate(params):
-      logits = policy.policy_logits(params, world, knobs.policy_sharing)
-      return expected_metrics(logits, world, num_cat, spec.group_size)
+      logits = policy.policy_logits(params, world, knobs)
+      out = {"eval": expected_metrics(logits, world, num_cat, spec.group_size)}
+      if heldout is not None:
+        logits = policy.heldout_logits(params, heldout, knobs)
+        out["heldout"] = expected_metrics(logits, heldout, num_cat, spec.group_size)
+      return out
 
     last = jnp.arange(spec.log_every) == spec.log_every - 1
 
@@ -205,9 +233,10 @@ def make_simulator(spec: SimSpec):
     _, (train, evals) = jax.lax.scan(interval, carry, keys)
     first = evaluate(params)
     evals = jax.tree.map(lambda a, b: jnp.concatenate([a[None], b]), first, evals)
-    return {"eval": evals, "train": train}
+    return {**evals, "train": train}
 
   simulate.simulate_world = simulate_world
+  simulate.make_worlds = make_worlds
   return simulate
 
 

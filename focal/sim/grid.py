@@ -30,6 +30,7 @@ class GridResult:
 
   eval[method][key]: [cells, seeds, T + 1, ...] expected metrics at `steps`.
   train[method][key]: [cells, seeds, T, ...] diagnostics at steps[1:].
+  heldout[method][key]: as eval, on the held-out prompts ({} without them).
   """
   cells: list[dict]
   methods: tuple[str, ...]
@@ -39,6 +40,11 @@ class GridResult:
   class_names: tuple[str, ...]
   eval: dict[str, dict[str, np.ndarray]]
   train: dict[str, dict[str, np.ndarray]]
+  heldout: dict[str, dict[str, np.ndarray]] = dataclasses.field(default_factory=dict)
+
+  def part(self, name: str) -> dict[str, dict[str, np.ndarray]]:
+    """The metrics of one part: 'eval' (training prompts), 'heldout' or 'train'."""
+    return {"eval": self.eval, "heldout": self.heldout, "train": self.train}[name]
 
 
 def _programs(config, method: str, cells: list[dict]) -> list[tuple[Any, list[str], list[int]]]:
@@ -104,7 +110,7 @@ def _run_settings(spec, unique, seeds, lanes_per_call, bar):
   lane_seeds = np.tile(seeds, len(unique)).astype(np.uint32)
   out = _run_padded(spec, lane_seeds, knob_rows, hparam_rows, lanes_per_call, bar)
   return {part: {key: arr.reshape(len(unique), len(seeds), *arr.shape[1:])
-                 for key, arr in out[part].items()} for part in ("eval", "train")}
+                 for key, arr in metrics.items()} for part, metrics in out.items()}
 
 
 def run_grid(config, grid: dict[str, Any] | None = None, progress: bool = True) -> GridResult:
@@ -128,17 +134,18 @@ def run_grid(config, grid: dict[str, Any] | None = None, progress: bool = True) 
       unique, which = _lane_settings(config, method, lane_keys, cell_ix, cells, base_knobs)
       work.append((method, spec, cell_ix, unique, which))
   calls = sum(-(-len(unique) * len(seeds) // lanes_per_call) for *_, unique, _ in work)
-  eval_out = {m: {} for m in methods}
-  train_out = {m: {} for m in methods}
+  parts = {part: {m: {} for m in methods} for part in ("eval", "train", "heldout")}
   with tqdm(total=calls, desc="simulate", disable=not progress) as bar:
     for method, spec, cell_ix, unique, which in work:
       out = _run_settings(spec, unique, seeds, lanes_per_call, bar)
-      for part, dest in (("eval", eval_out[method]), ("train", train_out[method])):
-        for key, arr in out[part].items():
+      for part, metrics in out.items():
+        dest = parts[part][method]
+        for key, arr in metrics.items():
           full = dest.setdefault(key, np.zeros((len(cells),) + arr.shape[1:], arr.dtype))
           full[cell_ix] = arr[which]
   steps = np.arange(0, config.sim.steps + 1, config.sim.log_every)
   population = make_population(config.sim.population)
   return GridResult(cells=cells, methods=methods, seeds=seeds, steps=steps,
                     category_names=population.category_names, class_names=CLASS_NAMES,
-                    eval=eval_out, train=train_out)
+                    eval=parts["eval"], train=parts["train"],
+                    heldout={m: v for m, v in parts["heldout"].items() if v})

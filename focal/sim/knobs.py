@@ -9,7 +9,9 @@ Difficulty classes (shares of a prompt's real criteria, the rest contrastive):
   saturated: almost every response type passes it (pass probability
     `saturated_level` per type); no contrast unless a type breaks it.
   rare: passed by one specialist type only, whose initial probability is
-    `rare_rate`: rare but reachable.
+    `rare_rate`: rare but reachable. The specialist is the slot's own type, or
+    with probability `rare_sharing` its category's type, the same on every
+    prompt (so that what is learned about it can transfer).
   dead: no type passes it: unreachable.
   contrastive: each type passes it or not, a share `contrast_rate` of types
     passing; the initial pass rate is moderate and varies across prompts.
@@ -28,6 +30,7 @@ class Knobs(NamedTuple):
   rare: Any             # share of rare-but-reachable criteria
   dead: Any             # share of unreachable criteria
   rare_rate: Any        # initial probability of each rare criterion's specialist type
+  rare_sharing: Any     # probability that a rare criterion's specialist is its category's type
   saturated_level: Any  # pass probability of a saturated criterion for a generic type
   contrast_rate: Any    # share of generic types passing a contrastive criterion
   cooccurrence: Any     # 0: contrastive criteria pass on independent types; 1: on the same types
@@ -37,6 +40,7 @@ class Knobs(NamedTuple):
   type_sharing: Any     # share of a type's pass pattern common to prompts (via features)
   init_logit_std: Any   # std of the initial logits of the generic types
   policy_sharing: Any   # 0: tabular logits per prompt; 1: only a shared linear map of features
+  policy_bias: Any      # 1: the shared map has a per-type offset (a constant feature); 0: none
   noise: Any            # judge flips a verdict with this probability
   invalid: Any          # judge returns no verdict with this probability
   learning_rate: Any    # AdamW learning rate of the policy logits
@@ -45,10 +49,12 @@ class Knobs(NamedTuple):
 # Field -> (low, high) of its valid range, both inclusive.
 RANGES = {
     "saturated": (0.0, 1.0), "rare": (0.0, 1.0), "dead": (0.0, 1.0),
-    "rare_rate": (0.0, 0.5), "saturated_level": (0.0, 1.0), "contrast_rate": (0.01, 0.99),
+    "rare_rate": (0.0, 0.5), "rare_sharing": (0.0, 1.0), "saturated_level": (0.0, 1.0),
+    "contrast_rate": (0.01, 0.99),
     "cooccurrence": (0.0, 1.0),
     "conflict": (0.0, 1.0), "category_skew": (0.0, 1.0), "heavy_easy": (0.0, 1.0),
     "type_sharing": (0.0, 1.0), "init_logit_std": (0.0, 10.0), "policy_sharing": (0.0, 1.0),
+    "policy_bias": (0.0, 1.0),
     "noise": (0.0, 0.5), "invalid": (0.0, 0.99), "learning_rate": (0.0, 10.0),
 }
 

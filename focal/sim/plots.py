@@ -13,7 +13,7 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from focal.sim.grid import GridResult  # noqa: E402
-from focal.sim.report import HEADLINES, LABELS  # noqa: E402
+from focal.sim.report import LABELS, headlines  # noqa: E402
 
 
 def save_small(fig, path: str, dpi: int = 72) -> None:
@@ -45,7 +45,8 @@ def _panel_values(rows: Sequence[dict], method: str, metric: str, xs, ys, x_axis
 
 def phase_heatmaps(rows: Sequence[dict], methods: Sequence[str], x_axis: str, y_axis: str,
                    title: str, path: str) -> None:
-  """Rows = headline metrics, columns = methods; each panel a y x x heat map of one gain.
+  """Rows = headline metrics (`report.headlines(rows)`), columns = methods; each panel a
+  y x x heat map of one gain.
 
   Colour: gain (points) or log2 speed-up, blue = method better, red = worse,
   on one symmetric scale per metric. Numbers print in every cell, bold when the
@@ -53,9 +54,10 @@ def phase_heatmaps(rows: Sequence[dict], methods: Sequence[str], x_axis: str, y_
   """
   xs = sorted({r["cell"][x_axis] for r in rows})
   ys = sorted({r["cell"][y_axis] for r in rows})
-  fig, axes = plt.subplots(len(HEADLINES), len(methods), squeeze=False,
-                           figsize=(2.3 * len(methods) + 1.0, 2.1 * len(HEADLINES) + 0.6))
-  for a, metric in enumerate(HEADLINES):
+  metrics = headlines(rows)
+  fig, axes = plt.subplots(len(metrics), len(methods), squeeze=False,
+                           figsize=(2.3 * len(methods) + 1.0, 2.1 * len(metrics) + 0.6))
+  for a, metric in enumerate(metrics):
     panels = [_panel_values(rows, m, metric, xs, ys, x_axis, y_axis) for m in methods]
     scale = max([np.nanmax(np.abs(v)) for v, _ in panels if np.isfinite(v).any()] + [1e-9])
     for b, (method, (value, clear)) in enumerate(zip(methods, panels)):
@@ -73,7 +75,7 @@ def phase_heatmaps(rows: Sequence[dict], methods: Sequence[str], x_axis: str, y_
       ax.set_yticks(range(len(ys)), [f"{y:g}" for y in ys], fontsize=7)
       if a == 0:
         ax.set_title(method, fontsize=9)
-      if a == len(HEADLINES) - 1:
+      if a == len(metrics) - 1:
         ax.set_xlabel(x_axis, fontsize=8)
       if b == 0:
         ax.set_ylabel(f"{LABELS[metric]}\n{y_axis}", fontsize=7)

@@ -1,11 +1,15 @@
 """The simulated policy: a categorical over M latent response types per prompt.
 
-  logits[p] = init_logits[p] + (1 - s) table[p] + s features[p] @ shared,   s = policy_sharing
+  logits[p] = init_logits[p] + (1 - s) table[p] + s (features[p] @ shared + c bias),
+  s = policy_sharing, c = policy_bias
 
 `table [P, M]` is a free (tabular) logit offset per prompt; `shared [F, M]` a
 linear map of prompt features common to all prompts, so that what is learned on
-one prompt moves the others (as a language model's shared weights do). Both
-start at 0, so the initial policy is the world's `init_logits`.
+one prompt moves the others (as a language model's shared weights do); `bias
+[M]` a shared offset per type, a constant feature (c = 0: none, the map alone
+cannot prefer a type on every prompt, since the features are centred). All
+start at 0, so the initial policy is the world's `init_logits`. A held-out
+prompt was never trained on: its table row is 0, and only `shared` moves it.
 """
 from __future__ import annotations
 
@@ -14,23 +18,35 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from focal.sim.knobs import Knobs
 from focal.sim.world import World
 
 
 class PolicyParams(NamedTuple):
   table: Any   # [P, M] per-prompt logit offsets
   shared: Any  # [F, M] shared linear map of prompt features
+  bias: Any    # [M] shared offset per type (scaled by the policy_bias knob)
 
 
 def init_params(num_prompts: int, num_types: int, num_features: int) -> PolicyParams:
   return PolicyParams(table=jnp.zeros((num_prompts, num_types), jnp.float32),
-                      shared=jnp.zeros((num_features, num_types), jnp.float32))
+                      shared=jnp.zeros((num_features, num_types), jnp.float32),
+                      bias=jnp.zeros((num_types,), jnp.float32))
 
 
-def policy_logits(params: PolicyParams, world: World, sharing):
+def _shared_logits(params: PolicyParams, world: World, knobs: Knobs):
+  return world.features @ params.shared + knobs.policy_bias * params.bias
+
+
+def policy_logits(params: PolicyParams, world: World, knobs: Knobs):
   """[P, M] logits of the current policy."""
-  return (world.init_logits + (1.0 - sharing) * params.table
-          + sharing * (world.features @ params.shared))
+  s = knobs.policy_sharing
+  return world.init_logits + (1.0 - s) * params.table + s * _shared_logits(params, world, knobs)
+
+
+def heldout_logits(params: PolicyParams, world: World, knobs: Knobs):
+  """[P', M] logits on prompts outside training (`world` holds the held-out prompts)."""
+  return world.init_logits + knobs.policy_sharing * _shared_logits(params, world, knobs)
 
 
 def sample_types(u, logits):

@@ -1,5 +1,8 @@
 """Tables and files of a simulated grid: paired gains per cell, curves, per-seed results.
 
+(Tables read back from finished grids' files: `focal.sim.tables`, whose command line is
+also `python -m focal.sim.report`.)
+
 `compare(result, baseline, plateau_share)` gives one row per (cell, method):
   reward: final mean rubric reward (%, static weighted score) minus the baseline's;
   worst: final worst-category pass rate (points) minus the baseline's;
@@ -8,6 +11,11 @@
     geometric mean with a 95% interval (`stats.speedup`); `reached` is the share
     of seeds in which the method got there within the run.
 All three are paired by seed (same world, same initial policy).
+
+With held-out prompts (`result.heldout`), `compare(..., part='heldout' | 'train')`
+compares on those prompts or on the training prompts and adds
+  strict: final strict completion (points) minus the baseline's;
+comparison.csv then has a `part` column and summary.md a section per part.
 """
 from __future__ import annotations
 
@@ -22,21 +30,32 @@ from focal.metrics.evaluation import steps_to_threshold
 from focal.sim import stats
 from focal.sim.grid import GridResult
 
-GAIN_METRICS = {"reward": ("mean_reward_pct", 1.0), "worst": ("worst_category_pass_rate", 100.0)}
+GAIN_METRICS = {"reward": ("mean_reward_pct", 1.0), "worst": ("worst_category_pass_rate", 100.0),
+                "strict": ("strict_completion", 100.0)}
 HEADLINES = ("reward", "worst", "speedup")
+PART_HEADLINES = ("reward", "worst", "strict", "speedup")   # grids with held-out prompts
 LABELS = {"reward": "Δ mean reward (pts)", "worst": "Δ worst category (pts)",
-          "speedup": "speed-up to plateau (x)"}
+          "strict": "Δ strict completion (pts)", "speedup": "speed-up to plateau (x)"}
+PARTS = {"train": "eval", "heldout": "heldout"}   # comparison part -> GridResult part
+PART_TITLES = {"heldout": "held-out prompts", "train": "training prompts"}
 
 
 def cell_label(cell: dict) -> str:
   return ", ".join(f"{k}={v:g}" for k, v in cell.items()) or "(base)"
 
 
-def compare(result: GridResult, baseline: str, plateau_share: float) -> list[dict]:
-  """Rows {cell, method, reward, worst, speedup: Interval, reached, ...} for every other method."""
+def compare(result: GridResult, baseline: str, plateau_share: float,
+            part: str | None = None) -> list[dict]:
+  """Rows {cell, method, reward, worst, speedup: Interval, reached, ...} for every other method.
+
+  `part` None: the training prompts, as grids without held-out prompts report them;
+  'heldout' or 'train': that part, with `strict` and a `part` entry in every row.
+  """
   horizon = float(result.steps[-1] + (result.steps[1] - result.steps[0]))
   rows = []
-  base = result.eval[baseline]
+  metrics = result.part(PARTS[part]) if part else result.eval
+  gains = GAIN_METRICS if part else {k: GAIN_METRICS[k] for k in ("reward", "worst")}
+  base = metrics[baseline]
   for c, cell in enumerate(result.cells):
     base_curve = base["mean_reward_pct"][c]
     targets = stats.plateau_targets(base_curve, plateau_share)
@@ -44,9 +63,11 @@ def compare(result: GridResult, baseline: str, plateau_share: float) -> list[dic
     for method in result.methods:
       if method == baseline:
         continue
-      ev = result.eval[method]
+      ev = metrics[method]
       row = {"cell": cell, "method": method, "baseline": baseline}
-      for name, (key, scale) in GAIN_METRICS.items():
+      if part:
+        row["part"] = part
+      for name, (key, scale) in gains.items():
         row[name] = stats.paired_gain(scale * ev[key][c][:, -1], scale * base[key][c][:, -1])
       steps = stats.first_crossing(ev["mean_reward_pct"][c], result.steps, targets)
       row["speedup"] = stats.speedup(base_steps, steps, horizon)
@@ -69,12 +90,17 @@ def _fmt(iv: stats.Interval, metric: str) -> str:
   return f"**{text}**" if clear else text
 
 
+def headlines(rows: Sequence[dict]) -> tuple[str, ...]:
+  """The headline metrics the rows of `compare` carry (strict only with a part)."""
+  return PART_HEADLINES if rows and "strict" in rows[0] else HEADLINES
+
+
 def markdown_tables(rows: Sequence[dict], methods: Sequence[str], title: str) -> str:
   """One table per headline metric: rows = cells, columns = methods (bold: CI excludes 0 / 1)."""
   cells = list(dict.fromkeys(cell_label(r["cell"]) for r in rows))
   by = {(cell_label(r["cell"]), r["method"]): r for r in rows}
   out = []
-  for metric in HEADLINES:
+  for metric in headlines(rows):
     out.append(f"**{title}: {LABELS[metric]}**, mean [95% CI] over seeds\n")
     out.append("| cell | " + " | ".join(methods) + " |")
     out.append("|---" * (len(methods) + 1) + "|")
@@ -89,9 +115,9 @@ def comparison_csv(rows: Sequence[dict], path: str) -> None:
   """The rows of `compare` (all baselines) flattened to CSV columns."""
   fields, flat = [], []
   for r in rows:
-    d = {**r["cell"], "method": r["method"], "baseline": r["baseline"],
-         "reached": round(r["reached"], 4)}
-    for metric in ("reward", "worst", "speedup", "method_reward", "baseline_reward"):
+    d = {**r["cell"], **({"part": r["part"]} if "part" in r else {}), "method": r["method"],
+         "baseline": r["baseline"], "reached": round(r["reached"], 4)}
+    for metric in (*headlines([r]), "method_reward", "baseline_reward"):
       iv = r[metric]
       d.update({metric: iv.mean, f"{metric}_lo": iv.lo, f"{metric}_hi": iv.hi})
     d["seeds"] = r["reward"].n
@@ -108,16 +134,26 @@ def _write_csv(rows, fields, path):
       writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
 
 
-def _scalar_curves(result: GridResult, method: str, c: int) -> dict[str, np.ndarray]:
-  """Per-seed curves [S, T+1] of every scalar or named-vector metric of one cell."""
-  ev = result.eval[method]
-  out = {f"eval/{k}": v[c] for k, v in ev.items() if v.ndim == 3}
+def _scalar_curves(result: GridResult, method: str, c: int,
+                   part: str = "eval") -> dict[str, np.ndarray]:
+  """Per-seed curves [S, T+1] of every scalar or named-vector metric of one cell, keyed
+  '<part>/<metric>' ('eval' for the training prompts, 'heldout')."""
+  ev = result.part(part)[method]
+  out = {f"{part}/{k}": v[c] for k, v in ev.items() if v.ndim == 3}
   empty = ev["category_count"][c] == 0
   rates = np.where(empty, np.nan, ev["category_pass_rate"][c])   # an empty category has no rate
   for i, name in enumerate(result.category_names):
-    out[f"eval/category/{name}"] = rates[..., i]
+    out[f"{part}/category/{name}"] = rates[..., i]
   for i, name in enumerate(result.class_names):
-    out[f"eval/class/{name}"] = ev["class_pass_rate"][c][..., i]
+    out[f"{part}/class/{name}"] = ev["class_pass_rate"][c][..., i]
+  return out
+
+
+def _all_curves(result: GridResult, method: str, c: int) -> dict[str, np.ndarray]:
+  """_scalar_curves of the training prompts and, if any, of the held-out prompts."""
+  out = _scalar_curves(result, method, c)
+  if result.heldout:
+    out.update(_scalar_curves(result, method, c, "heldout"))
   return out
 
 
@@ -127,7 +163,7 @@ def write_metrics_jsonl(result: GridResult, path: str) -> None:
   with open(path, "w") as f:
     for c, cell in enumerate(result.cells):
       for method in result.methods:
-        curves = _scalar_curves(result, method, c)
+        curves = _all_curves(result, method, c)
         tr = result.train[method]
         for t, step in enumerate(result.steps):
           row = {**cell, "method": method, "step": int(step), "seeds": n}
@@ -153,12 +189,16 @@ def write_results_csv(result: GridResult, path: str, thresholds: Sequence[float]
   rows = []
   for c, cell in enumerate(result.cells):
     for method in result.methods:
-      curves = _scalar_curves(result, method, c)
+      curves = _all_curves(result, method, c)
       for s, seed in enumerate(result.seeds):
         row = {**cell, "method": method, "seed": int(seed)}
-        row.update({k[len("eval/"):]: float(v[s, -1]) for k, v in curves.items()})
-        reach = steps_to_threshold(result.steps, curves["eval/mean_reward_pct"][s], thresholds)
-        row.update({f"steps_to_{t:g}": ("" if v is None else v) for t, v in reach.items()})
+        row.update({k.removeprefix("eval/"): float(v[s, -1]) for k, v in curves.items()})
+        for part, prefix in (("eval", ""), ("heldout", "heldout/")):
+          if f"{part}/mean_reward_pct" in curves:
+            reach = steps_to_threshold(result.steps, curves[f"{part}/mean_reward_pct"][s],
+                                       thresholds)
+            row.update({f"{prefix}steps_to_{t:g}": ("" if v is None else v)
+                        for t, v in reach.items()})
         rows.append(row)
   _write_csv(rows, list(rows[0]) if rows else [], path)
 
@@ -166,79 +206,34 @@ def write_results_csv(result: GridResult, path: str, thresholds: Sequence[float]
 def write_all(result: GridResult, workdir: str, baselines: Sequence[str], plateau_share: float,
               thresholds: Sequence[float], title: str) -> tuple[str, dict[str, list[dict]]]:
   """metrics.jsonl, results.csv, comparison.csv and summary.md in `workdir`; returns the
-  summary text and the comparison rows per baseline."""
+  summary text and the comparison rows per baseline (on the held-out prompts when the grid
+  has them: the rows its phase diagrams show)."""
   os.makedirs(workdir, exist_ok=True)
   write_metrics_jsonl(result, os.path.join(workdir, "metrics.jsonl"))
   write_results_csv(result, os.path.join(workdir, "results.csv"), thresholds)
-  by_baseline = {b: compare(result, b, plateau_share) for b in baselines}
-  comparison_csv([r for rows in by_baseline.values() for r in rows],
-                 os.path.join(workdir, "comparison.csv"))
-  parts = [f"# {title}\n", f"{len(result.seeds)} seeds per cell; steps to plateau: "
-           f"{plateau_share:.0%} of the baseline's own gain.\n"]
-  for b, rows in by_baseline.items():
-    methods = [m for m in result.methods if m != b]
-    parts.append(markdown_tables(rows, methods, f"vs {b}"))
-  summary = "\n".join(parts)
+  parts = ("heldout", "train") if result.heldout else (None,)
+  by_part = {part: {b: compare(result, b, plateau_share, part) for b in baselines}
+             for part in parts}
+  comparison_csv([r for by_baseline in by_part.values() for rows in by_baseline.values()
+                  for r in rows], os.path.join(workdir, "comparison.csv"))
+  summary = [f"# {title}\n", f"{len(result.seeds)} seeds per cell; steps to plateau: "
+             f"{plateau_share:.0%} of the baseline's own gain.\n"]
+  for part, by_baseline in by_part.items():
+    if part:
+      summary.append(f"## On the {PART_TITLES[part]}\n")
+    for b, rows in by_baseline.items():
+      methods = [m for m in result.methods if m != b]
+      summary.append(markdown_tables(rows, methods, f"vs {b}"))
+  summary = "\n".join(summary)
   with open(os.path.join(workdir, "summary.md"), "w") as f:
     f.write(summary)
-  return summary, by_baseline
-
-
-def overview(workdirs: Sequence[str], baseline: str) -> str:
-  """Markdown: per grid (workdir) and method, the range over cells of each headline gain vs
-  `baseline` and how many cells' 95% intervals lie above / below no effect (0, or 1x)."""
-  out = ["| grid | method | Δ mean reward (pts) | Δ worst category (pts) | speed-up (x) | "
-         "seeds reaching the plateau |", "|---" * 6 + "|"]
-  for workdir in workdirs:
-    with open(os.path.join(workdir, "comparison.csv")) as f:
-      rows = [r for r in csv.DictReader(f) if r["baseline"] == baseline]
-    for method in dict.fromkeys(r["method"] for r in rows):
-      rs = [r for r in rows if r["method"] == method]
-      cells = []
-      for metric in HEADLINES:
-        ref = 1.0 if metric == "speedup" else 0.0
-        v = [float(r[metric]) for r in rs]
-        up = sum(float(r[f"{metric}_lo"]) > ref for r in rs)
-        down = sum(float(r[f"{metric}_hi"]) < ref for r in rs)
-        span = (f"{min(v):.2f} to {max(v):.2f}" if metric == "speedup"
-                else f"{min(v):+.2f} to {max(v):+.2f}")
-        cells.append(f"{span} (↑{up} ↓{down})")
-      reached = [float(r["reached"]) for r in rs]
-      cells.append(f"{min(reached):.0%} to {max(reached):.0%}")
-      out.append(f"| {os.path.basename(os.path.normpath(workdir))} ({len(rs)} cells) | {method} | "
-                 + " | ".join(cells) + " |")
-  return "\n".join(out)
-
-
-def class_table(workdir: str) -> str:
-  """Markdown: per method, at the last logged step of the first cell, the aggregator's weight
-  share on each difficulty class (training batch) and the exact pass rate of each class."""
-  with open(os.path.join(workdir, "metrics.jsonl")) as f:
-    rows = [json.loads(line) for line in f]
-  last = max(r["step"] for r in rows)
-  first_cell = {k: v for k, v in rows[0].items() if k not in ("method", "step", "seeds")
-                and "/" not in k}
-  names = ("contrastive", "saturated", "rare", "dead")
-  out = [f"| method | weight share {' / '.join(names)} | pass rate {' / '.join(names)} |",
-         "|---|---|---|"]
-  for r in rows:
-    if r["step"] != last or any(r.get(k) != v for k, v in first_cell.items()):
-      continue
-    share = " / ".join(f"{x:.2f}" for x in r["train/weight_share"])
-    rate = " / ".join(f"{r[f'eval/class/{c}']:.2f}" if r[f"eval/class/{c}"] is not None
-                      else "n/a" for c in names)
-    out.append(f"| {r['method']} | {share} | {rate} |")
-  return "\n".join(out)
+  return summary, by_part[parts[0]]
 
 
 def main(argv: Sequence[str]) -> None:
-  """python -m focal.sim.report overview BASELINE WORKDIR... | classes WORKDIR"""
-  if len(argv) >= 3 and argv[0] == "overview":
-    print(overview(argv[2:], argv[1]))
-  elif len(argv) == 2 and argv[0] == "classes":
-    print(class_table(argv[1]))
-  else:
-    raise SystemExit(main.__doc__)
+  """The command line of `focal.sim.tables` (overview and class tables of finished grids)."""
+  from focal.sim import tables   # it reads this module's constants
+  tables.main(argv)
 
 
 if __name__ == "__main__":

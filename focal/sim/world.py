@@ -28,7 +28,17 @@ of it (jittable, vmappable over keys and knobs):
    passes k surely, fails the other rare criteria, and fails each other
    reachable criterion with probability `conflict` (buying a rare criterion
    can cost an easy one). Its initial probability is exactly `rare_rate`.
+   With probability `rare_sharing` the specialist is instead its category's
+   type (type c for category c), the same type on every prompt: it then
+   passes every such rare criterion of that category on the prompt, and a
+   shared policy map that learns it carries it to other prompts.
 6. Generic initial logits ~ init_logit_std N(0, 1).
+
+Held-out prompts (`make_world(..., skills=train.skills)`): a second world drawn
+from its own key with the training world's shared map A, so training and
+held-out prompts come from one population: the same criterion population and
+knobs, the same shared part of the types' pass patterns, their own features,
+rubrics, per-prompt parts and initial logits.
 
 All of it comes from one `jax.random.uniform` call, carved into named pieces
 (normals by the inverse CDF): each threefry call site costs seconds of XLA
@@ -59,6 +69,7 @@ class World(NamedTuple):
   satisfy: Any         # [P, M, K] float32 P(type m satisfies criterion k), 0 on padding
   init_logits: Any     # [P, M] float32 logits of the initial (and reference) policy
   features: Any        # [P, F] float32 unit-norm prompt features
+  skills: Any = None   # [F, M, C] float32 A, the part of pass patterns shared by all prompts
 
 
 def raw_pass_prob(world: World):
@@ -106,11 +117,15 @@ def _apply_pair_conflicts(u, knobs: Knobs, patterns, classes):
   return jnp.where(paired[:, None, :], ~previous, patterns)
 
 
-def _specialists(u, knobs: Knobs, satisfy, classes, num_types: int):
-  """Rare criteria's specialist rows (step 5); returns (satisfy, specialist [P, M] bool)."""
+def _specialists(u, u_shared, knobs: Knobs, satisfy, classes, categories, num_types: int):
+  """Rare criteria's specialist rows (step 5); returns (satisfy, specialist [P, M] bool).
+
+  u: [P, M, K] uniforms (conflict breaks); u_shared: [P, K] (category specialists).
+  """
   k = classes.shape[1]
   rare = classes == RARE
-  own = (jnp.arange(num_types)[:, None] == jnp.arange(k)[None, :])[None] & rare[:, None, :]
+  kind = jnp.where(u_shared < knobs.rare_sharing, categories, jnp.arange(k)[None, :])
+  own = (jnp.arange(num_types)[None, :, None] == kind[:, None, :]) & rare[:, None, :]
   specialist = jnp.any(own, -1)                                                  # [P, M]
   reachable = (classes == CONTRASTIVE) | (classes == SATURATED)
   kept = u >= knobs.conflict
@@ -119,11 +134,12 @@ def _specialists(u, knobs: Knobs, satisfy, classes, num_types: int):
   return jnp.where(specialist[:, :, None], row, satisfy), specialist
 
 
-def _initial_logits(normal, knobs: Knobs, specialist, rare_count):
+def _initial_logits(normal, knobs: Knobs, specialist):
   """[P, M]: generic logits ~ N(0, std^2); each specialist's initial mass is rare_rate."""
   z = knobs.init_logit_std * normal
   generic_lse = jax.nn.logsumexp(jnp.where(specialist, -jnp.inf, z), -1, keepdims=True)
-  rest = 1.0 - rare_count[:, None] * knobs.rare_rate
+  count = jnp.sum(specialist, -1).astype(jnp.float32)
+  rest = 1.0 - count[:, None] * knobs.rare_rate
   z_special = jnp.log(jnp.maximum(knobs.rare_rate, 1e-12)) + generic_lse - jnp.log(rest)
   return jnp.where(specialist, z_special, z)
 
@@ -145,8 +161,12 @@ def _normal(u):
 
 
 def make_world(key, knobs: Knobs, population: Population, num_prompts: int, max_criteria: int,
-               num_types: int, num_features: int) -> World:
-  """Draws a world (module docstring). Needs num_types > max_criteria."""
+               num_types: int, num_features: int, skills=None) -> World:
+  """Draws a world (module docstring). Needs num_types > max_criteria.
+
+  `skills` [F, M, C], if given, replaces the drawn shared map A (held-out prompts
+  reuse their training world's); the rest of the draw is unchanged.
+  """
   if num_types <= max_criteria:
     raise ValueError(f"num_types={num_types} must exceed max_criteria={max_criteria}: rare "
                      "criterion k uses type k as its specialist and generic types must remain")
@@ -154,7 +174,10 @@ def make_world(key, knobs: Knobs, population: Population, num_prompts: int, max_
   u = _uniform_pieces(key, {
       "prompt": (p,), "slots": (3, p, k), "class": (3, p, k),
       "heavy": (p, k), "pair": (p, k), "features": (p, f), "quality": (p, m), "shared": (f, m, c),
-      "own": (p, m, k), "specialist": (p, m, k), "init": (p, m)})
+      "own": (p, m, k), "specialist": (p, m, k), "init": (p, m),
+      # Appended last: the pieces before it are the same whatever follows (threefry's bits
+      # are a prefix-stable function of the index), so older worlds are drawn unchanged.
+      "rare_shared": (p, k)})
   crit = population.draw(u["prompt"], u["slots"])
   classes = assign_classes(u["class"], knobs, crit.categories, crit.mask,
                            population.category_shares)
@@ -162,17 +185,19 @@ def make_world(key, knobs: Knobs, population: Population, num_prompts: int, max_
   weights = jnp.where(heavy, jnp.sign(crit.weights) * population.max_abs_weight, crit.weights)
   features = _normal(u["features"])
   features = features / jnp.linalg.norm(features, axis=-1, keepdims=True)
-  patterns = _contrastive_patterns(_normal(u["quality"]), _normal(u["shared"]), _normal(u["own"]),
-                                   knobs, features, crit.categories)
+  if skills is None:
+    skills = _normal(u["shared"])
+  patterns = _contrastive_patterns(_normal(u["quality"]), skills, _normal(u["own"]), knobs,
+                                   features, crit.categories)
   patterns = _apply_pair_conflicts(u["pair"], knobs, patterns, classes)
   level = jnp.select([classes == CONTRASTIVE, classes == SATURATED], [1.0, knobs.saturated_level],
                      0.0)[:, None, :]
   satisfy = jnp.where((classes == CONTRASTIVE)[:, None, :], patterns.astype(jnp.float32), level)
-  satisfy, specialist = _specialists(u["specialist"], knobs, satisfy, classes, m)
+  satisfy, specialist = _specialists(u["specialist"], u["rare_shared"], knobs, satisfy, classes,
+                                     crit.categories, m)
   satisfy = satisfy * crit.mask[:, None, :]
-  rare_count = jnp.sum(classes == RARE, -1).astype(jnp.float32)
   rubric = RubricBatch(weights=weights, categories=crit.categories, required=crit.required,
                        mask=crit.mask, prompt_ids=jnp.arange(p, dtype=jnp.int32))
   return World(rubric=rubric, classes=classes, satisfy=satisfy,
-               init_logits=_initial_logits(_normal(u["init"]), knobs, specialist, rare_count),
-               features=features)
+               init_logits=_initial_logits(_normal(u["init"]), knobs, specialist),
+               features=features, skills=skills)
