@@ -62,12 +62,12 @@ def rule_judge():
 
 
 def _judged(tmp_path, url, name, **judge):
-  c = tiny(steps=2, base_url=url, api_key_env=ENV, cache_path=str(tmp_path / f"{name}.sqlite"),
+  c = tiny(steps=1, base_url=url, api_key_env=ENV, cache_path=str(tmp_path / f"{name}.sqlite"),
            **judge)
   c.eval.judge.base_url, c.eval.judge.model = url, "focal-rules"
   c.eval.judge.api_key_env, c.eval.judge.cache_path = ENV, str(tmp_path / f"{name}-eval.sqlite")
   c.eval.judge.max_retries, c.eval.judge.backoff_s = 0, 0.0
-  c.warm_start.steps = 0  # the key's paths, not the policy, are under test
+  c.warm_start.steps, c.eval.num_samples = 0, 1  # the key's paths, not the policy, are tested
   return c
 
 
