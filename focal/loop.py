@@ -53,12 +53,13 @@ import ml_collections
 from tqdm.auto import tqdm
 
 from focal import components, evaluation, nonfinite, policy, sharding
-from focal.preemption import Preempted, StopRequest
 from focal.data.synthetic_source import prompt_sets, prompt_width
 from focal.host_step import TooManyInvalid
-from focal.replicas import make_replicas
-from focal.rundir import RunDir, config_record
 from focal.metrics.rows import TokenCounter, train_row
+from focal.preemption import Preempted, StopRequest
+from focal.provenance import config_record
+from focal.replicas import make_replicas
+from focal.rundir import RunDir
 
 # Wall clock of the training loop's train/seconds (a module attribute, so a test can swap it).
 _clock = time.time

@@ -1,15 +1,20 @@
-"""What produced a run, besides its config (config.json's "provenance" entry, focal.rundir):
-package versions, the git commit, devices, the mesh, and the content hash of every data file
-the run trains and evaluates on (a resume on changed data is refused: focal.resume)."""
+"""What a run records besides its metrics (config.json, checkpoint meta; focal.rundir owns the
+files): the config itself, its judges' API keys redacted (`config_record`), and the
+"provenance": package versions, the git commit, devices, the mesh, and the content hash of
+every data file the run trains and evaluates on (a resume on changed data is refused:
+focal.resume)."""
 from __future__ import annotations
 
 import hashlib
+import json
 import importlib.metadata
 import os
 import platform
 import subprocess
 
 import jax
+
+from focal.graders.judge.config import redact, secrets_of
 
 _PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "ml-collections",
              "tensorflow-datasets", "grain")
@@ -74,3 +79,19 @@ def data_hashes(config) -> dict:
     if path and os.path.exists(path):
       out[field] = {"path": path, "sha256": file_hash(path)}
   return out
+
+
+def config_record(config) -> dict:
+  """The config as a run records it (config.json, each checkpoint's meta): JSON, with the
+  judges' API keys redacted wherever one was pasted (the judge's one redaction function)."""
+  return json.loads(redact(config.to_json_best_effort(), secrets_of(judge_key_envs(config))))
+
+
+def judge_key_envs(config) -> list[str]:
+  """The environment variables that hold the judges' API keys in `config`."""
+  names = []
+  for block in (config.get("grader"), config.get("eval")):
+    judge = None if block is None else block.get("judge")
+    if judge is not None and judge.get("api_key_env"):
+      names.append(judge.get("api_key_env"))
+  return names

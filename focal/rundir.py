@@ -29,7 +29,7 @@ import ml_collections
 
 from focal import provenance as prov, resume, tracking
 from focal.checkpoint import Checkpointer
-from focal.graders.judge.config import redact, secrets_of
+from focal.provenance import config_record
 from focal.resume import (RESUMABLE, ConfigMismatch, DataChanged, MetricsLost, flat,  # noqa: F401
                           trajectory_diff)
 
@@ -279,22 +279,6 @@ class RunDir:
     only, under its lock: a reader must never delete a live trainer's save in flight)."""
     return Checkpointer(self.checkpoint_dir, keep=keep, async_save=async_save,
                         cleanup_tmp=cleanup_tmp)
-
-
-def config_record(config) -> dict:
-  """The config as a run records it (config.json, each checkpoint's meta): JSON, with the
-  judges' API keys redacted wherever one was pasted (the judge's one redaction function)."""
-  return json.loads(redact(config.to_json_best_effort(), secrets_of(judge_key_envs(config))))
-
-
-def judge_key_envs(config) -> list[str]:
-  """The environment variables that hold the judges' API keys in `config`."""
-  names = []
-  for block in (config.get("grader"), config.get("eval")):
-    judge = None if block is None else block.get("judge")
-    if judge is not None and judge.get("api_key_env"):
-      names.append(judge.get("api_key_env"))
-  return names
 
 
 class RunLocked(RuntimeError):
