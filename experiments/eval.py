@@ -14,6 +14,8 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from focal import cli, distributed, evaluation
+from focal.graders.judge import JudgeError
+from focal.host_step import TooManyInvalid
 
 config_flags.DEFINE_config_file("config", None, "Config file; default: WORKDIR/config.json.",
                                 lock_config=True)
@@ -29,8 +31,8 @@ def main(argv):
   distributed.maybe_initialize()  # multi-host only when configured (docs/SCALING.md)
   try:
     row = evaluation.evaluate_checkpoint(FLAGS.workdir, FLAGS.config, FLAGS.step)
-  except (FileNotFoundError, ValueError) as e:
-    sys.exit(f"error: {e}")
+  except (FileNotFoundError, ValueError, JudgeError, TooManyInvalid) as e:
+    sys.exit(f"error: {e}")  # a judge too broken to score with is no score (exit 1)
   print(evaluation.format_report(row))
   if FLAGS.output:
     evaluation.write_json(row, FLAGS.output)

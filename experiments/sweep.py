@@ -9,7 +9,8 @@ The grid comes from `get_sweep(arg)` in the config file (a list of
 {"dotted.field": value} overrides, big_vision's get_hyper style). Each run goes
 to WORKDIR/<name>; a run whose metrics already hold its final evaluation is
 skipped, and an interrupted one resumes from its checkpoint. The outputs are
-WORKDIR/results.csv, WORKDIR/summary.md and WORKDIR/*.png.
+WORKDIR/results.csv, WORKDIR/summary.md and WORKDIR/*.png. SIGTERM or SIGINT stops the run in
+progress after its current step, checkpointed, with exit status 75; the same command resumes.
 """
 import os
 import sys
@@ -17,7 +18,8 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from focal import cli, distributed, sweep
+from focal import cli, distributed, preemption, sweep
+from focal.rundir import ConfigMismatch, MetricsLost, RunDirError, RunLocked
 
 config_flags.DEFINE_config_file("config", None, "A config file that defines get_sweep().",
                                 lock_config=True)
@@ -26,6 +28,10 @@ flags.DEFINE_bool("report_only", False, "Only rebuild results.csv, summary.md an
 flags.DEFINE_multi_string("only", None, "Train only grid points whose FIELD=VALUE[,VALUE...] "
                           "matches, e.g. --only=model=tiny (repeatable); the report covers all "
                           "finished runs.")
+flags.DEFINE_bool("allow_data_change", False, "Resume runs whose data files changed since they "
+                  "started (recorded in each config.json's provenance).")
+flags.DEFINE_bool("allow_missing_rows", False, "Resume runs whose metrics.jsonl lost rows "
+                  "logged before their checkpoint.")
 FLAGS = flags.FLAGS
 
 
@@ -41,10 +47,21 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)
   distributed.maybe_initialize()  # multi-host only when configured (docs/SCALING.md)
   grid = _get_sweep()
-  summary = sweep.run_sweep(FLAGS.config, grid, FLAGS.workdir, train=not FLAGS.report_only,
-                            only=sweep.parse_only(FLAGS.only))
+  try:
+    summary = sweep.run_sweep(FLAGS.config, grid, FLAGS.workdir, train=not FLAGS.report_only,
+                              only=sweep.parse_only(FLAGS.only),
+                              allow_data_change=FLAGS.allow_data_change,
+                              allow_missing_rows=FLAGS.allow_missing_rows)
+  except preemption.Preempted as e:
+    print(f"focal: {e}", file=sys.stderr)
+    sys.exit(preemption.EXIT_CODE)
+  except (ConfigMismatch, MetricsLost, RunDirError, RunLocked, sweep.EmptyGrid) as e:
+    sys.exit(f"error: {e}")
   print(summary)
-  print(f"wrote {os.path.join(FLAGS.workdir, 'summary.md')}")
+  if summary == sweep.NO_RUNS:
+    print(f"nothing written to {FLAGS.workdir}: no run of the grid has finished")
+  else:
+    print(f"wrote {os.path.join(FLAGS.workdir, 'summary.md')}")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,11 @@ skipped ones are known to be damaged (not mismatched with the target), so they
 are renamed `<step>.corrupt` (kept for inspection, out of orbax's sight) and
 the run can save those steps again. When no step reads back, nothing is
 renamed and the error lists every step with its reason.
+
+A save killed while in flight leaves a `<step>.orbax-checkpoint-tmp-*` folder;
+orbax never lists it as a step, so the restore takes the newest complete step
+before it. The trainer (`cleanup_tmp`) deletes such folders when it opens the
+directory; readers leave them, since one may be a live trainer's save.
 """
 from __future__ import annotations
 
@@ -41,10 +46,11 @@ class Checkpointer:
       of the most recent (the latest is still restorable while it is kept).
     best_mode: "max" or "min" for best_metric.
     async_save: return from `save` at once and write in the background.
+    cleanup_tmp: delete the folders of saves a killed process left half written.
   """
 
   def __init__(self, directory: str, keep: int | None = 3, best_metric: str | None = None,
-               best_mode: str = "max", async_save: bool = True):
+               best_mode: str = "max", async_save: bool = True, cleanup_tmp: bool = False):
     if best_mode not in ("max", "min"):
       raise ValueError(f"best_mode must be 'max' or 'min', got {best_mode!r}")
     self.directory = os.path.abspath(directory)
@@ -54,7 +60,7 @@ class Checkpointer:
     options = ocp.CheckpointManagerOptions(
         max_to_keep=keep, best_fn=best_fn, best_mode=best_mode,
         keep_checkpoints_without_metrics=best_metric is None,
-        enable_async_checkpointing=async_save, create=True)
+        enable_async_checkpointing=async_save, create=True, cleanup_tmp_directories=cleanup_tmp)
     self._manager = ocp.CheckpointManager(self.directory, options=options)
     self._best_metric = best_metric
 
@@ -106,6 +112,14 @@ class Checkpointer:
       listed = "; ".join(f"step {s}: {reason}" for s, reason in failures)
       raise CheckpointError(f"no checkpoint under {self.directory} could be restored ({listed})")
     return None
+
+  def read_meta(self, step: int) -> dict | None:
+    """The `meta` item of `step` alone (no arrays read), or None when it does not read back."""
+    try:
+      return dict(self._manager.restore(
+          step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta)
+    except Exception:  # a damaged step: restore() falls back past it
+      return None
 
   def _restore_step(self, step: int, abstract):
     restored = self._manager.restore(

@@ -30,6 +30,7 @@ import numpy as np
 from focal import advantages, aggregators, policy, tracking
 from focal.aggregators import prompt_state
 from focal.data import sources as data_sources
+from focal.graders.judge.config import check_blocks as check_judge_blocks
 from focal.graders.stage import GRADER_KINDS, HostGrader, InJitGrader, RulesGrader, check_rules
 from focal.iteration import GRPOSettings, init_train_state, make_engine, make_optimizer
 
@@ -183,6 +184,7 @@ def validate(config) -> None:
   optimizer(config)
   pitfall_mode(config)
   tracking.validate(config)
+  check_judge_blocks(config)
 
 
 def _check_schedule(config) -> None:
@@ -191,6 +193,10 @@ def _check_schedule(config) -> None:
       raise ValueError(f"config.{field} must be an integer >= 1, got {config[field]!r}"
                        + (" (0 would keep no checkpoint: a resume would lose the run)"
                           if field == "keep_checkpoints" else ""))
+  steps = config.warm_start.steps
+  if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+    raise ValueError(f"config.warm_start.steps must be an integer >= 0 (0 = no warm start), "
+                     f"got {steps!r}")
   e = config.eval
   if e.num_samples < 1 or not e.temperature > 0:
     raise ValueError(f"config.eval needs num_samples >= 1 and temperature > 0, got "
@@ -225,6 +231,16 @@ def _check_batch(config) -> None:
                      f"whole prompts); use a multiple of {rows}")
 
 
+def check_batch_fits(config, source) -> None:
+  """A step draws prompts_per_step distinct prompts: no more than the training set holds."""
+  b, n = config.data.prompts_per_step, source.size("train")
+  if b > n:
+    where = config.data.path or f"the synthetic task {config.task!r}"
+    raise ValueError(f"config.data.prompts_per_step={b} is larger than the training set ({n} "
+                     f"prompts in {where}): a step would repeat prompts within its batch; use "
+                     f"at most {n}, or more training prompts")
+
+
 @dataclasses.dataclass
 class Setup:
   """Everything a run builds from its config before the first step."""
@@ -246,6 +262,7 @@ def build(config, progress: bool = True, width: int | None = None, mesh=None) ->
   validate(config)
   tokens = policy.tokens_for(config)
   source = data_source(config, tokens, width)
+  check_batch_fits(config, source)
   stops = tokens.stop_ids[0] if len(tokens.stop_ids) == 1 else tuple(tokens.stop_ids)
   settings = grpo_settings(config, stops, tokens.pad_id)
   graphdef, params, losses = policy.init_policy(config, source, settings.max_new_tokens, mesh,

@@ -7,6 +7,10 @@ Rows are keyed like the loop's eval rows: `step`, `eval/<metric>` for greedy
 responses and `eval_sampled/<metric>` for `eval.num_samples` sampled ones per
 prompt. Evaluation draws from the run's evaluation RNG folded with the step, so
 re-evaluating a checkpoint the loop evaluated reproduces the logged numbers.
+
+A judged evaluation whose share of invalid verdicts exceeds `eval.judge.max_invalid_frac`
+raises `TooManyInvalid` (errors by kind) instead of returning a row: a broken judge is never
+reported as a score of 0.
 """
 from __future__ import annotations
 
@@ -19,6 +23,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from focal import components, sampling
+from focal.graders.judge.config import JudgeConfig
+from focal.host_step import TooManyInvalid
 from focal.metrics import evaluation as metrics_lib
 from focal.report.tables import SUMMARY, format_report  # noqa: F401  (the CLI's report)
 from focal.rundir import RunDir, read_config
@@ -33,11 +39,12 @@ def eval_key(config) -> jax.Array:
 
 
 def evaluate(setup: components.Setup, params, rng, *, greedy: bool, num_samples: int = 1,
-             temperature: float = 1.0) -> dict:
+             temperature: float = 1.0, step: int = 0) -> dict:
   """METHODS §7 metrics of responses to the held-out prompts (flat, unprefixed keys).
 
   Verdicts are asked in the criteria's original sense (pitfall_mode "signed"), so a
-  HealthBench run's `healthbench_score` is the official one."""
+  HealthBench run's `healthbench_score` is the official one. `step` names the evaluation in
+  the error of a judge past `eval.judge.max_invalid_frac`."""
   source = setup.source
   tokens, mask = source.eval_prompts
   g = 1 if greedy else num_samples
@@ -68,8 +75,7 @@ def evaluate(setup: components.Setup, params, rng, *, greedy: bool, num_samples:
   for name, value in named_means(np.asarray(m["criterion_pass_rate"]), source.eval_names).items():
     row[f"criterion/{name}"] = value
   if not setup.eval_grader.fused:
-    row["invalid_verdict_frac"] = float(1.0 - np.sum(valid & np.asarray(
-        source.eval_rubric.mask)[:, None, :]) / max(1, np.sum(source.eval_rubric.mask) * g))
+    row["invalid_verdict_frac"] = check_invalid(setup, valid, stats, g, step)
   if getattr(source, "kind", "") == "healthbench":
     hb = jax.device_get(metrics_lib.healthbench_score(jnp.asarray(scores), jnp.asarray(valid),
                                                       source.eval_rubric))
@@ -78,13 +84,26 @@ def evaluate(setup: components.Setup, params, rng, *, greedy: bool, num_samples:
   return row
 
 
+def check_invalid(setup: components.Setup, valid, stats: dict, group: int, step: int) -> float:
+  """The share of invalid verdicts on real criteria; TooManyInvalid past the evaluation's own
+  limit, `eval.judge.max_invalid_frac` (whichever judge evaluates)."""
+  mask = np.asarray(setup.source.eval_rubric.mask)
+  frac = float(1.0 - np.sum(np.asarray(valid) & mask[:, None, :]) / max(1, np.sum(mask) * group))
+  block = setup.config.eval.get("judge")  # absent in a config saved before it existed
+  limit = float(block.max_invalid_frac if block is not None else JudgeConfig.max_invalid_frac)
+  if frac > limit:
+    raise TooManyInvalid(step, frac, limit, stats, what="eval.judge.max_invalid_frac",
+                         then="The evaluation wrote no row (a broken judge is no score)")
+  return frac
+
+
 def evaluate_both(setup: components.Setup, params, rng, step: int) -> dict:
   """Greedy (`eval/...`) and sampled (`eval_sampled/...`) held-out metrics."""
   c = setup.config.eval
   rng = jax.random.fold_in(rng, step)
-  row = {f"eval/{k}": v for k, v in evaluate(setup, params, rng, greedy=True).items()}
+  row = {f"eval/{k}": v for k, v in evaluate(setup, params, rng, greedy=True, step=step).items()}
   sampled = evaluate(setup, params, rng, greedy=False, num_samples=c.num_samples,
-                     temperature=c.temperature)
+                     temperature=c.temperature, step=step)
   row.update({f"eval_sampled/{k}": v for k, v in sampled.items()})
   return row
 

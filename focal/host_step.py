@@ -25,16 +25,25 @@ from jax.sharding import PartitionSpec as P
 from focal import sharding
 
 
-class TooManyInvalid(RuntimeError):
-  """A step's judge returned too few valid verdicts to train on."""
+def errors_by_kind(stats: dict) -> dict[str, int]:
+  """{kind: distinct requests} of a grader's stats (`errors/<kind>` keys, GradeStats.as_dict)."""
+  prefix = "errors/"
+  return {k[len(prefix):]: int(v) for k, v in sorted(stats.items()) if k.startswith(prefix)}
 
-  def __init__(self, step: int, frac: float, limit: float, stats: dict):
-    errors = ", ".join(f"{k}: {v}" for k, v in sorted(stats.get("errors", {}).items())) or "-"
+
+class TooManyInvalid(RuntimeError):
+  """A step's judge returned too few valid verdicts to train on (or, with `what` set, to
+  evaluate on)."""
+
+  def __init__(self, step: int, frac: float, limit: float, stats: dict,
+               what: str = "grader.judge.max_invalid_frac",
+               then: str = "The run stopped before updating on them"):
+    errors = ", ".join(f"{k}: {v}" for k, v in errors_by_kind(stats).items()) or "-"
     super().__init__(
-        f"step {step}: {frac:.1%} of the judge's verdicts are invalid (limit "
-        f"grader.judge.max_invalid_frac={limit:g}); errors by kind: {errors}. The run stopped "
-        f"before updating on them; fix the judge and rerun the same command to resume.")
-    self.step, self.frac = step, frac
+        f"step {step}: {frac:.1%} of the judge's verdicts are invalid (limit {what}={limit:g}); "
+        f"errors by kind (distinct requests): {errors}. {then}; fix the judge and rerun the "
+        "same command to resume.")
+    self.step, self.frac, self.errors = step, frac, errors_by_kind(stats)
 
 
 class HostGradedStep:
@@ -90,7 +99,7 @@ class HostGradedStep:
     metrics = dict(metrics)
     metrics["policy_lag"] = float(lag)
     metrics["judge_seconds"] = time.monotonic() - start
-    for key in ("requests", "cache_hits", "retries", "invalid"):
+    for key in ("requests", "cache_hits", "retries", "invalid", "replaced_chars"):
       if key in stats:
         metrics[f"judge_{key}"] = float(stats[key])
     return state, metrics, [idx]

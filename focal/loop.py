@@ -6,7 +6,9 @@ state and batch), each seed keeping its own prompts, warm start, run directory,
 metrics and checkpoints exactly as `run` would write them. Both go through the
 same loop; a single run is never vmapped, so its numbers do not depend on
 whether it could have been grouped. A run resumes from the latest checkpoint in
-its directory (see `focal.rundir` for the files).
+its directory (see `focal.rundir` for the files), after checking that its config, data and log
+still match (`focal.resume`). SIGTERM or SIGINT stops it after the step in progress, with a
+checkpoint of that step (`focal.preemption`: `Preempted`, exit status 75).
 
 Metric keys (stable; scripts rely on them):
   step
@@ -53,9 +55,11 @@ from tqdm.auto import tqdm
 from focal import components, evaluation, nonfinite, policy, sharding
 from focal.data.synthetic_source import prompt_sets, prompt_width
 from focal.host_step import TooManyInvalid
+from focal.metrics.rows import TokenCounter, train_row
+from focal.preemption import Preempted, StopRequest
+from focal.provenance import config_record
 from focal.replicas import make_replicas
 from focal.rundir import RunDir
-from focal.metrics.rows import TokenCounter, train_row
 
 # Wall clock of the training loop's train/seconds (a module attribute, so a test can swap it).
 _clock = time.time
@@ -64,9 +68,11 @@ _clock = time.time
 class Recorder:
   """The host side of one run: its metrics, TensorBoard files, evaluations and checkpoints."""
 
-  def __init__(self, config, setup: components.Setup, run_dir: RunDir):
+  def __init__(self, config, setup: components.Setup, run_dir: RunDir, data_changes=()):
     self.config, self.setup, self.run_dir = config, setup, run_dir
-    self.ckpt = run_dir.checkpointer(keep=config.keep_checkpoints)
+    self.data_changes = list(data_changes)  # allowed by the resume check; go to config.json
+    # The trainer holds the lock: it may delete what a killed save left half written.
+    self.ckpt = run_dir.checkpointer(keep=config.keep_checkpoints, cleanup_tmp=True)
     self.eval_rng = evaluation.eval_key(config)
     self.final: dict = {}
     self._writer = None
@@ -143,8 +149,14 @@ class Recorder:
       self._save(step, state, seconds + self.seconds_before)
 
   def _save(self, step: int, state, seconds: float) -> None:
+    # The config the state was trained under, and how many steps the log holds up to here:
+    # a resume checks both (a hand-edited config.json, a truncated metrics.jsonl).
+    logged = [s for s in self.writer.logged_steps() or () if s <= step]
     self.ckpt.save(step, state, {"step": step, "data_position": step, "train_seconds": seconds,
-                                 "tokens_seen": self.tokens.total()})
+                                 "tokens_seen": self.tokens.total(),
+                                 "config": config_record(self.config),
+                                 "logged_steps": len(logged),
+                                 "last_logged_step": max(logged, default=None)})
 
   def close(self, final: bool = True) -> dict | None:
     """Waits for checkpoints in flight and closes the writers; on a stopped run (`final`
@@ -159,9 +171,11 @@ class Recorder:
     return None
 
 
-def run(config: ml_collections.ConfigDict, workdir: str, progress: bool = True) -> dict:
-  """Trains (resuming from `workdir` if it holds checkpoints) and returns the final eval row."""
-  return run_group([config], [workdir], progress)[0]
+def run(config: ml_collections.ConfigDict, workdir: str, progress: bool = True,
+        **resume_options) -> dict:
+  """Trains (resuming from `workdir` if it holds checkpoints) and returns the final eval row.
+  `resume_options`: allow_data_change, allow_missing_rows (see `run_group`)."""
+  return run_group([config], [workdir], progress, **resume_options)[0]
 
 
 def seed_configs(config, seeds: Sequence[int]) -> list:
@@ -186,53 +200,62 @@ def check_group(configs: Sequence) -> None:
                        f"{', '.join(diff)}")
 
 
-def run_group(configs: Sequence, workdirs: Sequence[str], progress: bool = True) -> list[dict]:
+def run_group(configs: Sequence, workdirs: Sequence[str], progress: bool = True,
+              allow_data_change: bool = False, allow_missing_rows: bool = False) -> list[dict]:
   """Trains one run per config (configs differing only in seed) in one loop; returns each
   run's final eval row. Runs whose checkpoints are at different steps train one by one.
 
-  Everything that can be checked is checked before any run directory is touched: the configs
-  (`components.validate`, inside `build`), and each directory's saved config against the new
-  one (`RunDir.check_resume`). Each directory is locked while it trains."""
+  Everything that can be checked is checked before anything is built or any run directory
+  touched: the configs (`components.validate`), and each directory's saved config, data
+  hashes and log against the new run (`RunDir.check_resume`; `allow_data_change` and
+  `allow_missing_rows` let a resume go on over changed data or lost rows, recorded). Each
+  directory is then locked, before the (slow) build, while it trains. Raises `Preempted`
+  after checkpointing when SIGTERM or SIGINT stops the run."""
   configs, workdirs = list(configs), list(workdirs)
   if len(configs) != len(workdirs) or not configs:
     raise ValueError(f"need one workdir per config, got {len(configs)} configs and "
                      f"{len(workdirs)} workdirs")
   check_group(configs)
+  for c in configs:
+    components.validate(c)
   run_dirs = [RunDir(w) for w in workdirs]
-  mesh = sharding.make_mesh(tuple(configs[0].mesh.shape)) if len(configs) == 1 else None
-  setups = [components.build(c, progress=progress, width=_stacked_width(configs), mesh=mesh)
-            for c in configs]
-  for c, d in zip(configs, run_dirs):
-    d.check_resume(c)
+  changes = [d.check_resume(c, allow_data_change, allow_missing_rows)
+             for c, d in zip(configs, run_dirs)]
+  options = dict(allow_data_change=allow_data_change, allow_missing_rows=allow_missing_rows)
   locked = []
   try:
     if jax.process_index() == 0:  # one writer per run directory
       for d in run_dirs:
         d.acquire_lock()
         locked.append(d)
-    return _train(configs, setups, run_dirs, mesh, progress, locked)
+    with StopRequest() as stop:
+      mesh = sharding.make_mesh(tuple(configs[0].mesh.shape)) if len(configs) == 1 else None
+      setups = [components.build(c, progress=progress, width=_stacked_width(configs), mesh=mesh)
+                for c in configs]
+      return _train(configs, setups, run_dirs, changes, mesh, progress, locked, stop, options)
   finally:
     for d in locked:
       d.release_lock()
 
 
-def _train(configs, setups, run_dirs, mesh, progress, locked) -> list[dict]:
+def _train(configs, setups, run_dirs, changes, mesh, progress, locked, stop, options
+           ) -> list[dict]:
   replicas = make_replicas(configs[0], setups, mesh)
-  recorders = [Recorder(c, s, d) for c, s, d in zip(configs, setups, run_dirs)]
+  recorders = [Recorder(c, s, d, ch) for c, s, d, ch in zip(configs, setups, run_dirs, changes)]
   states = [rec.restore(replicas.restore_target(s.state)) for rec, s in zip(recorders, setups)]
   for rec in recorders:  # only now: a refused or failed restore leaves the old config.json
     if jax.process_index() == 0:  # one writer per run directory
-      rec.run_dir.write_config(rec.config, replicas.mesh_shape)
+      rec.run_dir.write_config(rec.config, replicas.mesh_shape, rec.data_changes)
   starts = {int(s.step) for s in states}
   if len(starts) > 1:
     for rec in recorders:
       rec.close()
     for d in locked:
       d.release_lock()
-    return [run(c, d.path, progress) for c, d in zip(configs, run_dirs)]
+    return [run(c, d.path, progress, **options) for c, d in zip(configs, run_dirs)]
   state = replicas.combine(states)
   try:
-    state = _loop(configs[0], replicas, recorders, state, starts.pop(), progress)
+    state = _loop(configs[0], replicas, recorders, state, starts.pop(), progress, stop)
   except BaseException:
     for rec in recorders:  # let async saves finish: the last good checkpoint stays intact
       rec.close(final=False)
@@ -240,7 +263,7 @@ def _train(configs, setups, run_dirs, mesh, progress, locked) -> list[dict]:
   return [rec.close() for rec in recorders]
 
 
-def _loop(config, replicas, recorders, state, start: int, progress: bool):
+def _loop(config, replicas, recorders, state, start: int, progress: bool, stop: StopRequest):
   if start == 0:
     for i, rec in enumerate(recorders):
       rec.begin(replicas.take(state, i).params)
@@ -249,13 +272,19 @@ def _loop(config, replicas, recorders, state, start: int, progress: bool):
   bar = tqdm(range(start, config.total_steps), desc=desc, initial=start,
              total=config.total_steps, disable=not progress)
   t0 = _clock()
+
+  def save_all(step):  # the state as it is now, unless that step is saved already
+    for i, rec in enumerate(recorders):
+      rec.save(step, replicas.take(state, i), _clock() - t0)
+
   for step in bar:
+    if stop.agreed():  # every process, at every step boundary: they stop after the same step
+      save_all(step)
+      raise Preempted(step, stop.signame, [rec.run_dir.path for rec in recorders])
     try:
       state, m, idxs = replicas.step(state, step, last=step + 1 == config.total_steps)
     except TooManyInvalid:
-      # Nothing was updated: keep the state the failed step started from, then stop.
-      for i, rec in enumerate(recorders):
-        rec.save(step, replicas.take(state, i), _clock() - t0)
+      save_all(step)  # nothing was updated: keep the state the failed step started from
       raise
     seconds = _clock() - t0
     rows = [rec.after_step(step + 1, replicas.take(m, i), idxs[i], seconds,

@@ -1,7 +1,8 @@
 """The one owner of a run directory's layout; everything that reads or writes a run goes here.
 
   DIR/config.json     the resolved config, plus a "provenance" entry (package versions, git
-                      commit, device kind and count, mesh shape) that `read_config` leaves out
+                      commit, device kind and count, mesh shape, the content hash of each data
+                      file, data changes a resume allowed) that `read_config` leaves out
   DIR/metrics.jsonl   one JSON object per logged step (keys: see focal.loop)
   DIR/tb/             TensorBoard event files (tensorboardX, no TensorFlow)
   DIR/wandb_run_id    the Weights & Biases run id, when config.log.wandb is on (focal.tracking)
@@ -9,27 +10,28 @@
   DIR/checkpoints/    orbax checkpoints of the whole train state (focal.checkpoint)
   DIR/lock            {pid, host} of the trainer using the directory (one at a time)
 
-A run directory is written only by the run that made it: `check_resume` refuses a config that
-would change the trajectory, and config.json is (re)written only after a successful restore or
-a fresh start.
+A run directory is written only by the run that made it: `check_resume` refuses a config, data
+or a log that would change or hide its trajectory (focal.resume), and config.json is
+(re)written only after a successful restore or a fresh start. The judge's API key never reaches
+config.json: its text goes through the judge's one redaction function.
 
 Sweeps, reports, evaluation and tools read runs through `RunDir` or `read_rows`.
 """
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import os
-import platform
 import socket
-import subprocess
 import time
 
 import jax
 import ml_collections
 
-from focal import tracking
+from focal import provenance as prov, resume, tracking
 from focal.checkpoint import Checkpointer
+from focal.provenance import config_record
+from focal.resume import (RESUMABLE, ConfigMismatch, DataChanged, MetricsLost, flat,  # noqa: F401
+                          trajectory_diff)
 
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
@@ -40,18 +42,26 @@ PROVENANCE = "provenance"
 LOCK = "lock"
 EVAL_KEY = "eval/mean_rubric_reward"  # a row holding it is an evaluation row
 
-_PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "ml-collections",
-             "tensorflow-datasets", "grain")
-
 
 def read_rows(path: str) -> list[dict]:
-  """The rows of a metrics.jsonl file, or of a run directory's ([] when there is none)."""
+  """The rows of a metrics.jsonl file, or of a run directory's ([] when there is none). A last
+  line cut short (a process killed while writing it) is left out; a bad line before it is an
+  error naming the file and line."""
   if os.path.isdir(path):
     path = os.path.join(path, METRICS)
   if not os.path.exists(path):
     return []
   with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
+    lines = [(i, line) for i, line in enumerate(f, 1) if line.strip()]
+  rows = []
+  for n, (i, line) in enumerate(lines):
+    try:
+      rows.append(json.loads(line))
+    except json.JSONDecodeError as e:
+      if n == len(lines) - 1 and not line.endswith("\n"):
+        break  # the write in progress when its process died
+      raise ValueError(f"{path}:{i}: not a JSON row ({e})") from None
+  return rows
 
 
 def read_config(path: str) -> ml_collections.ConfigDict:
@@ -75,31 +85,6 @@ def _read_config_json(path: str) -> dict:
   return data
 
 
-def provenance(mesh_shape=None) -> dict:
-  """What produced a run, besides its config: versions, commit, devices, mesh."""
-  versions = {}
-  for name in _PACKAGES:
-    try:
-      versions[name] = importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-      versions[name] = None
-  return {"python": platform.python_version(), "packages": versions, "git": _git_commit(),
-          "device_kind": jax.devices()[0].device_kind, "device_count": jax.device_count(),
-          "process_count": jax.process_count(),
-          "mesh_shape": None if mesh_shape is None else [int(s) for s in mesh_shape]}
-
-
-def _git_commit() -> dict | None:
-  """The commit of the checkout `focal` runs from, and whether it had local changes."""
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  try:
-    run = lambda *args: subprocess.run(["git", *args], cwd=root, capture_output=True,
-                                       text=True, timeout=10, check=True).stdout.strip()
-    return {"commit": run("rev-parse", "HEAD"), "dirty": bool(run("status", "--porcelain"))}
-  except (OSError, subprocess.SubprocessError):
-    return None  # an installed copy, or no git
-
-
 class MetricWriter:
   """Writes each row to metrics.jsonl, TensorBoard and, when `config.log.wandb` asks for it
   on process 0, Weights & Biases (the writers live in focal.tracking)."""
@@ -111,6 +96,13 @@ class MetricWriter:
   def write(self, row: dict) -> None:
     for writer in self._writers:
       writer.write(row)
+
+  def logged_steps(self) -> list[int] | None:
+    """The steps metrics.jsonl holds (None on a process that writes no log)."""
+    for writer in self._writers:
+      if isinstance(writer, tracking.JsonlWriter):
+        return sorted(writer.steps)
+    return None
 
   def close(self) -> None:
     for writer in self._writers:
@@ -168,20 +160,39 @@ class RunDir:
     finally:
       ckpt.close()
 
-  def check_resume(self, config) -> None:
-    """Refuses to continue a run that has checkpoints under a config that would change its
-    trajectory, naming the differing fields (`RESUMABLE` lists what may change)."""
-    if not self.checkpoint_steps() or not os.path.exists(self.config_path):
-      return
+  def check_resume(self, config, allow_data_change: bool = False,
+                   allow_missing_rows: bool = False) -> list[dict]:
+    """Refuses to continue a run that has checkpoints under a config, data or log that would
+    change or hide its trajectory (see focal.resume); returns the data changes allowed."""
+    if not os.path.exists(self.config_path):
+      return []
+    found = self.latest_meta()
+    if found is None:
+      return []
+    step, meta = found
     saved = _read_config_json(self.config_path)
-    diff = trajectory_diff(saved, json.loads(config.to_json_best_effort()))
-    if diff:
-      shown = "; ".join(diff[:6]) + (f"; and {len(diff) - 6} more" if len(diff) > 6 else "")
-      raise ConfigMismatch(
-          f"{self.path} holds a run trained under another config ({shown}). Resuming would mix "
-          "two runs in one log and checkpoint; use a new --workdir, or rerun with the saved "
-          f"config (--config=configs/saved.py:{self.path}). Fields that may change on resume: "
-          f"{', '.join(RESUMABLE)}")
+    resume.check_config(self.path, saved, config_record(config), meta, step)
+    recorded = (self.provenance() or {}).get("data")
+    changes = resume.check_data(self.path, recorded, prov.data_hashes(config),
+                                allow_data_change)
+    if jax.process_index() == 0:  # process 0 writes the log
+      resume.check_rows(self.metrics_path, [r["step"] for r in self.rows()], meta, step,
+                        allow_missing_rows)
+    return [{**c, "at_step": step} for c in changes]
+
+  def latest_meta(self) -> tuple[int, dict] | None:
+    """(step, meta) of the newest checkpoint whose meta reads back; None without one."""
+    if not os.path.isdir(self.checkpoint_dir):
+      return None
+    ckpt = self.checkpointer(keep=None, async_save=False)
+    try:
+      for step in sorted(ckpt.all_steps(), reverse=True):
+        meta = ckpt.read_meta(step)
+        if meta is not None:
+          return step, meta
+      return (max(ckpt.all_steps()), {}) if ckpt.all_steps() else None
+    finally:
+      ckpt.close()
 
   # -- writing ---------------------------------------------------------------
 
@@ -191,13 +202,18 @@ class RunDir:
 
   def acquire_lock(self) -> None:
     """Takes the run directory for this process (one trainer per run directory); a lock left
-    by a process that died on this host is taken over."""
-    os.makedirs(self.path, exist_ok=True)
+    by a process that died on this host is taken over. A workdir that is a file, or cannot be
+    written, is a RunDirError naming it."""
+    self._created = not os.path.exists(self.path)
     me = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
     for _ in range(2):
       try:
+        os.makedirs(self.path, exist_ok=True)
         fd = os.open(self.lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
       except FileExistsError:
+        if not os.path.isdir(self.path):
+          raise RunDirError(f"workdir {self.path} is a file, not a directory; pass a "
+                            "directory (new or a run's) as --workdir") from None
         holder = self._lock_holder()
         if holder.get("host") == me["host"] and not _alive(int(holder.get("pid", -1))):
           os.remove(self.lock_path)  # its trainer died (kill -9, a crash): stale
@@ -206,6 +222,9 @@ class RunDir:
             f"{self.path} is in use by pid {holder.get('pid')} on {holder.get('host')} (lock "
             f"{self.lock_path}); two trainers on one run directory would interleave their "
             "steps. Use another --workdir, or delete the lock if that trainer is gone.") from None
+      except OSError as e:
+        raise RunDirError(f"workdir {self.path} cannot be written ({type(e).__name__}: "
+                          f"{e.strerror or e}); pass a writable directory as --workdir") from None
       with os.fdopen(fd, "w") as f:
         json.dump(me, f)
       return
@@ -218,13 +237,26 @@ class RunDir:
       return {}
 
   def release_lock(self) -> None:
+    """Frees the directory; one this lock created and nothing else wrote goes too (a run
+    refused while building leaves no empty workdir behind)."""
     if self._lock_holder().get("pid") == os.getpid():
       os.remove(self.lock_path)
+      if getattr(self, "_created", False) and not os.listdir(self.path):
+        os.rmdir(self.path)
 
-  def write_config(self, config, mesh_shape=None) -> None:
+  def write_config(self, config, mesh_shape=None, data_changes=()) -> None:
+    """config.json: the config and its provenance, with the data changes resumes allowed so
+    far (earlier ones kept) and the judges' keys redacted."""
     os.makedirs(self.path, exist_ok=True)
-    data = json.loads(config.to_json_best_effort())
-    data[PROVENANCE] = provenance(mesh_shape)
+    data = config_record(config)
+    earlier = []
+    if os.path.exists(self.config_path):
+      try:
+        earlier = (self.provenance() or {}).get("data_changes", [])
+      except (OSError, ValueError):
+        earlier = []
+    data[PROVENANCE] = {**prov.provenance(mesh_shape, config),
+                        "data_changes": earlier + list(data_changes)}
     with open(self.config_path, "w") as f:
       json.dump(data, f, indent=2)
 
@@ -241,49 +273,20 @@ class RunDir:
     os.makedirs(self.path, exist_ok=True)
     return MetricWriter(self, config, process_index)
 
-  def checkpointer(self, keep: int | None, async_save: bool = True) -> Checkpointer:
-    return Checkpointer(self.checkpoint_dir, keep=keep, async_save=async_save)
-
-
-# Fields a resumed run may change: they decide how long it trains, what it logs and where, and
-# how it reaches its judge, not the trajectory. Every other field must equal the saved config.
-RESUMABLE = ("total_steps", "eval_every", "log_every", "checkpoint_every", "keep_checkpoints",
-             "vmap_seeds", "mesh.shape", "eval.", "log.", "warm_start.cache_dir",
-             "data.cache_dir", "data.max_eval_prompts", "grader.judge.base_url",
-             "grader.judge.api_key_env", "grader.judge.max_concurrency",
-             "grader.judge.timeout_s", "grader.judge.max_retries", "grader.judge.cache_path",
-             "grader.judge.backoff_s", "grader.judge.backoff_max_s", "grader.judge.jitter",
-             "grader.judge.retry_after_max_s", "grader.judge.max_invalid_frac")
-
-
-class ConfigMismatch(ValueError):
-  """A run directory asked to continue under a config that changes its trajectory."""
-
-
-def flat(tree, prefix: str = "") -> dict:
-  """{'a.b.c': leaf} of nested dicts; an older run's `model: NAME` reads as model.scale."""
-  out = {}
-  for key, value in tree.items():
-    if key == "model" and isinstance(value, str) and not prefix:
-      value = {"scale": value}
-    if isinstance(value, dict):
-      out.update(flat(value, f"{prefix}{key}."))
-    else:
-      out[f"{prefix}{key}"] = list(value) if isinstance(value, tuple) else value
-  return out
-
-
-def trajectory_diff(saved: dict, new: dict) -> list[str]:
-  """'field: saved -> new' for the fields both configs have that differ and may not change.
-  A field only one side has (added to the config since the run started) is not compared."""
-  a, b = flat(saved), flat(new)
-  resumable = lambda k: any(k == r or (r.endswith(".") and k.startswith(r)) for r in RESUMABLE)
-  return [f"{k}: {a[k]!r} -> {b[k]!r}" for k in sorted(a.keys() & b.keys())
-          if a[k] != b[k] and not resumable(k)]
+  def checkpointer(self, keep: int | None, async_save: bool = True,
+                   cleanup_tmp: bool = False) -> Checkpointer:
+    """`cleanup_tmp`: delete folders of saves a killed trainer left half written (the trainer
+    only, under its lock: a reader must never delete a live trainer's save in flight)."""
+    return Checkpointer(self.checkpoint_dir, keep=keep, async_save=async_save,
+                        cleanup_tmp=cleanup_tmp)
 
 
 class RunLocked(RuntimeError):
   """Another live trainer holds the run directory."""
+
+
+class RunDirError(RuntimeError):
+  """The workdir cannot hold a run: a file, or not writable."""
 
 
 def _alive(pid: int) -> bool:

@@ -71,15 +71,28 @@ def select(grid: list[dict], only: dict[str, set[str]] | None) -> list[dict]:
   return [o for o in grid if all(str(o.get(f)) in v for f, v in only.items())]
 
 
+NO_RUNS = "no finished runs yet"  # write_report's answer when it has nothing to write
+
+
+class EmptyGrid(ValueError):
+  """A sweep's grid holds no run."""
+
+
 def run_sweep(config, grid: list[dict], workdir: str, train: bool = True,
-              only: dict[str, set[str]] | None = None, progress: bool = True) -> str:
+              only: dict[str, set[str]] | None = None, progress: bool = True,
+              **resume_options) -> str:
   """Trains every grid point not finished yet and writes results.csv, summary.md and plots.
 
   `only` restricts training to a slice of the grid (see `select`); the report
   always covers every finished run of the whole grid. With `progress`, each grid
   point shows its own step bar under the sweep's, and a line with its final
-  held-out reward when it finishes. Returns the summary markdown.
+  held-out reward when it finishes. `resume_options` go to `loop.run_group`
+  (allow_data_change, allow_missing_rows). Returns the summary markdown, or
+  `NO_RUNS` when no run has finished (then nothing is written).
   """
+  if not grid:
+    raise EmptyGrid("the sweep's grid is empty: get_sweep() returned no grid point, so there "
+                    "is nothing to train or report")
   os.makedirs(workdir, exist_ok=True)
   configs = [(o, apply_overrides(config, o)) for o in grid]
   for overrides, cfg in configs:  # fail on any bad grid point before training anything
@@ -90,7 +103,7 @@ def run_sweep(config, grid: list[dict], workdir: str, train: bool = True,
             and not is_finished(os.path.join(workdir, run_name(o)), c.total_steps)]
     for group in tqdm(seed_groups(todo), desc="sweep", unit="group"):
       dirs = [os.path.join(workdir, run_name(o)) for o, _ in group]
-      loop.run_group([c for _, c in group], dirs, progress=progress)
+      loop.run_group([c for _, c in group], dirs, progress=progress, **resume_options)
       if progress:
         for d in dirs:
           reward = RunDir(d).last_eval_row().get("eval/mean_rubric_reward", float("nan"))
@@ -141,7 +154,7 @@ def write_report(configs, workdir: str) -> str:
     by_task = curves.setdefault(policy.model_name(cfg), {}).setdefault(cfg.aggregator.name, {})
     by_task.setdefault(cfg.task, RunDir(run_dir).rows())
   if not rows:
-    return "no finished runs yet"
+    return NO_RUNS
   report.write_csv(rows, os.path.join(workdir, "results.csv"))
   names = []
   for model, per_agg in curves.items():

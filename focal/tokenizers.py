@@ -163,7 +163,12 @@ class HFTokenizer:
       raise ImportError("HFTokenizer needs the 'tokenizers' package: pip install tokenizers") from e
     if not os.path.exists(path):
       raise FileNotFoundError(f"tokenizer.json not found: {path}")
-    self._tok = _HF.from_file(path)
+    try:
+      self._tok = _HF.from_file(path)
+    except Exception as e:  # the Rust parser's errors name neither the file nor a type
+      raise ValueError(f"{path} cannot be read as a Hugging Face tokenizer ({e}); the file is "
+                       "damaged or not a tokenizer.json: copy it again from the checkpoint") \
+          from None
     self.vocab_size = int(self._tok.get_vocab_size(with_added_tokens=True))
     self.bos_id = self._find("bos", bos_token, path) if has_bos else None
     self.eos_id = self._find("eos", eos_token, path)
@@ -214,5 +219,15 @@ def read_tokenizer_config(directory: str) -> dict:
   path = os.path.join(directory, "tokenizer_config.json")
   if not os.path.exists(path):
     raise FileNotFoundError(f"{directory}: no tokenizer_config.json")
+  return read_json(path)
+
+
+def read_json(path: str):
+  """A checkpoint's JSON file; ValueError naming the file and the spot when it does not parse
+  (a bare JSONDecodeError names neither the file nor what to do)."""
   with open(path, encoding="utf-8") as f:
-    return json.load(f)
+    try:
+      return json.load(f)
+    except json.JSONDecodeError as e:
+      raise ValueError(f"{path} is not valid JSON ({e.msg}: line {e.lineno} column {e.colno}); "
+                       "the file is damaged: copy it again from the checkpoint") from None

@@ -60,17 +60,41 @@ def scalars(row: dict) -> dict:
 
 
 class JsonlWriter:
-  """Appends each row, as it is, to metrics.jsonl."""
+  """Appends each row, as it is, to metrics.jsonl; one row per step: a step written again (a
+  rerun repeating the steps after its checkpoint) replaces its earlier row."""
 
   def __init__(self, path: str):
     self.path = path
+    self.steps: set[int] = set()
+    if os.path.exists(path):
+      with open(path) as f:
+        self.steps = {_step_of(line) for line in f} - {None}
 
   def write(self, row: dict) -> None:
-    with open(self.path, "a") as f:
-      f.write(json.dumps(row) + "\n")
+    step, line = row["step"], json.dumps(row) + "\n"
+    if step in self.steps:  # replaced where it stood, so the log stays in step order
+      with open(self.path) as f:
+        lines = [ln for ln in f if _step_of(ln) is not None]
+      at = next(i for i, ln in enumerate(lines) if _step_of(ln) == step)
+      lines = [ln for i, ln in enumerate(lines) if i == at or _step_of(ln) != step]
+      lines[at] = line
+      with open(self.path, "w") as f:
+        f.writelines(lines)
+    else:
+      with open(self.path, "a") as f:
+        f.write(line)
+      self.steps.add(step)
 
   def close(self) -> None:
     pass
+
+
+def _step_of(line: str) -> int | None:
+  """The step of a metrics.jsonl line; None for a blank or cut-short one."""
+  try:
+    return json.loads(line)["step"]
+  except (ValueError, KeyError, TypeError):
+    return None
 
 
 class TensorBoardWriter:

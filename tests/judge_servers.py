@@ -8,6 +8,8 @@ import email.utils
 import json
 import random
 import re
+import socket
+import struct
 import threading
 import time
 
@@ -33,11 +35,34 @@ class FaultHandler(ChatHandler):
       self.connection.settimeout(self.server.idle_close_s)
 
   def do_POST(self):
+    if self.server.strict_utf8 and not self.valid_utf8_body():
+      return self.send_json(400, {"error": {"message": "request body is not valid UTF-8 JSON "
+                                                       "(lone surrogate)"}})
     if self.server.require_key and self.headers.get("Authorization") != f"Bearer {KEY}":
       # Echo the header back, as some proxies do: the client must not pass the key on.
       got = self.headers.get("Authorization")
       return self.send_json(self.server.require_key, {"error": {"message": f"bad key {got}"}})
     super().do_POST()
+
+  def valid_utf8_body(self):
+    """What a strict server (serde_json, Go's encoding/json with validation) accepts: JSON
+    whose strings are valid Unicode. Peeks at the body and puts it back for read_json."""
+    length = int(self.headers.get("Content-Length") or 0)
+    raw = self.rfile.read(length)
+    self.rfile = _Replay(raw, self.rfile)
+    try:
+      json.dumps(json.loads(raw), ensure_ascii=False).encode("utf-8")
+    except (ValueError, UnicodeEncodeError):
+      with self.server.lock:
+        self.server.refused_utf8 += 1
+      return False
+    return True
+
+  def finish(self):
+    try:
+      super().finish()
+    except OSError:
+      pass  # the "reset" mode closed the socket under the handler
 
   def answer(self, body):
     prompt = last_user_text(body)
@@ -101,6 +126,11 @@ class FaultHandler(ChatHandler):
       self.send_json(int(mode), {"error": {"message": f"canned {mode}"}})
     elif mode == "drop-once":
       self.close_connection = True  # hang up without an answer
+    elif mode == "reset":  # abort the connection: the client reads ECONNRESET
+      self.leave_flight()
+      self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+      self.connection.close()
+      self.close_connection = True
     else:
       self.serve_bad_verdict(mode)
 
@@ -115,6 +145,15 @@ class FaultHandler(ChatHandler):
         "refusal": lambda: self.ok(None, refusal="I can't help with that."),
         "garbage-body": lambda: self.send_json(200, b"<html>proxy error</html>"),
         "no-choices": lambda: self.send_json(200, {"choices": []}),
+        "two-verdicts": lambda: self.ok(json.dumps([{"explanation": "a", "criteria_met": True},
+                                                    {"explanation": "b", "criteria_met": False}])),
+        "two-choices": lambda: self.send_json(200, {"choices": [
+            completion({"content": verdict_text(True)}, "judge-1")["choices"][0]] * 2}),
+        # Proxies and debugging servers that quote the request's Authorization header back.
+        "echo-key": lambda: self.ok(f"cannot grade; got {self.headers.get('Authorization')}"),
+        "echo-explained": lambda: self.ok(json.dumps({
+            "explanation": f"graded for {self.headers.get('Authorization')}",
+            "criteria_met": True})),
     }
     replies[mode]()
 
@@ -132,14 +171,32 @@ class FaultHandler(ChatHandler):
       time.sleep(DRIBBLE_GAP_S)
 
 
+class _Replay:
+  """A request body already read, handed to the handler's reader again."""
+
+  def __init__(self, data, rest):
+    self._data, self._rest = data, rest
+
+  def read(self, n=-1):
+    if self._data:
+      out, self._data = (self._data, b"") if n < 0 else (self._data[:n], self._data[n:])
+      return out
+    return self._rest.read(n)
+
+  def readline(self, *args):
+    return self._rest.readline(*args)
+
+
 class FaultServer(ChatServer):
   """ChatServer with FaultHandler. require_key: None, or the status (401/403) for a missing or
-  wrong key; idle_close_s: close keep-alive connections idle this long."""
+  wrong key; idle_close_s: close keep-alive connections idle this long; strict_utf8: refuse
+  (400) a body whose strings are not valid Unicode, counted in `refused_utf8`."""
 
-  def __init__(self, models=("judge-1",), require_key=None, idle_close_s=None):
+  def __init__(self, models=("judge-1",), require_key=None, idle_close_s=None, strict_utf8=False):
     super().__init__(models=models, handler=FaultHandler)
     self.require_key = require_key
     self.idle_close_s = idle_close_s
+    self.strict_utf8, self.refused_utf8 = strict_utf8, 0
     self.lock = threading.Lock()
     self.counts, self.bodies, self.cut, self.ports = {}, [], [], set()
     self.in_flight = self.max_in_flight = 0
@@ -162,3 +219,31 @@ def make_client(url, sleeps=None, **kw):
   args.update(kw)
   sleep = sleeps.append if sleeps is not None else time.sleep
   return JudgeClient(JudgeConfig(**args), sleep=sleep, rng=random.Random(0))
+
+
+class EchoKeyHandler(ChatHandler):
+  """A judge that quotes the request's Authorization header back, as debugging proxies and
+  some gateways do. server.echo: "explain" (the rule judge's verdict, the header in its
+  explanation), "prose" (200, no verdict, the header in the text) or "401" (the header in the
+  error)."""
+
+  def answer(self, body):
+    auth = self.headers.get("Authorization")
+    with self.server.lock:
+      self.server.seen.append(auth)
+    if self.server.echo == "401":
+      return self.send_json(401, {"error": {"message": f"invalid key in {auth}"}})
+    if self.server.echo == "prose":
+      return self.send_json(200, completion({"content": f"cannot grade for {auth}"}, "x"))
+    message = self.server.answer(body)
+    if message.get("content"):
+      verdict = json.loads(message["content"])
+      verdict["explanation"] += f" (asked with {auth})"
+      message = {"content": json.dumps(verdict)}
+    self.send_json(200, completion(message, body["model"]))
+
+
+class EchoKeyServer(ChatServer):
+  def __init__(self, answer, echo="explain", models=("focal-rules",)):
+    super().__init__(answer, models=models, handler=EchoKeyHandler)
+    self.echo, self.seen, self.lock = echo, [], threading.Lock()

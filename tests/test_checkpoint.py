@@ -139,3 +139,27 @@ def test_keep_bounds_the_steps_kept_on_disk(tmp_path):
   ckpt.close()
   assert sorted(os.listdir(directory)) == ["3", "4"]
   assert Checkpointer(directory).all_steps() == [3, 4]
+
+
+@pytest.mark.parametrize("cleanup", [False, True])
+def test_a_save_killed_in_flight_never_hides_the_intact_steps_before_it(saved, cleanup):
+  # What a killed async save leaves: step 4's folder under orbax's temporary name, half written
+  # (a copy of step 3 with its array files cut short).
+  tmp = os.path.join(saved, "4.orbax-checkpoint-tmp-1712345678901234")
+  shutil.copytree(os.path.join(saved, "3"), tmp)
+  _truncate(tmp)
+  ckpt = Checkpointer(saved, keep=3, cleanup_tmp=cleanup)
+  assert ckpt.all_steps() == [1, 2, 3]
+  state, meta = ckpt.restore(_state(0))  # the newest intact step, not step 0 or nothing
+  assert meta["step"] == 3
+  _equal(state, _state(3))
+  assert os.path.isdir(tmp) != cleanup  # only the trainer (cleanup_tmp) deletes the leftovers
+  ckpt.save(4, _state(4), {"step": 4})  # and step 4 can be saved anew
+  ckpt.close()
+  assert Checkpointer(saved, keep=3).restore(_state(0))[1]["step"] == 4
+
+
+def test_read_meta_reads_one_step_or_says_none(saved):
+  ckpt = Checkpointer(saved, keep=3)
+  assert ckpt.read_meta(2) == {"step": 2} and ckpt.read_meta(9) is None
+  ckpt.close()

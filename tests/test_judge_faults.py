@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from focal.graders.judge import JudgeCacheError, JudgeUnavailable
+from focal.host_step import TooManyInvalid
 from judge_servers import KEY, STALL_S, FaultServer, dead_url, make_client
 
 
@@ -123,7 +124,7 @@ def test_bad_replies_invalidate_their_slots_only(server, tmp_path):
     scores, valid, stats = client.grade(["q"], [["a", "b"]], criteria, [[True] * len(modes)])
   np.testing.assert_array_equal(valid[0, :, :], [[1, 0, 1, 0, 0, 0, 1]] * 2)
   np.testing.assert_array_equal(scores[0, :, :], [[1, 0, 0, 0, 0, 0, 1]] * 2)
-  assert stats.errors == {"malformed verdict": 6, "refusal": 2}
+  assert stats.errors == {"unparseable reply": 4, "malformed verdict": 2, "refusal": 2}
   with make_client(server.url, max_retries=0, cache_path=cache) as client:  # verdicts kept
     _, _, stats = client.grade(["q"], [["a", "b"]], criteria, [[True] * len(modes)])
   assert stats.cache_hits == 6 and stats.requests == 8
@@ -180,3 +181,64 @@ def test_unwritable_cache_path_fails_before_any_request(server, tmp_path):
   with pytest.raises(JudgeCacheError, match="notes.txt"):
     make_client(server.url, cache_path=str(not_a_db))
   assert server.counts == {}
+
+
+# -- issue 34: every failure names its cause; bytes that are not UTF-8; the preflight --------
+
+
+@pytest.mark.parametrize("mode, kind", [
+    ("stall", "timeout"), ("500", "HTTP 500"), ("prose", "unparseable reply"),
+    ("garbage-body", "unparseable reply"), ("two-verdicts", "wrong verdict count"),
+    ("two-choices", "wrong verdict count"), ("reset", "connection reset"),
+    ("met-no", "malformed verdict")])
+def test_a_stop_for_invalid_verdicts_names_each_kind(server, mode, kind):
+  # Two criteria per prompt: one healthy, one failing as `mode` says, over 2 x 2 rollouts.
+  criteria = [[{"text": "MODE=true c", "weight": 1.0}, {"text": f"MODE={mode} c", "weight": 1.0}]
+              for _ in range(2)]
+  with make_client(server.url, max_retries=1) as client:
+    _, valid, stats = client.grade(["q1", "q2"], [["a", "b"], ["c", "d"]], criteria,
+                                   [[True, True]] * 2)
+  assert valid[:, :, 0].all() and not valid[:, :, 1].any()
+  assert stats.errors == {kind: 4}  # 4 distinct failing requests, each named by its cause
+  error = TooManyInvalid(7, stats.invalid_frac, 0.05, stats.as_dict())
+  assert f"errors by kind (distinct requests): {kind}: 4." in str(error)
+  assert error.errors == {kind: 4} and "step 7: 50.0%" in str(error)
+
+
+def test_bytes_that_are_not_utf8_reach_a_strict_judge_as_replacement_characters():
+  server = FaultServer(strict_utf8=True).start()
+  try:
+    # What ByteTokenizer.decode_response makes of the bytes 0xC3 0x28 and 0xFF: lone surrogates.
+    responses = [[b"ok \xc3(".decode("utf-8", "surrogateescape"),
+                  b"\xff\xfe end".decode("utf-8", "surrogateescape")], ["fine", "caf\u00e9"]]
+    criteria = [[{"text": "MODE=true c", "weight": 1.0}]] * 2
+    with make_client(server.url, max_retries=0) as client:
+      _, valid, stats = client.grade(["q1", "q2"], responses, criteria, [[True]] * 2)
+    assert valid.all() and server.refused_utf8 == 0
+    assert stats.replaced_chars == 3  # one U+FFFD per byte: 0xC3, 0xFF, 0xFE
+    sent = [b["messages"][0]["content"] for b in server.bodies]
+    assert any("ok \ufffd(" in p for p in sent) and any("\ufffd\ufffd end" in p for p in sent)
+    assert any("caf\u00e9" in p for p in sent)  # valid UTF-8 goes as it is
+    # The server is strict indeed: the lone surrogate the client used to send is refused.
+    import http.client
+    import json
+    conn = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=5)
+    body = json.dumps({"model": "judge-1", "messages": [{"role": "user", "content": "\udcc3"}]})
+    conn.request("POST", "/v1/chat/completions", body, {"Content-Type": "application/json"})
+    assert conn.getresponse().status == 400 and server.refused_utf8 == 1
+    conn.close()
+  finally:
+    server.close()
+
+
+@pytest.mark.parametrize("mode", ["prose", "garbage-body", "two-verdicts", "met-no"])
+def test_preflight_with_no_verdict_in_a_200_reply_is_an_error(server, mode):
+  with make_client(server.url, max_retries=0) as client:
+    with pytest.raises(JudgeUnavailable, match=rf"{server.url}.*'judge-1'.*no usable verdict"):
+      client.preflight("q", {"text": f"MODE={mode} c", "weight": 1.0})
+
+
+def test_preflight_refusal_is_a_warning_not_an_error(server, caplog):
+  with make_client(server.url, max_retries=0) as client:
+    report = client.preflight("q", {"text": "MODE=refusal c", "weight": 1.0})
+  assert report["valid"] is False and "declined the preflight" in caplog.text

@@ -127,7 +127,9 @@ def test_a_judge_dying_mid_run_stops_after_saving_and_the_rerun_resumes(tmp_path
            progress=False)
   # The preflight and the step-0 evaluation take about 85 answers, a step at most 112.
   dying = server(fail_after=250)
-  with pytest.raises(TooManyInvalid, match=r"step \d+: .* invalid .*max_invalid_frac"):
+  with pytest.raises(TooManyInvalid, match=r"step \d+: .* invalid .*grader.judge.max_invalid_frac"
+                                           r".*errors by kind \(distinct requests\): HTTP 500: "
+                                           r"\d+\. The run stopped before updating"):
     loop.run(tiny(base_url=dying.url, cache_path=cache), workdir, progress=False)
   saved = RunDir(workdir).checkpoint_steps()
   assert saved, "the stopped run saved the state its failed step started from"
@@ -145,3 +147,34 @@ def test_overlap_logs_a_one_step_policy_lag(tmp_path, server):
   loop.run(config, str(tmp_path / "run"), progress=False)
   lags = [r["train/policy_lag"] for r in RunDir(str(tmp_path / "run")).rows()[1:]]
   assert lags == [0.0, 1.0, 1.0]
+
+
+def _refusing(body):
+  return {"content": None, "refusal": "I will not grade this."}
+
+
+def test_an_evaluation_judge_that_answers_nothing_valid_is_no_score(tmp_path, server):
+  # It gave exit 0 and a 0.00 held-out score at every step: eval.judge.max_invalid_frac was
+  # read by nothing.
+  judge = ChatServer(_refusing, models=("refuser",)).start()
+  try:
+    config = tiny(steps=2, base_url=server().url)
+    config.warm_start.steps = 0
+    config.eval.judge.base_url, config.eval.judge.model = judge.url, "refuser"
+    config.eval.judge.max_retries, config.eval.judge.backoff_s = 0, 0.0
+    with pytest.raises(TooManyInvalid, match=r"step 0: 100.0% of the judge's verdicts are "
+                                             r"invalid \(limit eval.judge.max_invalid_frac=0.05\); "
+                                             r"errors by kind \(distinct requests\): refusal: \d+"):
+      loop.run(config, str(tmp_path / "run"), progress=False)
+  finally:
+    judge.close()
+  assert RunDir(str(tmp_path / "run")).rows() == []  # no row computed from a broken judge
+
+
+def test_a_training_judge_dying_before_the_first_evaluation_writes_no_row(tmp_path, server):
+  # It logged a step-0 evaluation of 0.0 before stopping (and a rerun appended a second one).
+  config = tiny(steps=2, base_url=server(fail_after=1).url)  # the preflight, then HTTP 500s
+  config.warm_start.steps = 0
+  with pytest.raises(TooManyInvalid, match=r"step 0: .*eval.judge.max_invalid_frac.*HTTP 500"):
+    loop.run(config, str(tmp_path / "run"), progress=False)
+  assert RunDir(str(tmp_path / "run")).rows() == []

@@ -68,3 +68,16 @@ def test_tokenizer_and_model_must_agree(tmp_path, checkpoint):
   with pytest.raises(ValueError, match=r"stop ids \[999\] .* outside the model's vocabulary "
                                        r"\[0, 260\)"):
     load_pretrained(str(bad_stop))
+
+
+@pytest.mark.parametrize("name", ["config.json", "tokenizer.json", "tokenizer_config.json",
+                                  "generation_config.json"])
+def test_a_broken_json_file_is_named_with_the_spot(tmp_path, checkpoint, name):
+  # A copy cut short (a full disk, an interrupted download) raised a bare JSONDecodeError.
+  broken = tmp_path / "broken"
+  shutil.copytree(checkpoint, broken)
+  text = (broken / name).read_text()
+  (broken / name).write_text(text[:len(text) // 2])
+  with pytest.raises(ValueError, match=rf"{broken / name} (is not valid JSON \(.*line \d+ column "
+                                       rf"\d+\)|cannot be read as a Hugging Face tokenizer)"):
+    load_pretrained(str(broken))

@@ -4,6 +4,7 @@ chat template), rubric datasets, and host graders (rules in the data; an LLM jud
 import hashlib
 import json
 import os
+import shutil
 
 import pytest
 
@@ -11,7 +12,7 @@ from configs import base
 from focal import evaluation, loop
 from focal.graders.openai_server import ChatServer, last_user_text
 from focal.models.pretrained import load_pretrained
-from focal.rundir import RunDir
+from focal.rundir import DataChanged, RunDir
 from chat_checkpoint import make_chat_checkpoint
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
@@ -45,8 +46,9 @@ def coin_judge(body):
 
 
 def test_rubric_jsonl_with_rules_trains_evaluates_and_exports(tmp_path, checkpoint):
-  config = real_config(tmp_path, checkpoint, "rubric_jsonl",
-                       os.path.join(DATA, "rubric_tiny.jsonl"), "rules")
+  data = str(tmp_path / "rubric.jsonl")
+  shutil.copy(os.path.join(DATA, "rubric_tiny.jsonl"), data)
+  config = real_config(tmp_path, checkpoint, "rubric_jsonl", data, "rules")
   workdir = str(tmp_path / "run")
   final = loop.run(config, workdir, progress=False)
   rows = RunDir(workdir).rows()
@@ -66,6 +68,14 @@ def test_rubric_jsonl_with_rules_trains_evaluates_and_exports(tmp_path, checkpoi
   out = str(tmp_path / "exported")
   export_checkpoint(out, nnx.merge(setup.graphdef, params).cfg, params, source=checkpoint)
   assert load_pretrained(out).stop_ids == load_pretrained(checkpoint).stop_ids
+  # Resuming after the data file changed (its rubrics, its prompts) is refused, naming it.
+  recorded = RunDir(workdir).provenance()["data"]["data.path"]["sha256"]
+  with open(data, "a") as f:
+    f.write(open(data).readline().replace('"id": "q1"', '"id": "q9"'))
+  config.total_steps = 4
+  with pytest.raises(DataChanged, match=rf"data.path {data}: sha256 {recorded} when the run "
+                                        r"recorded it, [0-9a-f]{16} now"):
+    loop.run(config, workdir, progress=False)
 
 
 def test_healthbench_with_a_judge_reports_the_official_score(tmp_path, checkpoint):

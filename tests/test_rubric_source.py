@@ -144,3 +144,22 @@ def test_normalize_example_reads_tfds_records_and_plain_dicts_alike():
                         "title": "", "category_name": "", "rule": ""}]}
   assert normalize_example(plain) == want
   assert normalize_example(decoded) == want
+
+
+def test_a_criterion_of_weight_zero_is_dropped_said_and_counted(tmp_path):
+  # Weight 0 adds nothing to a weighted reward, yet strict required it and a judge was paid
+  # to grade it. It is dropped, with a warning and a count in step 0's row.
+  records = [json.loads(line) for line in open(RUBRIC)]
+  records[0]["criteria"].append({"text": "Mentions the weather.", "weight": 0,
+                                 "category": "style", "rule": {"contains": ["weather"]}})
+  path = tmp_path / "zero.jsonl"
+  path.write_text("".join(json.dumps(r) + "\n" for r in records))
+  with pytest.warns(UserWarning, match=rf"{path}: dropped 1 train criteria of weight 0"):
+    source = source_of(tmp_path, path=str(path), eval_path=str(path))
+  assert source.stats["data/train_dropped_criteria"] == 1
+  assert source.stats["data/eval_dropped_criteria"] == 1
+  texts = [c["text"] for ex in source.train_examples for c in ex["criteria"]]
+  assert "Mentions the weather." not in texts and len(texts) == sum(
+      len(r["criteria"]) for r in records) - 1
+  weights = np.asarray(source.train_rubric.weights)[np.asarray(source.train_rubric.mask)]
+  assert (weights != 0).all()

@@ -83,6 +83,20 @@ def test_report_counts_only_finished_runs(tmp_path):
   assert "gaps.png" not in summary and not os.path.exists(tmp_path / "gaps.png")
 
 
+def test_a_sweep_with_nothing_to_report_says_so_and_claims_no_file(tmp_path):
+  # It printed "wrote WORKDIR/summary.md" and wrote nothing.
+  with pytest.raises(sweep.EmptyGrid, match="grid is empty"):
+    sweep.run_sweep(focal_paper.get_config("smoke"), [], str(tmp_path / "empty"))
+  assert not os.path.exists(tmp_path / "empty")
+  workdir = str(tmp_path / "sweep")
+  out = subprocess.run([sys.executable, "-m", "experiments.sweep", "--report_only",
+                        "--config=configs/paper/focal.py:smoke", f"--workdir={workdir}"],
+                       cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert f"nothing written to {workdir}: no run of the grid has finished" in out.stdout
+  assert "wrote" not in out.stdout and os.listdir(workdir) == []
+
+
 def test_apply_overrides_rejects_unknown_fields():
   c = focal_paper.get_config("smoke")
   with pytest.raises(ValueError, match="no field 'lamda'"):

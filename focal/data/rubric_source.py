@@ -19,6 +19,7 @@ import hashlib
 import importlib
 import json
 import os
+import warnings
 import zlib
 from typing import Any, Mapping
 
@@ -132,6 +133,8 @@ class RubricSource:
       evals = [ex for ex in train if held_out(ex, data.eval_fraction)]
       train = [ex for ex in train if not held_out(ex, data.eval_fraction)]
     self.stats = {}
+    train = self._without_zero_weights("train", train, data)
+    evals = self._without_zero_weights("eval", evals, data)
     train = self._tokenized("train", train, encode, data)
     evals = self._tokenized("eval", evals, encode, data)[:data.max_eval_prompts or None]
     if not train or not evals:
@@ -152,6 +155,23 @@ class RubricSource:
     self.grade = None  # host-side graders only
     self.kind = data.source
     self.decode_response = decode_response
+
+  def _without_zero_weights(self, split: str, examples: list[dict], data) -> list[dict]:
+    """The examples without their weight-0 criteria, said aloud (a warning, and a count in
+    step 0's row): such a criterion adds nothing to a weighted reward, yet `strict` would
+    require it and a judge would be paid to grade it."""
+    out, dropped = [], 0
+    for ex in examples:
+      kept = [c for c in ex["criteria"] if c["weight"] != 0]
+      dropped += len(ex["criteria"]) - len(kept)
+      out.append({**ex, "criteria": kept})
+    self.stats[f"data/{split}_dropped_criteria"] = dropped
+    if dropped:
+      path = data.eval_path if split == "eval" and data.eval_path else data.path
+      warnings.warn(f"{path}: dropped {dropped} {split} criteria of weight 0 (they add nothing "
+                    "to a weighted reward, and strict would still require them); counted in "
+                    f"step 0's data/{split}_dropped_criteria", stacklevel=2)
+    return out
 
   def _tokenized(self, split, examples, encode, data) -> list[dict]:
     out, cut, dropped = [], 0, 0

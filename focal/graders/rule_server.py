@@ -10,6 +10,12 @@ criterion from its `<task>/<criterion>` text (`focal.tasks.texts`), and the verd
 task's jittable check on those ids (inverted when the criterion was asked as avoidance). So a
 judged run of the synthetic suite sees the verdicts of a programmatic run, bit for bit.
 
+One exception, by design of the client: a byte that is not valid UTF-8 reaches any judge as
+U+FFFD (one per byte; focal.graders.judge.requests.valid_utf8), so its value is lost. Each
+U+FFFD reads back as the byte 0xFF: the suite's checks test ASCII classes, ASCII tokens and
+lengths, for which every non-ASCII byte is alike, so the verdict is still the in-jit one (a
+policy emitting a real U+FFFD, the valid bytes EF BF BD, would read as one byte, not three).
+
 A prompt it cannot read (not a suite prompt, a foreign criterion) gets a refusal
 (`content: null`), which the client counts as an invalid verdict.
 """
@@ -25,12 +31,14 @@ import jax
 import numpy as np
 
 from focal import tasks
+from focal.graders.judge.requests import REPLACEMENT
 from focal.graders.judge.templates import split_prompt
 from focal.graders.openai_server import ChatServer, last_user_text
 from focal.tasks import texts
 from focal.tokenizers import ByteTokenizer
 
 DEFAULT_MODEL = "focal-rules"
+_UNKNOWN_BYTE = "\udcff"  # a replaced byte reads as 0xFF (surrogateescape's form of it)
 _MIN_LENGTH = 64  # responses are padded to a power of two >= this: few jit shapes
 _USER = "user: "
 
@@ -62,7 +70,7 @@ class RuleJudge:
     if task_name != task.name:
       raise ValueError(f"criterion {task_name}/{criterion} asked about a {task.name} prompt")
     k = task.criterion_index(criterion)
-    ids, _ = self._tokenizer.encode_response(parts.response)
+    ids, _ = self._tokenizer.encode_response(parts.response.replace(REPLACEMENT, _UNKNOWN_BYTE))
     length = max(_MIN_LENGTH, 1 << max(len(ids) - 1, 0).bit_length())
     tokens, mask = tasks.pad_responses([ids], length)
     holds = bool(self._scores_of(row, tokens[0], mask[0])[k] > 0.5)

@@ -19,7 +19,7 @@ import json
 import os
 from typing import Mapping, Sequence
 
-from focal.tokenizers import read_tokenizer_config, special_token_text
+from focal.tokenizers import read_json, read_tokenizer_config, special_token_text
 
 TOKENIZER_CONFIG = "tokenizer_config.json"
 TEMPLATE_FILE = "chat_template.jinja"
@@ -133,8 +133,7 @@ def stop_ids(directory: str, tokenizer) -> tuple[int, ...]:
   path = os.path.join(directory, GENERATION_CONFIG)
   eos = None
   if os.path.exists(path):
-    with open(path, encoding="utf-8") as f:
-      eos = json.load(f).get("eos_token_id")
+    eos = read_json(path).get("eos_token_id")
   if eos is None:
     return (int(tokenizer.eos_id),)
   ids = eos if isinstance(eos, list) else [eos]

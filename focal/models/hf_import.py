@@ -10,7 +10,6 @@ HF stores linear weights as [out, in]; ours are [in, out], hence the transposed 
 """
 from __future__ import annotations
 
-import json
 import os
 
 import jax
@@ -19,6 +18,7 @@ from focal.models.hf_config import config_from_hf
 from focal.models.safetensors_io import TensorInfo, index_directory, read_tensor
 from focal.models.transformer import ModelConfig, abstract_model
 from focal.partition_rules import named, param_specs
+from focal.tokenizers import read_json
 
 CONFIG_FILE = "config.json"
 
@@ -60,8 +60,7 @@ def read_config(directory: str, *, dtype: str = "float32", param_dtype: str = "f
   path = os.path.join(directory, CONFIG_FILE)
   if not os.path.exists(path):
     raise FileNotFoundError(f"{directory}: no {CONFIG_FILE}")
-  with open(path) as f:
-    return config_from_hf(json.load(f), dtype=dtype, param_dtype=param_dtype)
+  return config_from_hf(read_json(path), dtype=dtype, param_dtype=param_dtype)
 
 
 def param_shardings(abstract_state, mesh=None):

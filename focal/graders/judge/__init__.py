@@ -16,11 +16,13 @@ from focal.graders.judge.cache import VerdictCache
 from focal.graders.judge.client import JudgeClient, JudgeVerdict
 from focal.graders.judge.config import (JudgeCacheError, JudgeConfig, JudgeError,
                                         JudgeUnavailable)
-from focal.graders.judge.replies import MalformedVerdict, Refusal, parse_verdict
+from focal.graders.judge.replies import (MalformedVerdict, Refusal, UnparseableReply,
+                                         WrongVerdictCount, parse_verdict)
 from focal.graders.judge.requests import GradeStats
 from focal.graders.judge.templates import (AVOID_PREFIX, JudgeCriterion, render_conversation,
                                            split_prompt)
 
 __all__ = ["AVOID_PREFIX", "GradeStats", "JudgeCacheError", "JudgeClient", "JudgeConfig",
            "JudgeCriterion", "JudgeError", "JudgeUnavailable", "JudgeVerdict", "MalformedVerdict",
-           "Refusal", "VerdictCache", "parse_verdict", "render_conversation", "split_prompt"]
+           "Refusal", "UnparseableReply", "VerdictCache", "WrongVerdictCount", "parse_verdict",
+           "render_conversation", "split_prompt"]

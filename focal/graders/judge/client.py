@@ -27,9 +27,11 @@ from tqdm import tqdm
 from focal.graders.judge import templates
 from focal.graders.judge.cache import VerdictCache
 from focal.graders.judge.config import JudgeConfig, JudgeUnavailable
-from focal.graders.judge.replies import (MalformedVerdict, Refusal, completion_content,
-                                         error_message, parse_verdict)
-from focal.graders.judge.requests import GradeStats, Outcome, RequestTable, retry_after_seconds
+from focal.graders.judge.replies import (MalformedVerdict, Refusal, UnparseableReply,
+                                         WrongVerdictCount, completion_content, error_message,
+                                         parse_verdict)
+from focal.graders.judge.requests import (GradeStats, Outcome, RequestTable, retry_after_seconds,
+                                          valid_utf8)
 from focal.graders.judge.transport import Transport, TransportError
 
 log = logging.getLogger(__name__)
@@ -120,9 +122,11 @@ class JudgeClient:
 
   def preflight(self, conversation=None, criterion=None) -> dict:
     """One request now. Raises JudgeUnavailable, naming base_url and model, when the endpoint
-    is unreachable, refuses the key (401/403), does not know the model or rejects the request;
-    returns {"latency_s", "valid", "error"} otherwise (a verdict that does not parse is logged,
-    not fatal: the loop's max_invalid_frac guards that).
+    is unreachable, refuses the key (401/403), does not know the model, rejects the request, or
+    answers 200 with no verdict in it (an unparseable reply, several verdicts, criteria_met
+    not a boolean: every later verdict would be invalid too); returns {"latency_s", "valid",
+    "error"} otherwise. A refusal is logged, not fatal: a judge may decline one prompt and grade
+    the rest (the loop's max_invalid_frac guards that).
 
     With `conversation` and `criterion` (the training data's first prompt and criterion) the
     request is one the run will send, rendered the same way, with an empty response; without
@@ -139,18 +143,18 @@ class JudgeClient:
     outcome = self._ask(prompt)
     c = self.config
     where = f"judge endpoint {c.base_url} (model {c.model!r})"
-    if outcome.ok or outcome.kind in (MalformedVerdict.kind, Refusal.kind):
+    if outcome.ok or outcome.kind == Refusal.kind:
       if not outcome.ok:
-        log.warning("%s answered the preflight request without a usable verdict: %s", where,
-                    outcome.error)
+        log.warning("%s declined the preflight request: %s", where, outcome.error)
       return {"latency_s": time.monotonic() - start, "valid": outcome.ok, "error": outcome.error}
-    raise JudgeUnavailable(f"{where}: {_diagnosis(outcome, c)}")
+    raise JudgeUnavailable(self._redact(f"{where}: {_diagnosis(outcome, c)}"))
 
   # -- asking ----------------------------------------------------------------------------------
 
   def _resolve(self, table: RequestTable, progress: bool) -> dict:
     """Outcome per distinct request key: from the cache, else asked (in parallel)."""
-    outcomes = {k: Outcome.from_cache(*v) for k, v in self.cache.get_many(table.keys()).items()}
+    outcomes = {k: Outcome.from_cache(met, self._redact(text))  # a cache written before redaction
+                for k, (met, text) in self.cache.get_many(table.keys()).items()}
     missing = [k for k in table.keys() if k not in outcomes]
     futures = {self._pool.submit(self._ask_and_store, k, table.prompt(k)): k for k in missing}
     done = concurrent.futures.as_completed(futures)
@@ -162,17 +166,26 @@ class JudgeClient:
     try:
       outcome = self._ask(prompt)
     except Exception as e:  # a bug on one request must not sink the batch's paid verdicts
-      return Outcome.failed("internal error", f"{type(e).__name__}: {e}")
+      return Outcome.failed("internal error", self._redact(f"{type(e).__name__}: {e}"))
     if outcome.ok:
       try:
-        self.cache.put(key, outcome.met, outcome.explanation)
+        self.cache.put(key, outcome.met, outcome.explanation)  # redacted by _ask
       except Exception as e:
-        log.warning("judge cache write failed (%s); the verdict is kept for this step", e)
+        log.warning("judge cache write failed (%s); the verdict is kept for this step",
+                    self._redact(str(e)))
         outcome.cache_error = True
     return outcome
 
   def _ask(self, prompt: str) -> Outcome:
+    """One request with retries; what the endpoint said comes back redacted (the boundary)."""
+    outcome = self._attempts(prompt)
+    outcome.error = self._redact(outcome.error)
+    outcome.explanation = self._redact(outcome.explanation)
+    return outcome
+
+  def _attempts(self, prompt: str) -> Outcome:
     """One request with retries: backoff with jitter, Retry-After on 429/503."""
+    prompt, _ = valid_utf8(prompt)  # RequestTable counted the replacements; this only guards
     body = json.dumps(self._body(prompt), ensure_ascii=True).encode("ascii")
     outcome = Outcome()
     retry_after = None
@@ -188,8 +201,7 @@ class JudgeClient:
         outcome.fail(e.kind, str(e))
         continue
       if reply.status != 200:
-        outcome.fail(f"HTTP {reply.status}",
-                     f"HTTP {reply.status}: {self._redact(error_message(reply.body))}")
+        outcome.fail(f"HTTP {reply.status}", f"HTTP {reply.status}: {error_message(reply.body)}")
         if reply.status not in _RETRYABLE_STATUS and reply.status < 500:
           break  # asking again cannot fix a bad request, a bad key or an unknown model
         if reply.status in (429, 503):
@@ -225,8 +237,7 @@ class JudgeClient:
     return headers
 
   def _redact(self, text: str) -> str:
-    key = self.config.api_key()
-    return text.replace(key, "[redacted]") if key and len(key) >= 4 else text
+    return self.config.redact(text)
 
   def _delay(self, attempt: int, retry_after: float | None) -> float:
     c = self.config
@@ -250,4 +261,8 @@ def _diagnosis(outcome: Outcome, c: JudgeConfig) -> str:
     return f"the endpoint rejects the judge request: {outcome.error}"
   if kind.startswith("HTTP"):
     return f"the endpoint keeps failing ({outcome.requests} attempts): {outcome.error}"
+  if kind in (MalformedVerdict.kind, UnparseableReply.kind, WrongVerdictCount.kind):
+    return (f"it answers, but with no usable verdict ({kind}, {outcome.requests} attempts): "
+            f"{outcome.error}. Is base_url an OpenAI-compatible chat-completions API, and does "
+            "the model follow the judge template's JSON format?")
   return f"unreachable after {outcome.requests} attempts: {outcome.error}"

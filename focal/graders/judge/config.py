@@ -1,8 +1,11 @@
 """The judge's settings (the `grader.judge` config block) and its errors.
 
-The API key is never a setting: `api_key_env` names the environment variable that holds it,
-and the key is read from the environment at request time only, so it never reaches a config
-file, a log line, the verdict cache or an exception message.
+The API key is never a setting: `api_key_env` names the environment variable that holds it
+(an upper-case name, so a key pasted there by mistake is refused, never echoed), and the key is
+read from the environment at request time only. Whatever a judge echoes back (a 401 body that
+quotes the Authorization header, a verdict explanation, a proxy's error page) passes through
+`redact` at the client boundary before it reaches a message, a log line, the verdict cache or
+a file of the run.
 """
 from __future__ import annotations
 
@@ -14,7 +17,9 @@ from typing import Any, Mapping
 
 TEMPLATES = ("pow3r", "healthbench")
 PITFALL_MODES = ("flip", "signed")
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
+REDACTED = "[redacted]"
+_MIN_SECRET = 4  # shorter values would redact ordinary text
 
 
 class JudgeError(RuntimeError):
@@ -85,16 +90,66 @@ class JudgeConfig:
     """The key from the environment, read now (never stored)."""
     return os.environ.get(self.api_key_env) or None
 
+  def redact(self, text: str) -> str:
+    """`text` with this judge's key replaced by [redacted] (see `redact`)."""
+    return redact(text, [self.api_key()])
+
+
+def env_name_problem(name) -> str | None:
+  """Why `name` is not an environment-variable name (None when it is). Never quotes `name`: a
+  key pasted into api_key_env by mistake must not reach a log."""
+  if isinstance(name, str) and _ENV_NAME.fullmatch(name):
+    return None
+  return ("api_key_env takes the NAME of an environment variable (upper-case letters, digits "
+          "and _, e.g. OPENAI_API_KEY), not the key itself; the value given is not shown")
+
+
+def check_blocks(config) -> None:
+  """The judge blocks of a run config (`grader.judge`, `eval.judge`), before anything is built:
+  the api_key_env of both, in use or not (config.json records every field, so a key pasted
+  into an unused block would be written there), and every field of the blocks in use."""
+  grader = config.get("grader")
+  for name, block in (("grader", grader), ("eval", config.get("eval"))):
+    judge = None if block is None else block.get("judge")
+    if judge is None:
+      continue
+    problem = env_name_problem(judge.get("api_key_env", JudgeConfig.api_key_env))
+    if problem:
+      raise ValueError(f"{name}.judge.{problem}")
+    used = (judge.get("base_url") if name == "eval"
+            else grader is not None and grader.get("kind") == "judge")
+    if used:
+      try:
+        JudgeConfig.from_mapping(judge.to_dict())
+      except ValueError as e:
+        raise ValueError(str(e).replace("grader.judge.", f"{name}.judge.", 1)) from None
+
+
+def secrets_of(env_names) -> list[str]:
+  """The values of the environment variables `env_names` that are set (the keys to redact)."""
+  return [os.environ[n] for n in env_names if isinstance(n, str) and os.environ.get(n)]
+
+
+def redact(text: str, secrets) -> str:
+  """`text` with every secret in `secrets` replaced by [redacted]: the one redaction of the
+  judge's key, applied to every message, log line, cache row and run file that may hold what
+  an endpoint echoed. Secrets shorter than 4 characters are left (they would redact words)."""
+  if not isinstance(text, str):
+    return text
+  for secret in secrets:
+    if secret and len(secret) >= _MIN_SECRET and secret in text:
+      text = text.replace(secret, REDACTED)
+  return text
+
 
 def _problems(c: JudgeConfig):
   if not c.base_url.startswith(("http://", "https://")):
     yield f"base_url must start with http:// or https://, got {c.base_url!r}"
   if not c.model:
     yield "model must name the judge model, got ''"
-  if not _ENV_NAME.fullmatch(c.api_key_env):
-    # Never echo the value: a key pasted here by mistake must not reach a log.
-    yield ("api_key_env takes the NAME of an environment variable (letters, digits, _), "
-           "not the key itself")
+  problem = env_name_problem(c.api_key_env)
+  if problem:
+    yield problem
   if c.template not in TEMPLATES:
     yield f"template must be one of {TEMPLATES}, got {c.template!r}"
   for name, low in (("max_concurrency", 1), ("max_retries", 0), ("max_tokens", 0)):

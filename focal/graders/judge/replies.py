@@ -1,8 +1,15 @@
 """Reading a judge's answer: the chat-completion body, then the verdict JSON inside it.
 
-Only a JSON object whose `criteria_met` is a real boolean is a verdict. Everything else
-(no content, a refusal, prose, "criteria_met": "no", a body that is not JSON) raises
-`MalformedVerdict`, which the client turns into `valid=False` for that one slot.
+Only one JSON object whose `criteria_met` is a real boolean is a verdict. Everything else
+raises a `MalformedVerdict`, which the client turns into `valid=False` for that one slot; its
+`kind` names the cause in the run's "errors by kind":
+
+  unparseable reply     the body is not a chat completion, or its content is empty, null or
+                        prose with no JSON verdict in it
+  wrong verdict count   not exactly one verdict: `choices` with 0 or several entries, or
+                        content holding several verdicts (a list, or one object after another)
+  malformed verdict     a verdict object whose criteria_met is not a boolean ("no", 2, null)
+  refusal               the judge declined (a `refusal` field)
 """
 from __future__ import annotations
 
@@ -18,6 +25,16 @@ class MalformedVerdict(ValueError):
   kind = "malformed verdict"
 
 
+class UnparseableReply(MalformedVerdict):
+  """No verdict could be read from the reply at all."""
+  kind = "unparseable reply"
+
+
+class WrongVerdictCount(MalformedVerdict):
+  """The reply holds a number of verdicts other than one."""
+  kind = "wrong verdict count"
+
+
 class Refusal(MalformedVerdict):
   """The judge declined (a `refusal` field): asking again would most likely decline again."""
   kind = "refusal"
@@ -27,11 +44,15 @@ def completion_content(body: bytes) -> str:
   """The assistant message's text from a /chat/completions response body."""
   try:
     obj = json.loads(body)
-    message = obj["choices"][0]["message"]
-  except (ValueError, KeyError, IndexError, TypeError):
-    raise MalformedVerdict(f"not a chat completion body: {body[:200]!r}") from None
+    choices = obj["choices"]
+  except (ValueError, KeyError, TypeError):
+    raise UnparseableReply(f"not a chat completion body: {body[:200]!r}") from None
+  if not isinstance(choices, list) or len(choices) != 1:
+    n = len(choices) if isinstance(choices, list) else type(choices).__name__
+    raise WrongVerdictCount(f"the reply holds {n} choices; one verdict was asked for")
+  message = choices[0].get("message") if isinstance(choices[0], dict) else None
   if not isinstance(message, dict):
-    raise MalformedVerdict(f"choices[0].message is {type(message).__name__}, not an object")
+    raise UnparseableReply(f"choices[0].message is {type(message).__name__}, not an object")
   content = message.get("content")
   if isinstance(message.get("refusal"), str) and message["refusal"] and not content:
     raise Refusal(f"the judge refused: {message['refusal'][:200]!r}")
@@ -39,7 +60,7 @@ def completion_content(body: bytes) -> str:
     content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
   if not isinstance(content, str) or not content.strip():
     finish = obj["choices"][0].get("finish_reason") if isinstance(obj["choices"][0], dict) else None
-    raise MalformedVerdict(f"message.content is {content!r} (finish_reason={finish!r})")
+    raise UnparseableReply(f"message.content is {content!r} (finish_reason={finish!r})")
   return content
 
 
@@ -57,7 +78,13 @@ def parse_verdict(text: str) -> tuple[bool, str]:
       continue
     if isinstance(obj, dict) and "criteria_met" in obj:
       return verdict_from_obj(obj)
-  raise MalformedVerdict(f"no JSON object with criteria_met in {text[:200]!r}")
+    if isinstance(obj, list) and any(isinstance(o, dict) and "criteria_met" in o for o in obj):
+      raise WrongVerdictCount(f"the reply holds a list of {len(obj)} verdicts; one was asked "
+                              f"for: {text[:200]!r}")
+  n = text.count('"criteria_met"')
+  if n > 1:
+    raise WrongVerdictCount(f"the reply holds {n} verdicts; one was asked for: {text[:200]!r}")
+  raise UnparseableReply(f"no JSON object with criteria_met in {text[:200]!r}")
 
 
 def verdict_from_obj(obj: Any) -> tuple[bool, str]:

@@ -3,12 +3,18 @@
 A slot is (prompt b, rollout g, criterion k) with mask[b, k]. Slots that would send the same
 request (same model, template, conversation, response, criterion and wording) share one key
 and are asked once; the key is also the verdict cache key.
+
+A response holding bytes that are not valid UTF-8 (a policy samples any bytes; its decoder
+keeps them as lone surrogates) is sent as valid UTF-8, each such byte replaced by U+FFFD, and
+the replacements are counted (`GradeStats.replaced_chars`, logged as train/judge_replaced_chars):
+a strict server would refuse the request otherwise, and the judge sees what the key says.
 """
 from __future__ import annotations
 
 import dataclasses
 import email.utils
 import math
+import re
 import time
 from typing import Mapping
 
@@ -63,6 +69,7 @@ class GradeStats:
   retries: int = 0
   invalid: int = 0       # slots with valid=False (no_response included)
   seconds: float = 0.0
+  replaced_chars: int = 0  # response characters that were not valid UTF-8, sent as U+FFFD
   errors: dict = dataclasses.field(default_factory=dict)  # failure kind -> distinct requests
 
   @property
@@ -81,6 +88,17 @@ class GradeStats:
     out["invalid_frac"] = self.invalid_frac
     out.update({f"errors/{k}": v for k, v in sorted(self.errors.items())})
     return out
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+REPLACEMENT = "\ufffd"
+
+
+def valid_utf8(text: str) -> tuple[str, int]:
+  """(`text` with every lone surrogate replaced by U+FFFD, how many were replaced). A
+  surrogateescape decode keeps each byte that is not valid UTF-8 as one lone surrogate, so
+  each such byte becomes exactly one replacement character."""
+  return _SURROGATE.subn(REPLACEMENT, text)
 
 
 def to_criterion(obj, where: str) -> templates.JudgeCriterion:
@@ -116,6 +134,7 @@ class RequestTable:
   reworded: np.ndarray  # [B, K] bool: asked as avoidance
   masked: int
   no_response: int
+  replaced_chars: int
   conversations: list
   responses: list
   criteria: dict       # (b, k) -> JudgeCriterion
@@ -137,7 +156,8 @@ class RequestTable:
     if len(groups) > 1:
       raise ValueError(f"every prompt needs the same number of rollouts G, got {sorted(groups)}")
     g = groups.pop() if groups else 0
-    table = cls((b, g, k), {}, {}, np.zeros((b, k), bool), int(mask.sum()) * g, 0,
+    responses, replaced = _valid_responses(responses)
+    table = cls((b, g, k), {}, {}, np.zeros((b, k), bool), int(mask.sum()) * g, 0, replaced,
                 list(conversations), responses, {}, template)
     for i in range(b):
       conv = digest(conversations[i])
@@ -182,7 +202,8 @@ class RequestTable:
 
   def stats(self, outcomes: dict, valid: np.ndarray, seconds: float) -> GradeStats:
     s = GradeStats(slots=self.masked, no_response=self.no_response, unique=len(self.slots),
-                   invalid=self.masked - int(valid.sum()), seconds=seconds)
+                   invalid=self.masked - int(valid.sum()), seconds=seconds,
+                   replaced_chars=self.replaced_chars)
     for o in outcomes.values():
       s.cache_hits += o.cached
       s.requests += o.requests
@@ -191,6 +212,20 @@ class RequestTable:
       for kind in kinds:
         s.errors[kind] = s.errors.get(kind, 0) + 1
     return s
+
+
+def _valid_responses(responses) -> tuple[list, int]:
+  """[B][G] responses as valid UTF-8 text (None kept), and the characters replaced."""
+  out, replaced = [], 0
+  for row in responses:
+    clean = []
+    for r in row:
+      if r is not None:
+        r, n = valid_utf8(r)
+        replaced += n
+      clean.append(r)
+    out.append(clean)
+  return out, replaced
 
 
 def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:

@@ -20,7 +20,8 @@ import urllib.parse
 
 
 class TransportError(Exception):
-  """No HTTP answer: kind is 'timeout', 'connection refused' or 'connection'."""
+  """No HTTP answer: kind is 'timeout', 'connection refused', 'connection reset' (the server
+  hung up mid-exchange) or 'connection' (any other socket error)."""
 
   def __init__(self, kind: str, message: str):
     super().__init__(message)
@@ -167,6 +168,9 @@ class Transport:
       if isinstance(e, ConnectionRefusedError):
         raise TransportError("connection refused", f"connection refused by {self.base_url}") \
             from None
+      if isinstance(e, (ConnectionResetError, BrokenPipeError)):  # RemoteDisconnected included
+        raise TransportError("connection reset", f"connection reset by {self.base_url} before "
+                             f"a complete answer ({type(e).__name__}: {e})") from None
       raise TransportError("connection", f"{type(e).__name__}: {e}") from None
     if self._watchdog.disarm(token):
       conn.close()  # the answer was complete, but the socket is shut down: reconnect next time
