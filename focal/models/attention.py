@@ -103,27 +103,35 @@ def attend(q: jax.Array, k: jax.Array, v: jax.Array, valid: jax.Array) -> jax.Ar
   return _rows(out, n, t)
 
 
+def _per_row(x: jax.Array, n: int, t: int) -> jax.Array:
+  """[Bs, Hkv, g, rows, E] -> [N, Hkv, g, T, E]: a shared segment's rows back to their queries."""
+  bs, hkv, g, _, e = x.shape
+  if bs == n:
+    return x
+  return x.reshape(bs, hkv, g, n // bs, t, e).transpose(0, 3, 1, 2, 4, 5).reshape(n, hkv, g, t, e)
+
+
 def attend_xla(q: jax.Array, segments: Sequence[Segment]) -> jax.Array:
   """q [N, T, H, D] over `segments` on XLA; returns [N, T, H, D] in q's dtype."""
-  n, t = q.shape[:2]
+  n, t, h, d = q.shape
   if len(segments) == 1:
     seg = segments[0]
     return attend(q, seg.k, seg.v, segment_valid(seg, t))
   outs, maxes, sums = [], [], []
-  for seg in segments:
+  for seg in segments:  # partial sums in the scores' layout: no transposes for per-row segments
     scores = _scores(q, seg)
     # The merged result does not depend on the shift: no gradient through it.
     top = jax.lax.stop_gradient(jnp.max(scores, axis=-1, keepdims=True))
     weights = jnp.exp(scores - top)
-    sums.append(_rows(jnp.sum(weights, axis=-1, keepdims=True), n, t))
-    maxes.append(_rows(top, n, t))
-    outs.append(_rows(jnp.einsum("bkgrs,bksd->bkgrd", weights.astype(seg.v.dtype), seg.v,
-                                 preferred_element_type=jnp.float32), n, t))
+    sums.append(_per_row(jnp.sum(weights, axis=-1, keepdims=True), n, t))
+    maxes.append(_per_row(top, n, t))
+    outs.append(_per_row(jnp.einsum("bkgrs,bksd->bkgrd", weights.astype(seg.v.dtype), seg.v,
+                                    preferred_element_type=jnp.float32), n, t))
   top = functools.reduce(jnp.maximum, maxes)
   scale = [jnp.exp(m - top) for m in maxes]
   total = sum(s * w for s, w in zip(sums, scale))
-  out = sum(o * w for o, w in zip(outs, scale)) / total
-  return out.astype(q.dtype)
+  out = sum(o * w for o, w in zip(outs, scale)) / total  # [N, Hkv, g, T, D]
+  return out.transpose(0, 3, 1, 2, 4).reshape(n, t, h, d).astype(q.dtype)
 
 
 def _pad_to(x: jax.Array, axis: int, size: int, *, front: bool = False, value=0) -> jax.Array:
@@ -147,9 +155,10 @@ def _splash_kernel(heads: int, t: int, s: int, interpret: bool):
   sizes = sk.BlockSizes(block_q=bq, block_kv=bkv, block_kv_compute=bkv, block_q_dkv=bq,
                         block_kv_dkv=bkv, block_kv_dkv_compute=bkv, block_q_dq=bq,
                         block_kv_dq=bkv)
-  with jax.ensure_compile_time_eval():  # the mask's block tables are constants, not traced
-    return sk.make_splash_mha(mask, block_sizes=sizes, head_shards=1, q_seq_shards=1,
-                              interpret=interpret)
+  # Built inside the trace that uses it (its block tables become that program's constants), so
+  # a kernel is never reused across traces.
+  return sk.make_splash_mha(mask, block_sizes=sizes, head_shards=1, q_seq_shards=1,
+                            interpret=interpret)
 
 
 def _round_up(x: int, m: int) -> int:
