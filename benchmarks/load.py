@@ -45,7 +45,7 @@ def write_checkpoint(directory: str, shards: int) -> int:
   from tqdm.auto import tqdm
 
   from focal.models.hf_config import config_to_hf
-  from focal.models.hf_import import hf_tensor_name, param_path
+  from focal.models.hf_import import hf_shapes
   from focal.models.safetensors_io import write_checkpoint as write
   from focal.models.transformer import ModelConfig, abstract_model
   import jax
@@ -53,13 +53,8 @@ def write_checkpoint(directory: str, shards: int) -> int:
   config = ModelConfig(vocab_size=151936, d_model=896, n_layers=24, n_heads=14, n_kv_heads=2,
                        head_dim=64, d_ff=4864, rope_theta=1e6, qkv_bias=True,
                        tie_embeddings=True, max_seq_len=32768, param_dtype="bfloat16")
-  specs = {}
-
-  def spec(key_path, leaf):
-    name, transpose = hf_tensor_name(param_path(key_path))
-    specs[name] = (ml_dtypes.bfloat16, leaf.shape[::-1] if transpose else leaf.shape)
-
-  jax.tree_util.tree_map_with_path(spec, abstract_model(config)[1])
+  specs = {name: (ml_dtypes.bfloat16, shape)
+           for name, shape in hf_shapes(abstract_model(config)[1], config.n_layers).items()}
   total = sum(int(np.prod(shape)) for _, shape in specs.values())
   rng = np.random.default_rng(0)
   bar = tqdm(total=len(specs), desc="writing checkpoint", unit="tensor")

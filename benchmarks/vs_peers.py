@@ -3,6 +3,7 @@
   python -m benchmarks.vs_peers                          # 3 shapes x 3 peers, 5 interleaved rounds
   python -m benchmarks.vs_peers --shapes 0.11M --rounds 3 --peers focal tunix
   python -m benchmarks.vs_peers --json results.json      # also keep every iteration time
+  python -m benchmarks.vs_peers --baseline /path/to/other/checkout   # before/after, same run
 
 Each peer runs in its own process and virtual environment (benchmarks/peers/*_worker.py; the
 environments are made by the commands in docs/PERFORMANCE.md; peers are never dependencies of
@@ -13,7 +14,10 @@ others wait idle. Other jobs on a shared machine therefore load every peer alike
 round, and the ratios are taken within rounds. Reported: the median over rounds of
 iterations/s with the spread (min-max) over rounds, the median of the per-round ratios with
 their spread, the load average during each shape, versions and machine facts, and the targets.
-Settings: benchmarks/peers/shapes.py.
+Settings: benchmarks/peers/shapes.py. With --baseline DIR, another checkout of Focal (e.g. the
+commit before a change) runs as one more worker, "baseline" (its own focal_worker.py and code),
+interleaved with the others, and the table gains focal / baseline: a before/after comparison
+taken under the same load.
 """
 from __future__ import annotations
 
@@ -41,13 +45,15 @@ TARGETS = {"0.11M": {"trl": 5.0, "tunix": 3.0}, "3.0M": {"trl": 2.0, "tunix": 1.
 class Worker:
   """One peer on one shape in a subprocess, driven by 'run K' lines (see shapes.commands)."""
 
-  def __init__(self, peer: str, shape: str, python: str, warmup: int, log_dir: str):
-    script = os.path.join(ROOT, "benchmarks", "peers", f"{peer}_worker.py")
+  def __init__(self, peer: str, shape: str, python: str, warmup: int, log_dir: str,
+               root: str = ROOT):
+    worker = "focal" if peer == "baseline" else peer  # the baseline is Focal from `root`
+    script = os.path.join(root, "benchmarks", "peers", f"{worker}_worker.py")
     self.peer, self.shape = peer, shape
     self.log = open(os.path.join(log_dir, f"{peer}_{shape}.log"), "w")
     # Passive OpenMP threads: torch's default spin-waiting collapses when other jobs share the
     # cores (TRL at 0.11M: 2.5 s per iteration spinning, 0.32 s passive, at load 10).
-    env = dict(os.environ, PYTHONPATH=ROOT, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+    env = dict(os.environ, PYTHONPATH=root, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
                OMP_WAIT_POLICY="PASSIVE")
     self.proc = subprocess.Popen([python, script, "--shape", shape, "--warmup", str(warmup)],
                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
@@ -88,7 +94,8 @@ def machine_facts() -> dict:
 
 def bench_shape(shape: str, peers, args) -> dict:
   """Interleaved rounds on one shape: {peer: [it/s per round]}, meta, loads."""
-  workers = [Worker(p, shape, PYTHONS[p], args.warmup, args.log_dir) for p in peers]
+  workers = [Worker(p, shape, PYTHONS.get(p, sys.executable), args.warmup, args.log_dir,
+                    args.baseline if p == "baseline" else ROOT) for p in peers]
   try:
     meta = {w.peer: w.read() for w in workers}
     iters = args.iters or ITERS[shape]
@@ -127,8 +134,11 @@ def report(results: dict, peers) -> list[str]:
     if "focal" in peers:
       for p in others:
         ratios[p] = [f / o for f, o in zip(rates["focal"], rates[p])]
-        target = TARGETS[shape][p]
         got = statistics.median(ratios[p])
+        if p not in TARGETS[shape]:  # the baseline: before/after, no target
+          verdicts.append(f"{shape}: focal / {p} = {got:.2f}x")
+          continue
+        target = TARGETS[shape][p]
         verdicts.append(f"{shape}: focal / {p} = {got:.2f}x (target {target}x) -> "
                         f"{'MEETS' if got >= target else 'MISSES'}")
     lines.append(f"| {shape} | {shapes.param_count(shapes.SHAPES[shape]) / 1e6:.2f}M | "
@@ -150,9 +160,15 @@ def main(argv=None):
   parser.add_argument("--warmup", type=int, default=2)
   parser.add_argument("--log-dir", default="/tmp/focal_vs_peers", help="worker stderr logs")
   parser.add_argument("--json", default="", help="write every figure to this file")
+  parser.add_argument("--baseline", default="",
+                      help="another Focal checkout to run as the peer 'baseline' (before/after)")
   args = parser.parse_args(argv)
+  if args.baseline:
+    if not os.path.exists(os.path.join(args.baseline, "benchmarks", "peers", "focal_worker.py")):
+      parser.error(f"--baseline {args.baseline}: no benchmarks/peers/focal_worker.py there")
+    args.peers = [p for p in args.peers if p != "baseline"] + ["baseline"]
   for peer in args.peers:
-    if not os.path.exists(PYTHONS[peer]):
+    if peer in PYTHONS and not os.path.exists(PYTHONS[peer]):
       parser.error(f"no environment for {peer} at {PYTHONS[peer]}; make it with the command in "
                    "docs/PERFORMANCE.md")
   os.makedirs(args.log_dir, exist_ok=True)

@@ -32,6 +32,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.model.checkpoint = ""  # a local Hugging Face checkpoint directory (Qwen2/2.5, Qwen3, Llama 3.x); "" = the scale above
   c.model.dtype = "float32"  # compute dtype: float32|bfloat16
   c.model.param_dtype = "float32"  # parameter storage dtype: float32|bfloat16
+  c.model.remat = "none"  # recompute each layer in the backward pass: none|block|dots (block, but keep its weight matmuls' outputs)
+  c.model.attention = "auto"  # multi-token attention kernel: auto (splash on TPU, else xla)|xla|splash (Pallas TPU kernel)
+  c.model.logits_chunk = 0  # positions per chunk of the log-prob pass through the LM head (0 = about 2^26 logits per chunk)
 
   c.data = ml_collections.ConfigDict()
   c.data.source = "synthetic"  # synthetic (the six tasks)|rar|healthbench|rubric_jsonl (README: the rubric JSONL schema)

@@ -3,8 +3,12 @@
 Parameters. `param_specs` maps every parameter to a PartitionSpec in two passes:
   1. tensor rules, big_vision style: an ordered list of (regex, PartitionSpec)
      matched with `re.fullmatch` against the '/'-joined nnx state path
-     ('layers/0/attn/q_proj/kernel'); the first match wins and a parameter no
+     ('layers/attn/q_proj/kernel'); the first match wins and a parameter no
      rule matches is an error (a new module should be placed deliberately).
+     Parameters under 'layers/' are stacked over the layers (a leading
+     [n_layers] axis, scanned by the model): a rule gives the spec of one
+     layer's array, and the layer axis stays unsharded, so that every device
+     holds its share of every layer and the scan slices locally.
      `TENSOR_RULES` makes q/k/v and gate/up column-parallel (output dim over
      'tensor'), o/down row-parallel (input dim over 'tensor'), and shards the
      embedding over the vocabulary, so the tied LM head yields vocab-parallel
@@ -12,7 +16,8 @@ Parameters. `param_specs` maps every parameter to a PartitionSpec in two passes:
   2. FSDP: if the mesh has an 'fsdp' axis of size > 1, 'fsdp' goes on the
      largest dimension that the rule left free and that it divides, for every
      parameter with at least `fsdp_min_size` elements (all-gathering a tiny
-     vector costs more latency than the memory it saves).
+     vector costs more latency than the memory it saves); for a stacked
+     parameter, of one layer's array.
 A dimension the rule's axes do not divide (vocabulary 260 over tensor=8, say)
 is replicated along that dimension rather than refused, because scales and
 meshes vary independently and a replicated dim is still correct; pass
@@ -32,11 +37,11 @@ Rules = Sequence[tuple[str, P]]
 TENSOR_RULES: Rules = (
     (r"embed", P("tensor", None)),
     (r"lm_head", P(None, "tensor")),
-    (r"layers/\d+/attn/(q|k|v)_proj/kernel", P(None, "tensor")),
-    (r"layers/\d+/attn/(q|k|v)_proj/bias", P("tensor")),
-    (r"layers/\d+/attn/o_proj/kernel", P("tensor", None)),
-    (r"layers/\d+/mlp/(gate|up)_proj/kernel", P(None, "tensor")),
-    (r"layers/\d+/mlp/down_proj/kernel", P("tensor", None)),
+    (r"layers/attn/(q|k|v)_proj/kernel", P(None, "tensor")),
+    (r"layers/attn/(q|k|v)_proj/bias", P("tensor")),
+    (r"layers/attn/o_proj/kernel", P("tensor", None)),
+    (r"layers/mlp/(gate|up)_proj/kernel", P(None, "tensor")),
+    (r"layers/mlp/down_proj/kernel", P("tensor", None)),
     (r".*norm/scale", P()),
 )
 
@@ -44,6 +49,7 @@ TENSOR_RULES: Rules = (
 REPLICATED_RULES: Rules = ((r".*", P()),)
 
 FSDP_MIN_SIZE = 2 ** 12
+STACKED = "layers/"  # parameters under this prefix have a leading, never sharded, layer axis
 
 
 def path_str(path: Iterable[Any]) -> str:
@@ -125,8 +131,11 @@ def param_specs(params, mesh, rules: Rules = TENSOR_RULES, fsdp_min_size: int = 
 
   def spec_of(path, leaf):
     name = path_str(path)
-    spec = fit_spec(match_rule(name, rules), leaf.shape, sizes, name, strict)
-    return add_fsdp(spec, leaf.shape, sizes, fsdp_min_size)
+    stacked = name.startswith(STACKED)
+    shape = leaf.shape[1:] if stacked else leaf.shape
+    spec = fit_spec(match_rule(name, rules), shape, sizes, name, strict)
+    spec = add_fsdp(spec, shape, sizes, fsdp_min_size)
+    return P(None, *spec) if stacked else spec
 
   return jax.tree_util.tree_map_with_path(spec_of, params)
 

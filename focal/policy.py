@@ -17,19 +17,31 @@ from typing import Callable
 import jax
 
 from focal.models import scales
+from focal.models.config import ATTENTION, REMAT
 from focal.tokenizers import ByteTokenizer
 
 DTYPES = ("float32", "bfloat16")
 _BYTES = ByteTokenizer()
+# How the model is computed (ModelConfig's fields of the same names), with the defaults of runs
+# saved before the config had them.
+COMPUTE = {"remat": "none", "attention": "auto", "logits_chunk": 0}
 
 
 def model_fields(config) -> dict:
-  """{scale, checkpoint, dtype, param_dtype} of a config (configs/base.py documents each), also
-  of a run saved before `model` was a block (then it was the scale's name)."""
+  """{scale, checkpoint, dtype, param_dtype, remat, attention, logits_chunk} of a config
+  (configs/base.py documents each), also of a run saved before `model` was a block (then it
+  was the scale's name) or before it had the compute fields."""
   model = config.model
   if isinstance(model, str):
-    return {"scale": model, "checkpoint": "", "dtype": "float32", "param_dtype": "float32"}
-  return model.to_dict()
+    return {"scale": model, "checkpoint": "", "dtype": "float32", "param_dtype": "float32",
+            **COMPUTE}
+  return {**COMPUTE, **model.to_dict()}
+
+
+def compute_fields(config) -> dict:
+  """The model block's fields that say how the model is computed: ModelConfig keywords."""
+  m = model_fields(config)
+  return {k: m[k] for k in COMPUTE}
 
 
 def model_name(config) -> str:
@@ -40,9 +52,13 @@ def model_name(config) -> str:
 
 def check_model(config) -> None:
   m = model_fields(config)
-  for field in ("dtype", "param_dtype"):
-    if m[field] not in DTYPES:
-      raise ValueError(f"config.model.{field} must be one of {DTYPES}, got {m[field]!r}")
+  choices = {"dtype": DTYPES, "param_dtype": DTYPES, "remat": REMAT, "attention": ATTENTION}
+  for field, allowed in choices.items():
+    if m[field] not in allowed:
+      raise ValueError(f"config.model.{field} must be one of {allowed}, got {m[field]!r}")
+  if not isinstance(m["logits_chunk"], int) or m["logits_chunk"] < 0:
+    raise ValueError(f"config.model.logits_chunk must be an int >= 0 (0 = automatic), got "
+                     f"{m['logits_chunk']!r}")
   if not m["checkpoint"]:
     scales.get_scale(m["scale"])
 
@@ -115,14 +131,15 @@ def init_policy(config, source, max_new_tokens: int, mesh=None, progress: bool =
   if m["checkpoint"]:
     from focal.models.pretrained import load_pretrained
     pre = load_pretrained(m["checkpoint"], dtype=m["dtype"], param_dtype=m["param_dtype"],
-                          mesh=mesh)
+                          mesh=mesh, **compute_fields(config))
     if source.width + max_new_tokens > pre.config.max_seq_len:
       raise ValueError(f"prompts of up to {source.width} tokens + grpo.max_new_tokens="
                        f"{max_new_tokens} exceed the checkpoint's context of "
                        f"{pre.config.max_seq_len} (lower data.max_prompt_tokens)")
     return pre.graphdef, pre.params, np.zeros((0,), np.float32)
   model_cfg = scales.get_scale(m["scale"], max_seq_len=source.width + max_new_tokens,
-                               dtype=m["dtype"], param_dtype=m["param_dtype"])
+                               dtype=m["dtype"], param_dtype=m["param_dtype"],
+                               **compute_fields(config))
   graphdef, params = init_model(model_cfg, jax.random.key(config.seed))
   params, losses = warm_start_params(config, source, graphdef, params, progress)
   return graphdef, params, losses

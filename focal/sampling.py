@@ -1,11 +1,14 @@
 """Autoregressive sampling with a KV cache: prefill and decode inside one jitted function.
 
-`sample` runs the prompt through the model once (prefill, writing the cache; once per prompt
-however many continuations of it are drawn), then decodes one token per step in
-`jax.lax.while_loop`s whose carry holds the cache, so XLA updates the cache buffers in place.
-The decode runs in buckets (`decode_buckets`): each bucket's loop attends over a cache just long
-enough for its steps, so a step's cost follows the filled part of the cache, not the length cap.
-The loops exit early once every row has emitted EOS. Tokens are drawn by inverse-CDF sampling
+`sample` runs each prompt through the model once (prefill), keeping its keys and values as a
+prefix cache that its G continuations share (one copy per prompt, not per rollout), and forming
+only the last position's logits. It then decodes one token per step in `jax.lax.while_loop`s
+whose carry holds a cache of the generated tokens, allocated once at its full length and
+written in place. A step attends over the prompt's prefix, the generated slots so far and
+itself, with one softmax (focal.models.attention). The decode runs in buckets
+(`decode_buckets`): each bucket's loop reads only the first slots of the generated cache that its
+steps can have filled, so a step's cost follows the filled part, not the length cap; nothing is
+copied between buckets. The loops exit early once every row has emitted EOS. Tokens are drawn by inverse-CDF sampling
 from one uniform per row and step, all drawn before the loop (`inverse_cdf_sample`).
 
 Log-probs returned (see `SampleOutput`):
@@ -27,8 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from focal.models.transformer import (grow_cache, init_cache, positions_from_mask,
-                                      repeat_cache)
+from focal.models.attention import target_platform
+from focal.models.kv_cache import KVCache, init_cache, positions_from_mask, unstack
 
 
 class SampleOutput(NamedTuple):
@@ -142,7 +145,7 @@ def _choose(uniform, logits, temperature, *, top_k, top_p, greedy):
 class _Loop(NamedTuple):
   step: jax.Array      # [] int32: column of the next token to emit
   logits: jax.Array    # [N, V] float32: next-token logits
-  cache: object        # KVCache
+  cache: tuple         # KVCaches of the generated tokens, one chunk per decode bucket
   done: jax.Array      # [N] bool: row has emitted EOS
   out: SampleOutput
 
@@ -174,9 +177,9 @@ FIRST_BUCKET = 64  # new tokens the first decode bucket's cache holds; each next
 def decode_buckets(max_new_tokens: int, first: int = FIRST_BUCKET) -> list[int]:
   """Cache sizes (in generated tokens) of the decode buckets: first, 2 first, ... up to the cap.
 
-  The decode steps of bucket j attend over prompt + buckets[j] slots, so a step's attention costs
-  at most about twice the filled part (instead of the whole cap from the first token on), for
-  log2(cap / first) extra compiled loops and cache copies.
+  The decode steps of bucket j attend over the prompt + the first buckets[j] generated slots, so a
+  step's attention costs at most about twice the filled part (instead of the whole cap from the
+  first token on), for log2(cap / first) extra compiled loops.
   """
   sizes = [min(first, max_new_tokens)]
   while sizes[-1] < max_new_tokens:
@@ -192,10 +195,21 @@ def stop_array(eos_id) -> jax.Array:
   return jnp.asarray(ids, jnp.int32)
 
 
+def per_layer_decode() -> bool:
+  """Whether decode steps run the layers over per-layer copies of the weights and caches.
+
+  On CPU, XLA copies the slice of a stacked array that a matmul reads, so a scanned decode step
+  would copy every layer's weights and cache slice; a per-layer copy of the weights made once per
+  `sample` call, and per-layer caches, avoid that. On TPU the scan reads the slices in place and
+  the weights are not duplicated.
+  """
+  return target_platform() == "cpu"
+
+
 @functools.partial(jax.jit, static_argnames=("graphdef", "max_new_tokens", "top_k", "top_p",
-                                             "greedy", "group_size"))
+                                             "greedy", "group_size", "per_layer"))
 def _sample_jit(graphdef, state, prompt_tokens, prompt_mask, rng, temperature, eos_id, pad_id, *,
-                max_new_tokens, top_k, top_p, greedy, group_size):
+                max_new_tokens, top_k, top_p, greedy, group_size, per_layer):
   model = nnx.merge(graphdef, state)
   cfg = model.cfg
   b, p = prompt_tokens.shape
@@ -204,13 +218,14 @@ def _sample_jit(graphdef, state, prompt_tokens, prompt_mask, rng, temperature, e
     raise ValueError(f"prompt width {p} + max_new_tokens {max_new_tokens} exceeds the model "
                      f"context of {cfg.max_seq_len}")
   prompt_mask = prompt_mask.astype(bool)
-  buckets = decode_buckets(max_new_tokens)
-  # The prompt is prefilled once and its cache shared by its group of rollouts.
-  cache = init_cache(cfg, b, p + buckets[0])
-  logits, cache = model(prompt_tokens, positions_from_mask(prompt_mask), prompt_mask, cache,
-                        jnp.int32(0))
-  cache = repeat_cache(cache, group_size)
-  logits = jnp.repeat(logits[:, -1], group_size, axis=0)
+  # The prompt is prefilled once; its keys and values are shared by its group of rollouts.
+  h, (k, v) = model.hidden(prompt_tokens, positions_from_mask(prompt_mask), prompt_mask,
+                           keep_kv=True)
+  prefix = KVCache(k, v, prompt_mask)
+  logits = jnp.repeat(model.logits(h[:, -1]), group_size, axis=0)
+  layers = None
+  if per_layer:
+    layers, prefix = model.unstack_layers(), unstack(prefix)
   prompt_len = jnp.repeat(prompt_mask.sum(-1).astype(jnp.int32), group_size)  # first new position
   uniforms = jax.random.uniform(rng, (max_new_tokens, n), jnp.float32)
   empty = SampleOutput(tokens=jnp.full((n, max_new_tokens), pad_id, jnp.int32),
@@ -219,26 +234,32 @@ def _sample_jit(graphdef, state, prompt_tokens, prompt_mask, rng, temperature, e
                        logprobs_t1=jnp.zeros((n, max_new_tokens), jnp.float32))
   emit = functools.partial(_emit, uniforms=uniforms, temperature=temperature, top_k=top_k,
                            top_p=top_p, greedy=greedy, eos_id=eos_id, pad_id=pad_id)
+  # The generated tokens' cache: one chunk per bucket, all allocated here, written in place.
+  ends = decode_buckets(max_new_tokens)
+  starts = [0] + ends[:-1]
+  chunks = tuple(init_cache(cfg, n, end - start, per_layer=layers is not None)
+                 for start, end in zip(starts, ends))
   # Left padding puts every row's last prompt token in the last column.
-  carry = emit(_Loop(jnp.int32(0), logits, cache, jnp.zeros((n,), bool), empty))
+  carry = emit(_Loop(jnp.int32(0), logits, chunks, jnp.zeros((n,), bool), empty))
   carry = (carry[0]._replace(step=jnp.int32(1)),) + carry[1:]
 
-  def body(carry):
+  def body(carry, j):
     loop, token, active = carry
-    # Feed the previous token (slot p + step - 1) to get the logits for column `step`.
+    # Feed the previous token (generated slot step - 1, in chunk j) to get the logits for
+    # column `step`; it attends over the prompt, the full chunks before j and chunk j.
     prev = loop.step - 1
-    logits, cache = model(token[:, None], (prompt_len + prev)[:, None], active[:, None],
-                          loop.cache, p + prev)
-    loop, token, active = emit(loop._replace(logits=logits[:, 0], cache=cache))
+    h, chunk = model.hidden(token[:, None], (prompt_len + prev)[:, None], active[:, None],
+                            context=(prefix, *loop.cache[:j]), cache=loop.cache[j],
+                            cache_index=prev - starts[j], layers=layers)
+    cache = loop.cache[:j] + (chunk,) + loop.cache[j + 1:]
+    loop, token, active = emit(loop._replace(logits=model.logits(h[:, 0]), cache=cache))
     return loop._replace(step=loop.step + 1), token, active
 
-  for j, size in enumerate(buckets):
-    if j:
-      carry = (carry[0]._replace(cache=grow_cache(carry[0].cache, p + size)),) + carry[1:]
-    # Steps up to `size` write slots below p + size; the last bucket runs to the cap.
-    end = max_new_tokens if size == max_new_tokens else size + 1
-    cond = lambda carry, end=end: (carry[0].step < end) & ~jnp.all(carry[0].done)
-    carry = jax.lax.while_loop(cond, body, carry)
+  for j, end in enumerate(ends):
+    # Bucket j's steps write chunk j (slots below `end`); the last bucket runs to the cap.
+    stop = max_new_tokens if end == max_new_tokens else end + 1
+    cond = lambda carry, stop=stop: (carry[0].step < stop) & ~jnp.all(carry[0].done)
+    carry = jax.lax.while_loop(cond, functools.partial(body, j=j), carry)
   return carry[0].out
 
 
@@ -253,8 +274,9 @@ def sample(graphdef, state, prompt_tokens, prompt_mask, rng, *, max_new_tokens: 
   greedy mode, where it only affects the returned `logprobs`); top_k=0 and top_p=1 disable those
   filters. eos_id is one stop id or several (a chat model's end-of-turn and end-of-text);
   None never stops early (useful for benchmarks). group_size = G > 1 samples G
-  continuations of each prompt (a GRPO group) from one prefill of it; rows are prompt-major, as
-  from sampling `jnp.repeat(prompt_tokens, G, axis=0)` with group_size 1.
+  continuations of each prompt (a GRPO group) from one prefill of it, whose cache they share;
+  rows are prompt-major, as from sampling `jnp.repeat(prompt_tokens, G, axis=0)` with
+  group_size 1 (the same tokens for the same rng, up to float rounding in the attention).
   Returns SampleOutput with [N = B * G, max_new_tokens] arrays; see the module docstring for
   which log-probs are which. Compiles once per (shapes, max_new_tokens, top_k, top_p, greedy,
   group_size); temperature, eos_id and pad_id are traced, so changing them does not recompile.
@@ -277,4 +299,4 @@ def sample(graphdef, state, prompt_tokens, prompt_mask, rng, *, max_new_tokens: 
                      jnp.asarray(prompt_mask, bool), rng, jnp.float32(temperature),
                      stop_array(eos_id), jnp.int32(pad_id),
                      max_new_tokens=max_new_tokens, top_k=int(top_k), top_p=float(top_p),
-                     greedy=greedy, group_size=int(group_size))
+                     greedy=greedy, group_size=int(group_size), per_layer=per_layer_decode())

@@ -36,19 +36,36 @@ PROMPT = "9,2,7->"
 
 
 def seeded_params(config: ModelConfig, seed: int = 0):
-  """(graphdef, params) of `config` with the grid-valued parameters described above."""
+  """(graphdef, params) of `config` with the grid-valued parameters described above.
+
+  Values are drawn layer by layer (every parameter of layer 0, then of layer 1, ...), the order
+  of the per-layer state the golden files were made from; the layers' parameters are stacked.
+  """
   graphdef, abstract = abstract_model(config)
   rng = np.random.RandomState(seed)
 
-  def draw(key_path, leaf):
+  def draw(key_path, shape, dtype):
     is_norm = any(getattr(k, "key", None) == "scale" for k in key_path)
     if is_norm:
-      values = 1.0 + rng.randint(-16, 17, size=leaf.shape) / 64.0
+      values = 1.0 + rng.randint(-16, 17, size=shape) / 64.0
     else:
-      values = rng.randint(-64, 65, size=leaf.shape) / 256.0
-    return jnp.asarray(values.astype(np.float32), dtype=leaf.dtype)
+      values = rng.randint(-64, 65, size=shape) / 256.0
+    return values.astype(np.float32).astype(dtype)
 
-  return graphdef, jax.tree_util.tree_map_with_path(draw, abstract)
+  leaves, treedef = jax.tree_util.tree_flatten_with_path(abstract)
+  is_layer = [getattr(path[0], "key", None) == "layers" for path, _ in leaves]
+  values = [None] * len(leaves)
+  layer_values = {i: [] for i, layer in enumerate(is_layer) if layer}
+  for i, ((path, leaf), layer) in enumerate(zip(leaves, is_layer)):
+    if not layer:
+      values[i] = draw(path, leaf.shape, leaf.dtype)
+    elif i == min(layer_values):  # the first layer leaf: draw every layer's parameters here
+      for _ in range(config.n_layers):
+        for j in layer_values:
+          layer_values[j].append(draw(leaves[j][0], leaves[j][1].shape[1:], leaves[j][1].dtype))
+      for j, per_layer in layer_values.items():
+        values[j] = np.stack(per_layer)
+  return graphdef, jax.tree.unflatten(treedef, [jnp.asarray(v) for v in values])
 
 
 def export_all(out_dir: str) -> dict[str, str]:

@@ -184,7 +184,7 @@ def scenario_checkpoint(args):
     tree = tree.replace(rng=jax.random.key_data(tree.rng))
     out.update(flat(tree, name + "/"))
   # Opt-state moments must take their parameter's sharding (here: not replicated).
-  mu = restored.opt_state[1][0].mu["layers"][0]["mlp"]["up_proj"]["kernel"][...]
+  mu = restored.opt_state[1][0].mu["layers"]["mlp"]["up_proj"]["kernel"][...]
   out["mu_spec"] = np.array(str(mu.sharding.spec))
   np.savez(args.out, **out)
 

@@ -15,8 +15,7 @@ import pytest
 
 from focal.models import forward, positions_from_mask
 from focal.models.hf_config import config_from_hf, config_to_hf
-from focal.models.hf_import import (hf_tensor_name, load_hf_checkpoint, param_path,
-                                    place_tensors)
+from focal.models.hf_import import hf_shapes, load_hf_checkpoint, place_tensors
 from focal.models.safetensors_io import index_directory, load_arrays, save_arrays, write_checkpoint
 from focal.models.transformer import RopeScaling, abstract_model
 
@@ -232,13 +231,8 @@ def test_sharded_load_on_eight_devices(tmp_path):
                             d_model=64, head_dim=16, d_ff=128)
   (tmp_path / "config.json").write_text(json.dumps(config_to_hf(cfg)))
   rng = np.random.default_rng(0)
-  arrays = {}
-
-  def draw(key_path, leaf):
-    name, transpose = hf_tensor_name(param_path(key_path))
-    arrays[name] = rng.standard_normal(leaf.shape[::-1] if transpose else leaf.shape, np.float32)
-
-  jax.tree_util.tree_map_with_path(draw, abstract_model(cfg)[1])
+  arrays = {name: rng.standard_normal(shape, np.float32)
+            for name, shape in hf_shapes(abstract_model(cfg)[1], cfg.n_layers).items()}
   save_arrays(str(tmp_path / "model.safetensors"), arrays)
   env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
          "JAX_PLATFORMS": "cpu", "PYTHONPATH": ROOT}
@@ -248,9 +242,10 @@ def test_sharded_load_on_eight_devices(tmp_path):
   result = json.loads(out.stdout.strip().splitlines()[-1])
   assert result["devices"] == 8
   specs = result["specs"]
-  assert specs["layers/0/attn/q_proj/kernel"] == ["fsdp", "tensor"]
-  assert specs["layers/1/attn/o_proj/kernel"] == ["tensor", "fsdp"]
-  assert specs["layers/0/attn/k_proj/bias"] == ["tensor"]
+  # Stacked layer parameters: the leading layer axis is never sharded.
+  assert specs["layers/attn/q_proj/kernel"] == [None, "fsdp", "tensor"]
+  assert specs["layers/attn/o_proj/kernel"] == [None, "tensor", "fsdp"]
+  assert specs["layers/attn/k_proj/bias"] == [None, "tensor"]
   assert specs["embed"] == ["tensor", "fsdp"]
   assert specs["final_norm/scale"] == [None]
 
@@ -264,5 +259,5 @@ def test_sharding_rules_place_every_parameter_of_each_family():
     flat = {sharding.path_str(p): s for p, s in jax.tree_util.tree_flatten_with_path(
         specs, is_leaf=lambda x: isinstance(x, jax.sharding.PartitionSpec))[0]}
     if fixture == "hf_tiny_qwen3":
-      assert flat["layers/1/attn/q_norm/scale"] == jax.sharding.PartitionSpec(None)
-      assert flat["layers/1/attn/k_norm/scale"] == jax.sharding.PartitionSpec(None)
+      assert flat["layers/attn/q_norm/scale"] == jax.sharding.PartitionSpec(None, None)
+      assert flat["layers/attn/k_norm/scale"] == jax.sharding.PartitionSpec(None, None)

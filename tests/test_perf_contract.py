@@ -45,5 +45,5 @@ def test_sharded_step_on_eight_devices_is_one_donated_program():
   assert not (facts["jaxpr_callbacks"] or facts["hlo_callbacks"] or facts["host_transfers"])
   assert facts["donated_state_leaves"] == facts["state_leaves"]
   # The partition rules reached the compiled program: column-parallel q, row-parallel o.
-  assert facts["param_specs"]["layers/0/attn/q_proj/kernel"] == "P('fsdp', 'tensor')"
-  assert facts["param_specs"]["layers/0/attn/o_proj/kernel"] == "P('tensor', 'fsdp')"
+  assert facts["param_specs"]["layers/attn/q_proj/kernel"] == "P(None, 'fsdp', 'tensor')"
+  assert facts["param_specs"]["layers/attn/o_proj/kernel"] == "P(None, 'tensor', 'fsdp')"

@@ -1,6 +1,7 @@
 """Tests for focal.sampling: cache parity with full recomputation (across decode buckets too),
 top-k/top-p on hand-computed cases, inverse-CDF draws against softmax, greedy determinism, EOS
-stopping and padding, left-padding invariance, groups from one prefill, left_pad errors."""
+stopping and padding, left-padding invariance, groups sharing one prefill's cache, scanned and
+per-layer decode steps alike, left_pad errors."""
 import dataclasses
 
 import jax
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 
 from focal.models import (ModelConfig, forward, get_scale, init_model, positions_from_mask,
                           token_logprobs)
+from focal import sampling
 from focal.sampling import (decode_buckets, inverse_cdf_sample, left_pad, sample,
                             sampling_logits, top_k_filter, top_p_filter)
 
@@ -239,16 +241,33 @@ def test_decode_buckets_double_up_to_the_cap():
 
 
 @pytest.mark.slow
-def test_decoding_across_buckets_matches_full_recomputation():
-  """70 new tokens cross the first bucket (64): the grown cache keeps every written slot."""
+@pytest.mark.parametrize("per_layer", [True, False])
+def test_decoding_across_buckets_matches_full_recomputation(per_layer, monkeypatch):
+  """70 new tokens cross the first bucket (64): the second bucket's steps attend over the first
+  bucket's cache chunk and their own; for the per-layer (CPU) and scanned (TPU) decode alike."""
+  monkeypatch.setattr(sampling, "per_layer_decode", lambda: per_layer)
   cfg = dataclasses.replace(CFG, max_seq_len=80)
   graphdef, state = init_model(cfg, 2)
   tokens, mask = left_pad(PROMPTS, pad_id=PAD)
   out = sample(graphdef, state, tokens, mask, jax.random.key(7), max_new_tokens=70, eos_id=None,
-               pad_id=PAD)
+               pad_id=PAD, group_size=2)
   assert out.mask.all()
-  ref = _generated_logprobs(graphdef, state, jnp.asarray(tokens), jnp.asarray(mask), out)
+  ref = _generated_logprobs(graphdef, state, jnp.repeat(jnp.asarray(tokens), 2, 0),
+                            jnp.repeat(jnp.asarray(mask), 2, 0), out)
   np.testing.assert_allclose(out.logprobs_t1, ref, atol=1e-5)
+
+
+def test_scanned_decode_equals_per_layer_decode(model, monkeypatch):
+  """Decode steps scanning the stacked weights and caches (as on TPU) sample what the per-layer
+  steps (CPU) sample, from the same shared prompt prefixes."""
+  graphdef, state = model
+  tokens, mask = left_pad(PROMPTS, pad_id=PAD)
+  kw = dict(max_new_tokens=6, temperature=0.9, eos_id=EOS, pad_id=PAD, group_size=2)
+  per_layer = sample(graphdef, state, tokens, mask, jax.random.key(11), **kw)
+  monkeypatch.setattr(sampling, "per_layer_decode", lambda: False)
+  scanned = sample(graphdef, state, tokens, mask, jax.random.key(11), **kw)
+  np.testing.assert_array_equal(scanned.tokens, per_layer.tokens)
+  np.testing.assert_allclose(scanned.logprobs, per_layer.logprobs, atol=1e-5)
 
 
 def test_group_size_samples_like_repeated_prompts(model):

@@ -50,24 +50,24 @@ def specs(mesh_shape, rules=sharding.TENSOR_RULES, **kw):
 
 def test_tensor_and_fsdp_rules_place_named_parameters():
   got = specs((1, 2, 2), fsdp_min_size=0)
-  assert got["layers/0/attn/q_proj/kernel"] == P("fsdp", "tensor")     # column-parallel
-  assert got["layers/1/attn/k_proj/kernel"] == P("fsdp", "tensor")
-  assert got["layers/0/attn/o_proj/kernel"] == P("tensor", "fsdp")     # row-parallel
-  assert got["layers/0/mlp/gate_proj/kernel"] == P("fsdp", "tensor")
-  assert got["layers/1/mlp/up_proj/kernel"] == P("fsdp", "tensor")
-  assert got["layers/1/mlp/down_proj/kernel"] == P("tensor", "fsdp")
+  assert got["layers/attn/q_proj/kernel"] == P(None, "fsdp", "tensor")     # column-parallel
+  assert got["layers/attn/k_proj/kernel"] == P(None, "fsdp", "tensor")
+  assert got["layers/attn/o_proj/kernel"] == P(None, "tensor", "fsdp")     # row-parallel
+  assert got["layers/mlp/gate_proj/kernel"] == P(None, "fsdp", "tensor")
+  assert got["layers/mlp/up_proj/kernel"] == P(None, "fsdp", "tensor")
+  assert got["layers/mlp/down_proj/kernel"] == P(None, "tensor", "fsdp")
   assert got["embed"] == P("tensor", "fsdp")                           # vocab-parallel
   assert got["final_norm/scale"] == P("fsdp")
 
 
 def test_fsdp_skips_small_parameters_and_picks_the_largest_divisible_dim():
   got = specs((1, 4, 1))  # default min size: the 32x32 kernels stay whole
-  assert got["layers/0/attn/q_proj/kernel"] == P(None, "tensor")
+  assert got["layers/attn/q_proj/kernel"] == P(None, None, "tensor")
   assert got["embed"] == P("tensor", "fsdp")
   pure = specs((1, 8, 1), sharding.REPLICATED_RULES, fsdp_min_size=0)
-  assert pure["layers/0/mlp/down_proj/kernel"] == P("fsdp", None)       # [64, 32]: the 64
+  assert pure["layers/mlp/down_proj/kernel"] == P(None, "fsdp", None)  # [2, 64, 32]: the 64
   assert pure["embed"] == P(None, "fsdp")                              # 260 % 8 != 0: the 32
-  assert pure["layers/0/attn_norm/scale"] == P("fsdp")
+  assert pure["layers/attn_norm/scale"] == P(None, "fsdp")       # never the layer axis
 
 
 def test_indivisible_dimension_is_replicated_or_refused_under_strict():
@@ -147,7 +147,7 @@ def test_checkpoint_saved_on_one_mesh_restores_onto_another(tmp_path):
   for name in saved:
     np.testing.assert_array_equal(restored[name], saved[name], err_msg=name)
   assert np.any(saved["opt_state/1/0/mu/embed"] != 0)  # real Adam moments, not zeros
-  assert mu_spec == str(P("fsdp", "tensor"))          # moments sharded like their parameter
+  assert mu_spec == str(P(None, "fsdp", "tensor"))    # moments sharded like their parameter
 
 
 def free_port():

@@ -1,5 +1,6 @@
 """Tests for focal.models.transformer: shapes, padding invariance, causality, KV-cache parity,
-RoPE/RMSNorm/GQA against hand computations, dtype handling."""
+RoPE/RMSNorm/GQA against hand computations, dtype handling, the stacked (scanned) layers against
+an unrolled loop, rematerialisation and chunked log-probs against the plain computation."""
 import dataclasses
 
 import jax
@@ -7,10 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from focal.models import (SCALES, ModelConfig, abstract_model, forward, init_cache, init_model,
-                          param_count, positions_from_mask, token_logprobs)
-from focal.models.transformer import (RMSNorm, apply_rope, attend, grouped_response_logprobs,
-                                      grow_cache, repeat_cache)
+from focal.models import (SCALES, KVCache, ModelConfig, abstract_model, forward, init_cache,
+                          init_model, param_count, positions_from_mask, token_logprobs)
+from focal.models.transformer import Block, RMSNorm, apply_rope, attend, grouped_response_logprobs
 
 CFG = ModelConfig(vocab_size=50, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, head_dim=8,
                   d_ff=48, qkv_bias=True, tie_embeddings=False, rope_theta=10000.0, max_seq_len=64)
@@ -225,7 +225,7 @@ def test_qk_norm_and_bfloat16_params():
   assert {x.dtype for x in jax.tree.leaves(bf16)} == {jnp.dtype(jnp.bfloat16)}
   # Drawn in float32 and rounded, so the bfloat16 model is the float32 one up to rounding.
   jax.tree.map(lambda a, b: np.testing.assert_array_equal(a.astype(jnp.bfloat16), b), f32, bf16)
-  assert bf16["layers"][0]["attn"]["q_norm"]["scale"].shape == (cfg.head_dim,)
+  assert bf16["layers"]["attn"]["q_norm"]["scale"].shape == (cfg.n_layers, cfg.head_dim)
   tokens = jnp.arange(6)[None] % cfg.vocab_size
   logits, _ = forward(graphdef, bf16, tokens, jnp.arange(6)[None], jnp.ones_like(tokens, bool))
   assert logits.dtype == jnp.float32 and bool(jnp.isfinite(logits).all())
@@ -245,10 +245,12 @@ def _groups(seed=0, b=2, g=3, p=5, length=6):
   return tuple(map(jnp.asarray, (prompts, prompt_mask, responses, response_mask))) + (g,)
 
 
-def _full_logprobs(graphdef, state, prompts, prompt_mask, responses, response_mask, g):
+def _full_logprobs(graphdef, state, prompts, prompt_mask, responses, response_mask, g, *,
+                   temperature=1.0):
   tokens = jnp.concatenate([jnp.repeat(prompts, g, 0), responses], 1)
   mask = jnp.concatenate([jnp.repeat(prompt_mask, g, 0), response_mask], 1)
-  return token_logprobs(graphdef, state, tokens, mask)[:, prompts.shape[1] - 1:]
+  return token_logprobs(graphdef, state, tokens, mask,
+                        temperature=temperature)[:, prompts.shape[1] - 1:]
 
 
 def test_grouped_response_logprobs_equal_the_full_forward(model):
@@ -276,19 +278,134 @@ def test_grouped_response_logprobs_gradient_equals_the_full_forward(model):
                g_grouped, g_full)
 
 
-def test_repeat_and_grow_cache():
+def test_layers_are_stacked_and_initialised_like_a_layer_list():
+  """Layer parameters carry a leading [n_layers] axis, drawn as if the layers were built one
+  after the other (embedding, layer 0, layer 1, ..., head): a seed gives the same model as
+  before the layers were stacked."""
+  from flax import nnx
+  _, state = init_model(CFG, 7)
+  assert state["layers"]["attn"]["q_proj"]["kernel"].shape == (2, 32, 32)
+  assert state["layers"]["mlp_norm"]["scale"].shape == (2, 32)
+  rngs = nnx.Rngs(params=7)
+  rngs.params()  # the embedding's draw
+  blocks = [nnx.split(Block(CFG, rngs))[1] for _ in range(CFG.n_layers)]
+  for i, block in enumerate(blocks):
+    jax.tree.map(lambda a, b: np.testing.assert_array_equal(a[i], b), state["layers"], block)
+
+
+def _unrolled_forward(graphdef, state, tokens, mask):
+  """The model's forward as a Python loop over its layers, one Block at a time: the program
+  before the layers were scanned."""
+  from flax import nnx
+  model = nnx.merge(graphdef, state)
+  block_def, stacked = nnx.split(model.layers)
+  x = jnp.take(model.embed[...], tokens, axis=0)
+  for i in range(CFG.n_layers):
+    block = nnx.merge(block_def, jax.tree.map(lambda p: p[i], stacked))
+    x, _ = block(x, positions_from_mask(mask), mask)
+  return model.logits(model.final_norm(x))
+
+
+def test_scanned_layers_equal_an_unrolled_loop(model):
+  graphdef, state = model
+  tokens = jnp.array([[0, 3, 8, 1, 22, 9], [4, 17, 3, 8, 1, 2]], jnp.int32)
+  mask = jnp.array([[0, 1, 1, 1, 1, 1], [1] * 6], bool)
+  scanned, _ = _fwd(graphdef, state, tokens, positions_from_mask(mask), mask)
+  unrolled = jax.jit(_unrolled_forward, static_argnums=0)(graphdef, state, tokens, mask)
+  np.testing.assert_allclose(scanned, unrolled, atol=1e-6)
+
+
+def test_per_layer_buffers_run_the_same_steps(model):
+  """`hidden(layers=...)` (per-layer weights and caches, the CPU decode path) equals the scan."""
+  from flax import nnx
+  graphdef, state = model
+  tokens = jnp.array([[0, 0, 3, 8, 1, 22], [4, 17, 3, 8, 1, 2]], jnp.int32)
+  mask = jnp.array([[0, 0, 1, 1, 1, 1], [1] * 6], bool)
+  pos = positions_from_mask(mask)
+
+  def run(per_layer):
+    m = nnx.merge(graphdef, state)
+    h, prefix = m.hidden(tokens[:, :4], pos[:, :4], mask[:, :4], keep_kv=True)
+    cache = init_cache(CFG, 2, 3, per_layer=per_layer)
+    ctx = KVCache(*prefix, mask[:, :4])
+    layers = None
+    if per_layer:
+      layers, ctx = m.unstack_layers(), KVCache(tuple(ctx.k), tuple(ctx.v), ctx.mask)
+    out = []
+    for i in (4, 5):
+      h, cache = m.hidden(tokens[:, i:i + 1], pos[:, i:i + 1], mask[:, i:i + 1], context=(ctx,),
+                          cache=cache, cache_index=jnp.int32(i - 4), layers=layers)
+      out.append(m.logits(h))
+    return jnp.concatenate(out, 1)
+
+  full, _ = _fwd(graphdef, state, tokens, pos, mask)
+  for per_layer in (False, True):
+    np.testing.assert_allclose(jax.jit(run, static_argnums=0)(per_layer), full[:, 4:], atol=1e-5)
+
+
+def _learn_grads(cfg, state, args):
+  graphdef, _ = init_model(cfg, 0)
+
+  def loss(st):
+    lp, ent = grouped_response_logprobs(graphdef, st, *args, with_entropy=True)
+    return jnp.sum(lp * args[3]) + jnp.sum(ent * args[3]) * 0.1, (lp, ent)
+
+  return jax.jit(jax.value_and_grad(loss, has_aux=True))(state)
+
+
+@pytest.fixture(scope="module")
+def plain_learn_step(model):
+  args = _groups(seed=2)
+  return args, _learn_grads(CFG, model[1], args)
+
+
+def _check_learn_step(model, plain_learn_step, change):
+  args, ((ref_loss, (ref_lp, ref_ent)), ref) = plain_learn_step
+  (loss, (lp, ent)), grads = _learn_grads(dataclasses.replace(CFG, **change), model[1], args)
+  np.testing.assert_allclose(loss, ref_loss, rtol=1e-6)
+  np.testing.assert_allclose(lp, ref_lp, atol=1e-5)
+  np.testing.assert_allclose(ent, ref_ent, atol=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5), grads, ref)
+
+
+def test_remat_and_chunked_logprobs_equal_the_plain_learn_step(model, plain_learn_step):
+  """Rematerialised layers and log-probs in chunks of positions (36 positions in chunks of 5:
+  a padded last chunk) compute the same values and gradients as keeping every activation and
+  every logit."""
+  _check_learn_step(model, plain_learn_step, dict(remat="block", logits_chunk=5))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("change", [dict(remat="dots"), dict(remat="block"),
+                                    dict(logits_chunk=12)])
+def test_each_learn_step_option_equals_the_plain_one(model, plain_learn_step, change):
+  _check_learn_step(model, plain_learn_step, change)
+
+
+def test_logits_chunk_setting():
+  assert dataclasses.replace(CFG, logits_chunk=64).logits_rows == 64
+  assert CFG.logits_rows == 2 ** 26 // 50 // 128 * 128          # about 2^26 logits per chunk
+  assert dataclasses.replace(CFG, vocab_size=151936).logits_rows == 384
+  with pytest.raises(ValueError, match="remat must be one of"):
+    dataclasses.replace(CFG, remat="all")
+  with pytest.raises(ValueError, match="attention must be one of"):
+    dataclasses.replace(CFG, attention="flash")
+
+
+def test_temperature_scales_grouped_logprobs(model):
+  graphdef, state = model
+  args = _groups(seed=3)
+  t = jax.jit(lambda st: grouped_response_logprobs(graphdef, st, *args, temperature=0.7))(state)
+  full = jax.jit(lambda st: _full_logprobs(graphdef, st, *args, temperature=0.7))(state)
+  mask = args[3]
+  np.testing.assert_allclose(t * mask, full * mask, atol=1e-5)
+  plain = jax.jit(lambda st: grouped_response_logprobs(graphdef, st, *args))(state)
+  assert np.abs(np.asarray((t - plain) * mask)).max() > 1e-2
+
+
+def test_cache_write_and_per_layer_layout():
   cache = init_cache(CFG, 2, 3)
-  cache = cache._replace(k=tuple(k.at[1].set(1.0) for k in cache.k),
-                         mask=cache.mask.at[1, :2].set(True))
-  rep = repeat_cache(cache, 3)
-  assert rep.k[0].shape == (6, CFG.n_kv_heads, 3, CFG.head_dim)
-  # Prompt-major: rows 3..5 are copies of row 1.
-  np.testing.assert_array_equal(rep.mask[:, 0], [False] * 3 + [True] * 3)
-  assert float(rep.k[1][3:].min()) == 1.0 and float(rep.k[1][:3].max()) == 0.0
-  grown = grow_cache(rep, 5)
-  assert grown.v[0].shape[2] == 5 and grown.mask.shape == (6, 5)
-  np.testing.assert_array_equal(grown.mask[:, :3], rep.mask)
-  assert not grown.mask[:, 3:].any()
-  np.testing.assert_array_equal(grown.k[0][:, :, :3], rep.k[0])
-  with pytest.raises(ValueError, match="cannot grow a cache of 5 slots to 4"):
-    grow_cache(grown, 4)
+  assert cache.k.shape == (CFG.n_layers, 2, CFG.n_kv_heads, 3, CFG.head_dim)
+  assert cache.mask.shape == (2, 3) and not cache.mask.any()
+  per_layer = init_cache(CFG, 2, 3, per_layer=True)
+  assert len(per_layer.k) == CFG.n_layers and per_layer.v[1].shape == cache.k.shape[1:]

@@ -7,6 +7,8 @@ import jax.numpy as jnp
 
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+REMAT = ("none", "block", "dots")
+ATTENTION = ("auto", "xla", "splash")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +43,18 @@ class ModelConfig:
   `RopeScaling` (Llama 3.x).
   `max_seq_len` bounds prompt + generated length (checked by the sampling helpers; RoPE itself is
   computed on the fly and has no table to overflow).
+
+  How the same model is computed (`COMPUTE_FIELDS`, with `dtype`: they change no parameter, and
+  no result beyond float rounding):
+  `remat` rematerialises each layer of the scanned stack in the backward pass: 'none' keeps every
+  activation, 'block' keeps only each layer's input, 'dots' also keeps the outputs of its
+  weight matmuls (jax.checkpoint_policies.dots_with_no_batch_dims_saveable).
+  `attention` picks the kernel of multi-token attention: 'xla' (einsums, exact softmax in
+  float32), 'splash' (the Pallas TPU splash kernel jax ships; on another platform it runs in the
+  Pallas interpreter, slowly: for tests), 'auto' (splash on TPU, xla elsewhere). One-token
+  decode steps always use 'xla'.
+  `logits_chunk` is how many positions the log-prob pass sends through the LM head at once
+  (0: as many as make about 2^26 logits), so [N, L, V] float32 logits never exist together.
   """
   vocab_size: int
   d_model: int
@@ -58,6 +72,9 @@ class ModelConfig:
   qk_norm: bool = False
   rope_scaling: RopeScaling | None = None
   param_dtype: str = "float32"
+  remat: str = "none"
+  attention: str = "auto"
+  logits_chunk: int = 0
 
   def __post_init__(self):
     for field in ("dtype", "param_dtype"):
@@ -70,6 +87,11 @@ class ModelConfig:
           f"n_heads ({self.n_heads}) must be a positive multiple of n_kv_heads ({self.n_kv_heads})")
     if self.head_dim % 2:
       raise ValueError(f"head_dim must be even for RoPE, got {self.head_dim}")
+    for field, choices in (("remat", REMAT), ("attention", ATTENTION)):
+      if getattr(self, field) not in choices:
+        raise ValueError(f"{field} must be one of {choices}, got {getattr(self, field)!r}")
+    if self.logits_chunk < 0:
+      raise ValueError(f"logits_chunk must be >= 0 (0 = automatic), got {self.logits_chunk}")
 
   @property
   def compute_dtype(self):
@@ -78,3 +100,15 @@ class ModelConfig:
   @property
   def storage_dtype(self):
     return _DTYPES[self.param_dtype]
+
+  @property
+  def logits_rows(self) -> int:
+    """Positions per chunk of the log-prob pass (`logits_chunk`, or the automatic size)."""
+    if self.logits_chunk:
+      return self.logits_chunk
+    return max(128, (2 ** 26 // self.vocab_size) // 128 * 128)
+
+
+# Fields that say how the model is computed, not what it is: a checkpoint's config.json does not
+# hold them, and a policy trained with other values is still the checkpoint's architecture.
+COMPUTE_FIELDS = ("dtype", "remat", "attention", "logits_chunk")

@@ -85,9 +85,13 @@ def _check_features(hf: dict, family: str) -> None:
                      "'layer_types')")
 
 
-def config_from_hf(hf: dict, *, dtype: str = "float32", param_dtype: str = "float32"
-                   ) -> ModelConfig:
-  """Translate a Llama/Qwen2/Qwen3 `config.json` dict into a ModelConfig."""
+def config_from_hf(hf: dict, *, dtype: str = "float32", param_dtype: str = "float32",
+                   **compute) -> ModelConfig:
+  """Translate a Llama/Qwen2/Qwen3 `config.json` dict into a ModelConfig.
+
+  compute: how to compute it (ModelConfig's remat, attention, logits_chunk), which config.json
+  does not hold.
+  """
   family = model_family(hf)
   missing = [field for field in _REQUIRED if field not in hf]
   if missing:
@@ -114,6 +118,7 @@ def config_from_hf(hf: dict, *, dtype: str = "float32", param_dtype: str = "floa
       qk_norm=family == "qwen3",
       rope_scaling=scaling,
       param_dtype=param_dtype,
+      **compute,
   )
 
 

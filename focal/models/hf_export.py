@@ -27,8 +27,9 @@ import ml_dtypes
 import numpy as np
 
 from focal.models import hf_byte_tokenizer
+from focal.models.config import COMPUTE_FIELDS
 from focal.models.hf_config import config_from_hf, config_to_hf
-from focal.models.hf_import import CONFIG_FILE, hf_tensor_name, param_path
+from focal.models.hf_import import CONFIG_FILE, hf_tensors, param_path
 from focal.models.safetensors_io import write_checkpoint
 from focal.models.scales import BOS_ID, BYTE_VOCAB_SIZE, EOS_ID, PAD_ID
 from focal.models.transformer import ModelConfig
@@ -40,22 +41,28 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "generation_config
 REQUIRED_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 FILE_DTYPES = {"float32": np.float32, "bfloat16": ml_dtypes.bfloat16}
 # Fields that may differ between a source checkpoint and the policy trained from it.
-_FREE_FIELDS = ("dtype", "param_dtype", "max_seq_len")
+_FREE_FIELDS = ("param_dtype", "max_seq_len") + COMPUTE_FIELDS
 
 
-def _tensor_specs(params, file_dtype):
-  """{HF name: (dtype, shape)} and {HF name: fetch()} for every parameter, sorted by name."""
+def _tensor_specs(params, file_dtype, n_layers: int):
+  """{HF name: (dtype, shape)} and {HF name: fetch()} for every parameter, sorted by name.
+
+  A stacked layer parameter gives one tensor per layer; fetching one gathers only that layer.
+  """
   specs, fetchers = {}, {}
 
   def visit(key_path, leaf):
-    name, transpose = hf_tensor_name(param_path(key_path))
-    specs[name] = (file_dtype, leaf.shape[::-1] if transpose else leaf.shape)
+    names, transpose, stacked = hf_tensors(param_path(key_path), n_layers)
+    shape = leaf.shape[1:] if stacked else leaf.shape
+    for layer, name in enumerate(names):
+      specs[name] = (file_dtype, shape[::-1] if transpose else shape)
 
-    def fetch():
-      arr = np.asarray(jax.device_get(leaf)).astype(file_dtype, copy=False)
-      return arr.T if transpose else arr
+      def fetch(layer=layer):
+        arr = np.asarray(jax.device_get(leaf[layer] if stacked else leaf))
+        arr = arr.astype(file_dtype, copy=False)
+        return arr.T if transpose else arr
 
-    fetchers[name] = fetch
+      fetchers[name] = fetch
 
   jax.tree_util.tree_map_with_path(visit, params)
   order = sorted(specs)
@@ -119,7 +126,7 @@ def export_checkpoint(out_dir: str, config: ModelConfig, params, *, source: str 
     hf = _source_config(source, config)
   hf.update(torch_dtype=dtype, dtype=dtype)
   partial = _prepare(out_dir, overwrite)
-  specs, fetchers = _tensor_specs(params, np.dtype(FILE_DTYPES[dtype]))
+  specs, fetchers = _tensor_specs(params, np.dtype(FILE_DTYPES[dtype]), config.n_layers)
   files = write_checkpoint(partial, specs, lambda name: fetchers[name](),
                            max_shard_bytes=max_shard_bytes, metadata={"format": "pt"})
   with open(os.path.join(partial, CONFIG_FILE), "w") as f:

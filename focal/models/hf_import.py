@@ -3,8 +3,10 @@
 `load_hf_checkpoint(directory, mesh=...)` reads config.json (see `hf_config`), builds the
 model's abstract state, and fills every parameter with `jax.make_array_from_callback`: each
 device's block is read from the safetensors file(s) tensor by tensor, cast to the parameter
-dtype and placed with the NamedSharding that `focal.sharding.param_specs` gives it. Host memory
-thus holds at most one block (plus a 16 MB read buffer) beyond the placed result.
+dtype and placed with the NamedSharding that `focal.partition_rules.param_specs` gives it. A
+layer parameter is stacked over the layers (focal.models.transformer): its block is filled
+from the layers' tensors one after the other. Host memory thus holds at most one block (plus a
+16 MB read buffer) beyond the placed result.
 
 HF stores linear weights as [out, in]; ours are [in, out], hence the transposed reads.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 import os
 
 import jax
+import numpy as np
 
 from focal.models.hf_config import config_from_hf
 from focal.models.safetensors_io import TensorInfo, index_directory, read_tensor
@@ -23,16 +26,22 @@ from focal.tokenizers import read_json
 CONFIG_FILE = "config.json"
 
 
-def hf_tensor_name(path: tuple) -> tuple[str, bool]:
-  """Our parameter path ('layers', 0, 'attn', 'q_proj', 'kernel') -> (HF name, transposed)."""
+def hf_tensor_name(path: tuple, layer: int | None = None) -> tuple[str, bool]:
+  """Our parameter path -> (HF name, transposed).
+
+  A layer parameter ('layers', 'attn', 'q_proj', 'kernel') is stacked over the layers: `layer`
+  picks the HF tensor of one of them (model.layers.{layer}.self_attn.q_proj.weight).
+  """
   if path == ("embed",):
     return "model.embed_tokens.weight", False
   if path == ("lm_head",):
     return "lm_head.weight", True
   if path == ("final_norm", "scale"):
     return "model.norm.weight", False
-  _, i, *rest = path
-  prefix = f"model.layers.{i}."
+  if path[0] != "layers" or layer is None:
+    raise ValueError(f"no Hugging Face tensor for parameter {path} (layer {layer})")
+  rest = list(path[1:])
+  prefix = f"model.layers.{layer}."
   if rest == ["attn_norm", "scale"]:
     return prefix + "input_layernorm.weight", False
   if rest == ["mlp_norm", "scale"]:
@@ -40,6 +49,16 @@ def hf_tensor_name(path: tuple) -> tuple[str, bool]:
   module, part, kind = rest  # e.g. attn/q_proj/kernel, attn/q_norm/scale, mlp/up_proj/kernel
   group = "self_attn" if module == "attn" else "mlp"
   return f'{prefix}{group}.{part}.{"bias" if kind == "bias" else "weight"}', kind == "kernel"
+
+
+def hf_tensors(path: tuple, n_layers: int) -> tuple[list[str], bool, bool]:
+  """(HF names, transposed, stacked) of a parameter: one name, or one per layer for a stacked
+  layer parameter (its leading axis)."""
+  if path[0] == "layers":
+    names = [hf_tensor_name(path, i)[0] for i in range(n_layers)]
+    return names, hf_tensor_name(path, 0)[1], True
+  name, transpose = hf_tensor_name(path)
+  return [name], transpose, False
 
 
 def param_path(key_path) -> tuple:
@@ -55,12 +74,13 @@ def param_path(key_path) -> tuple:
   return tuple(names)
 
 
-def read_config(directory: str, *, dtype: str = "float32", param_dtype: str = "float32"
-                ) -> ModelConfig:
+def read_config(directory: str, *, dtype: str = "float32", param_dtype: str = "float32",
+                **compute) -> ModelConfig:
+  """The ModelConfig of a checkpoint's config.json (compute: see `config_from_hf`)."""
   path = os.path.join(directory, CONFIG_FILE)
   if not os.path.exists(path):
     raise FileNotFoundError(f"{directory}: no {CONFIG_FILE}")
-  return config_from_hf(read_json(path), dtype=dtype, param_dtype=param_dtype)
+  return config_from_hf(read_json(path), dtype=dtype, param_dtype=param_dtype, **compute)
 
 
 def param_shardings(abstract_state, mesh=None):
@@ -78,25 +98,49 @@ def _unused(tensors: dict[str, TensorInfo], used: set[str], config: ModelConfig)
                 if n not in ignorable and not n.endswith("rotary_emb.inv_freq"))
 
 
+def hf_shapes(abstract, n_layers: int) -> dict[str, tuple[int, ...]]:
+  """{HF tensor name: shape as stored} of every tensor a model state (or its abstract state)
+  corresponds to, in the state's order."""
+  shapes = {}
+
+  def visit(key_path, leaf):
+    names, transpose, stacked = hf_tensors(param_path(key_path), n_layers)
+    shape = tuple(leaf.shape[1:] if stacked else leaf.shape)
+    for name in names:
+      shapes[name] = shape[::-1] if transpose else shape
+
+  jax.tree_util.tree_map_with_path(visit, abstract)
+  return shapes
+
+
 def _check_tensors(abstract, tensors: dict[str, TensorInfo], config: ModelConfig) -> None:
   """Every parameter's tensor present with its shape, and no tensor left over; before any read."""
-  used = set()
-
-  def check(key_path, leaf):
-    name, transpose = hf_tensor_name(param_path(key_path))
+  expected = hf_shapes(abstract, config.n_layers)
+  for name, shape in expected.items():
     if name not in tensors:
       raise ValueError(f"checkpoint is missing tensor {name!r}")
-    shape = tensors[name].shape
-    if (shape[::-1] if transpose else shape) != leaf.shape:
-      expect = leaf.shape[::-1] if transpose else leaf.shape
-      raise ValueError(f"tensor {name!r} has shape {shape}, expected {expect}")
-    used.add(name)
-
-  jax.tree_util.tree_map_with_path(check, abstract)
-  unused = _unused(tensors, used, config)
+    if tensors[name].shape != shape:
+      raise ValueError(f"tensor {name!r} has shape {tensors[name].shape}, expected {shape}")
+  unused = _unused(tensors, set(expected), config)
   if unused:
     raise ValueError(f"checkpoint has tensors the model does not use, e.g. {unused[:3]} "
                      f"({len(unused)} in all): config.json does not describe these weights")
+
+
+def _reader(infos: list[TensorInfo], transpose: bool, stacked: bool, dtype):
+  """index -> the block `index` of the parameter, read from its tensor(s) in place."""
+  def read(index):
+    if not stacked:
+      return read_tensor(infos[0], index, transpose=transpose, dtype=dtype)
+    index = tuple(index) + (slice(None),) * (1 + len(infos[0].shape) - len(tuple(index)))
+    layers = range(len(infos))[index[0]]
+    shape = infos[0].shape[::-1] if transpose else infos[0].shape
+    block = tuple(len(range(n)[s]) for s, n in zip(index[1:], shape))
+    out = np.empty((len(layers), *block), dtype)
+    for j, layer in enumerate(layers):  # each layer's tensor straight into its slot
+      read_tensor(infos[layer], index[1:], transpose=transpose, out=out[j])
+    return out
+  return read
 
 
 def place_tensors(config: ModelConfig, tensors: dict[str, TensorInfo], mesh=None):
@@ -108,18 +152,16 @@ def place_tensors(config: ModelConfig, tensors: dict[str, TensorInfo], mesh=None
   _check_tensors(abstract, tensors, config)
 
   def load(key_path, leaf, sharding):
-    name, transpose = hf_tensor_name(param_path(key_path))
-    info = tensors[name]
-    return jax.make_array_from_callback(
-        leaf.shape, sharding,
-        lambda index: read_tensor(info, index, transpose=transpose, dtype=leaf.dtype))
+    names, transpose, stacked = hf_tensors(param_path(key_path), config.n_layers)
+    read = _reader([tensors[n] for n in names], transpose, stacked, leaf.dtype)
+    return jax.make_array_from_callback(leaf.shape, sharding, read)
 
   return graphdef, jax.tree_util.tree_map_with_path(load, abstract,
                                                     param_shardings(abstract, mesh))
 
 
 def load_hf_checkpoint(directory: str, *, dtype: str = "float32", param_dtype: str = "float32",
-                       mesh=None, tokenizer_vocab_size: int | None = None):
+                       mesh=None, tokenizer_vocab_size: int | None = None, **compute):
   """Load a Llama/Qwen2/Qwen3 HF checkpoint directory: returns (config, graphdef, state).
 
   dtype: compute dtype; param_dtype: storage dtype of the parameters ('float32' or
@@ -127,8 +169,9 @@ def load_hf_checkpoint(directory: str, *, dtype: str = "float32", param_dtype: s
   tokenizer_vocab_size: if given, must not exceed the model's vocab_size (ids beyond the embedding
   table cannot be looked up). A larger model vocabulary is accepted, since checkpoints commonly pad
   their embedding rows (Qwen2: 151936 rows for a 151665-token tokenizer).
+  compute: ModelConfig's remat, attention, logits_chunk (see `config_from_hf`).
   """
-  config = read_config(directory, dtype=dtype, param_dtype=param_dtype)
+  config = read_config(directory, dtype=dtype, param_dtype=param_dtype, **compute)
   if tokenizer_vocab_size is not None and tokenizer_vocab_size > config.vocab_size:
     raise ValueError(f"tokenizer vocab size {tokenizer_vocab_size} exceeds the model's "
                      f"vocab_size {config.vocab_size} (field 'vocab_size')")

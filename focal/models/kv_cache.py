@@ -1,9 +1,15 @@
-"""The KV cache of incremental decoding, and positions of left-padded rows.
+"""KV caches of incremental decoding, and positions of left-padded rows.
 
-A `KVCache` holds per-layer key/value buffers of a fixed length S and a [B, S] mask of the
-slots that hold real tokens. A call with `cache_index=i` writes its T tokens to slots [i, i+T)
-and attends causally (by slot) over the valid slots, so prefill and one-token decode are the
-same code."""
+A `KVCache` holds the keys and values of every layer in one array per kind, [n_layers, B, Hkv,
+S, Dh] (the layer axis first, as the layers' parameters: the scanned layer stack reads layer i's
+slice), and a [B, S] mask of the slots that hold real tokens; or, for decoding on CPU (see
+focal.sampling), tuples of per-layer [B, Hkv, S, Dh] buffers. Two roles:
+  * a cache that a call extends: `forward(..., cache, cache_index)` writes the call's tokens at
+    [cache_index, cache_index + T) and attends over the real slots up to each token's own, so
+    prefill and one-token decode are the same code;
+  * a prompt's prefix, shared by its G rollouts: the rows of the queries' batch that continue
+    prompt b are rows b*G .. b*G + G - 1 (prompt-major), and they all see its whole prefix.
+"""
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -15,48 +21,26 @@ from focal.models.config import ModelConfig
 
 
 class KVCache(NamedTuple):
-  """Key/value buffers for incremental decoding.
-
-  k, v: tuples (one entry per layer) of [B, n_kv_heads, S, head_dim] arrays in the compute dtype
-    (heads before slots: the layout the attention einsums consume, so XLA does not transpose
-    the whole cache on every decode step).
-  mask: [B, S] bool, True where a slot holds a real (non-padding) token that has been written.
-  """
-  k: tuple
-  v: tuple
+  """k, v: [n_layers, B, n_kv_heads, S, head_dim] in the compute dtype; mask: [B, S] bool, True
+  where a slot holds a real (non-padding) token that has been written."""
+  k: jax.Array
+  v: jax.Array
   mask: jax.Array
 
 
-def init_cache(config: ModelConfig, batch: int, length: int) -> KVCache:
-  """An empty cache of `length` slots for `batch` rows (all slots invalid)."""
+def init_cache(config: ModelConfig, batch: int, length: int, *, per_layer: bool = False) -> KVCache:
+  """An empty cache of `length` slots for `batch` rows (all slots invalid); per_layer: k and v
+  as tuples of n_layers separate [B, Hkv, S, Dh] buffers instead of one stacked array each."""
   shape = (batch, config.n_kv_heads, length, config.head_dim)
-  zeros = lambda: jnp.zeros(shape, config.compute_dtype)
-  return KVCache(k=tuple(zeros() for _ in range(config.n_layers)),
-                 v=tuple(zeros() for _ in range(config.n_layers)),
-                 mask=jnp.zeros((batch, length), bool))
+  zeros = lambda: jnp.zeros((config.n_layers, *shape), config.compute_dtype)
+  if per_layer:
+    zeros = lambda: tuple(jnp.zeros(shape, config.compute_dtype) for _ in range(config.n_layers))
+  return KVCache(k=zeros(), v=zeros(), mask=jnp.zeros((batch, length), bool))
 
 
-def repeat_cache(cache: KVCache, repeats: int) -> KVCache:
-  """Each row of `cache` repeated `repeats` times in place ([B, ...] -> [B * repeats, ...]).
-
-  A prompt prefilled once serves its whole group of rollouts this way.
-  """
-  rep = lambda x: jnp.repeat(x, repeats, axis=0)
-  return KVCache(tuple(map(rep, cache.k)), tuple(map(rep, cache.v)), rep(cache.mask))
-
-
-def grow_cache(cache: KVCache, length: int) -> KVCache:
-  """`cache` with empty slots appended up to `length` (a copy; written slots keep their place).
-
-  Decoding in buckets attends over a cache as long as the filled part rounded up, and grows it
-  between buckets, instead of attending over the longest cache from the first token on.
-  """
-  extra = length - cache.mask.shape[1]
-  if extra < 0:
-    raise ValueError(f"cannot grow a cache of {cache.mask.shape[1]} slots to {length}")
-  pad = lambda x: jnp.pad(x, ((0, 0), (0, 0), (0, extra), (0, 0)))
-  return KVCache(tuple(map(pad, cache.k)), tuple(map(pad, cache.v)),
-                 jnp.pad(cache.mask, ((0, 0), (0, extra))))
+def unstack(cache: KVCache) -> KVCache:
+  """A stacked cache as per-layer tuples (copies)."""
+  return KVCache(tuple(cache.k), tuple(cache.v), cache.mask)
 
 
 def positions_from_mask(attention_mask: jax.Array) -> jax.Array:
@@ -66,21 +50,3 @@ def positions_from_mask(attention_mask: jax.Array) -> jax.Array:
   is irrelevant because padded keys are masked.
   """
   return jnp.maximum(jnp.cumsum(attention_mask.astype(jnp.int32), axis=-1) - 1, 0)
-
-
-def valid_keys(attention_mask, cache, cache_index):
-  """[B, T, S] bool: which keys each query may attend to (causal by slot, real tokens only).
-
-  Returns (valid, key_mask) where key_mask [B, S] is the cache mask after writing this call's
-  tokens (or attention_mask itself without a cache).
-  """
-  t = attention_mask.shape[1]
-  if cache is None:
-    key_mask, offset = attention_mask, 0
-  else:
-    key_mask = jax.lax.dynamic_update_slice(cache.mask, attention_mask, (0, cache_index))
-    offset = cache_index
-  query_slot = offset + jnp.arange(t)
-  key_slot = jnp.arange(key_mask.shape[1])
-  causal = key_slot[None, :] <= query_slot[:, None]  # [T, S]
-  return key_mask[:, None, :] & causal[None], key_mask

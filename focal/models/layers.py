@@ -1,16 +1,18 @@
-"""The transformer's layers: RMSNorm, linear maps, RoPE, grouped-query attention, SwiGLU."""
+"""The transformer's layers: RMSNorm, linear maps, RoPE, grouped-query attention, SwiGLU.
+
+A `Block` is one layer; the transformer keeps its layers as one Block whose parameters carry a
+leading [n_layers] axis and scans over it (focal.models.transformer)."""
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from focal.models.attention import Segment, multi_segment_attention
 from focal.models.config import ModelConfig, RopeScaling
 
-
-# Finite instead of -inf so a fully masked query row (a padding position) gives a uniform, finite
-# softmax rather than NaNs that would poison gradients through jnp.where.
-_MASK_VALUE = -1e30
 _INIT_STD = 0.02  # HF `initializer_range` default for Llama and Qwen2.
 
 
@@ -97,24 +99,29 @@ def apply_rope(x: jax.Array, positions: jax.Array, theta: float,
   return out.astype(x.dtype)
 
 
-def attend(q: jax.Array, k: jax.Array, v: jax.Array, valid: jax.Array) -> jax.Array:
-  """Grouped-query scaled dot-product attention.
+class LayerCache(NamedTuple):
+  """One layer's view of a KV cache that a call writes its T tokens into, then attends over.
 
-  q: [B, T, H, D]; k, v: [B, Hkv, S, D] with H a multiple of Hkv (query head h reads kv head
-  h // (H / Hkv)); valid: [B, T, S] bool. Returns [B, T, H, D]. Scores and softmax in float32.
+  k, v: the cache buffers, [N, Hkv, S, Dh], or the whole stack [n_layers, N, Hkv, S, Dh] of
+  which this is layer `layer` (a scanned layer reads and writes its slice in place). mask:
+  [N, S] real keys, this call's included. index: the slot of the first token.
+  The layer attends over the whole buffer, never a slice of it: on CPU, XLA would copy a
+  slice that a matmul reads, and a slice of a buffer written in a loop makes it copy the buffer.
   """
-  b, t, h, d = q.shape
-  hkv = k.shape[1]
-  qg = q.reshape(b, t, hkv, h // hkv, d)
-  scores = jnp.einsum("btkgd,bksd->bkgts", qg, k, preferred_element_type=jnp.float32)
-  scores = scores / jnp.sqrt(jnp.float32(d))
-  scores = jnp.where(valid[:, None, None, :, :], scores, _MASK_VALUE)
-  probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
-  # The product keeps the (b, k) batch and (g, t) rows of the scores, so XLA's CPU backend runs
-  # it as one batched matmul; asking the einsum for [B, T, ...] directly made it compute the
-  # transposed product, 4x slower on a decode step (docs/PERFORMANCE.md). Same sums either way.
-  out = jnp.einsum("bkgts,bksd->bkgtd", probs, v)
-  return out.transpose(0, 3, 1, 2, 4).reshape(b, t, h, d)
+  k: jax.Array
+  v: jax.Array
+  mask: jax.Array
+  index: jax.Array
+  layer: jax.Array | None = None
+
+  def put(self, buf: jax.Array, new: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(buf with new [N, Hkv, T, Dh] written at slot `index`, this layer's buffer after it)."""
+    new = new.astype(buf.dtype)
+    if buf.ndim == 4:
+      buf = jax.lax.dynamic_update_slice(buf, new, (0, 0, self.index, 0))
+      return buf, buf
+    buf = jax.lax.dynamic_update_slice(buf, new[None], (self.layer, 0, 0, self.index, 0))
+    return buf, jax.lax.dynamic_index_in_dim(buf, self.layer, keepdims=False)
 
 
 class Attention(nnx.Module):
@@ -130,10 +137,14 @@ class Attention(nnx.Module):
     self.q_norm = RMSNorm(cfg.head_dim, cfg.rms_eps, pd) if cfg.qk_norm else None
     self.k_norm = RMSNorm(cfg.head_dim, cfg.rms_eps, pd) if cfg.qk_norm else None
 
-  def __call__(self, x, positions, valid, layer_cache=None, cache_index=None):
-    """x: [B, T, D]; valid: [B, T, S] bool. layer_cache: optional (k, v) of [B, Hkv, S, Dh].
+  def __call__(self, x, positions, query_mask, context: tuple[Segment, ...] = (),
+               cache: LayerCache | None = None):
+    """x: [N, T, D]; positions [N, T] int; query_mask [N, T] bool (True on real tokens).
 
-    Returns (out [B, T, D], new (k, v) or None).
+    The tokens attend over the `context` segments (a shared prompt prefix, earlier parts of a
+    cache) and, causally, over themselves; with a `cache`, they are first written into it and attend over it (causal
+    by slot) instead. Returns (out [N, T, D], (k, v)): the updated cache buffers, or without a
+    cache the tokens' own keys and values [N, Hkv, T, Dh] (the cache layout).
     """
     cfg = self.cfg
     b, t, _ = x.shape
@@ -145,15 +156,13 @@ class Attention(nnx.Module):
     q = apply_rope(q, positions, cfg.rope_theta, cfg.rope_scaling)
     k = apply_rope(k, positions, cfg.rope_theta, cfg.rope_scaling).transpose(0, 2, 1, 3)
     v = v.transpose(0, 2, 1, 3)
-    new_cache = None
-    if layer_cache is not None:
-      k_buf, v_buf = layer_cache
-      start = (0, 0, cache_index, 0)
-      k = jax.lax.dynamic_update_slice(k_buf, k.astype(k_buf.dtype), start)
-      v = jax.lax.dynamic_update_slice(v_buf, v.astype(v_buf.dtype), start)
-      new_cache = (k, v)
-    out = attend(q, k, v, valid)
-    return self.o_proj(out.reshape(b, t, cfg.n_heads * cfg.head_dim)), new_cache
+    if cache is None:
+      own = Segment(k, v, query_mask, offset=0)
+    else:
+      (k, k_view), (v, v_view) = cache.put(cache.k, k), cache.put(cache.v, v)
+      own = Segment(k_view, v_view, cache.mask, offset=cache.index)
+    out = multi_segment_attention(q, (*context, own), query_mask, cfg.attention)
+    return self.o_proj(out.reshape(b, t, cfg.n_heads * cfg.head_dim)), (k, v)
 
 
 class MLP(nnx.Module):
@@ -176,8 +185,10 @@ class Block(nnx.Module):
     self.mlp_norm = RMSNorm(cfg.d_model, cfg.rms_eps, cfg.storage_dtype)
     self.mlp = MLP(cfg, rngs)
 
-  def __call__(self, x, positions, valid, layer_cache=None, cache_index=None):
-    h, new_cache = self.attn(self.attn_norm(x), positions, valid, layer_cache, cache_index)
+  def __call__(self, x, positions, query_mask, context: tuple[Segment, ...] = (),
+               cache: LayerCache | None = None):
+    """One layer (see `Attention`): returns (x [N, T, D], (k, v))."""
+    h, kv = self.attn(self.attn_norm(x), positions, query_mask, context, cache)
     x = x + h
     x = x + self.mlp(self.mlp_norm(x))
-    return x, new_cache
+    return x, kv

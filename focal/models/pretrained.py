@@ -53,11 +53,11 @@ def load_tokenizer_files(directory: str) -> tuple[HFTokenizer, ChatTemplate, tup
 
 
 def load_pretrained(directory: str, *, dtype: str = "float32", param_dtype: str = "float32",
-                    mesh=None) -> Pretrained:
+                    mesh=None, **compute) -> Pretrained:
   """Everything a run needs from a local HF checkpoint directory (see the module docstring).
 
   dtype: compute dtype; param_dtype: parameter storage dtype; mesh: shard the parameters onto
-  it (None: the default device).
+  it (None: the default device). compute: ModelConfig's remat, attention, logits_chunk.
   """
   missing = missing_files(directory)
   if missing:
@@ -73,5 +73,5 @@ def load_pretrained(directory: str, *, dtype: str = "float32", param_dtype: str 
     raise ValueError(f"{directory}: stop ids {beyond} (generation_config.json 'eos_token_id') are "
                      f"outside the model's vocabulary [0, {vocab_size})")
   config, graphdef, params = load_hf_checkpoint(directory, dtype=dtype, param_dtype=param_dtype,
-                                                mesh=mesh)
+                                                mesh=mesh, **compute)
   return Pretrained(config, graphdef, params, tokenizer, chat, stops, os.path.abspath(directory))

@@ -108,14 +108,16 @@ def _rows(index, shape) -> tuple[range, tuple]:
 
 
 def read_tensor(info: TensorInfo, index=(), *, transpose: bool = False, dtype=None,
-                chunk_bytes: int = CHUNK_BYTES) -> np.ndarray:
+                chunk_bytes: int = CHUNK_BYTES, out: np.ndarray | None = None) -> np.ndarray:
   """The block `index` (a tuple of unit-stride slices) of a tensor, cast to `dtype`.
 
   With `transpose`, the tensor is read as its 2-D transpose and `index` addresses that
   transpose (HF stores linear weights [out, in], the model [in, out]). The file is read in
   row chunks of at most `chunk_bytes`, so only the block itself is ever fully in memory.
+  out: an array of the block's shape to read into (its dtype is the target dtype), e.g. one
+  layer's slot of a stacked parameter; returned.
   """
-  dtype = np.dtype(dtype or info.dtype)
+  dtype = np.dtype(out.dtype if out is not None else (dtype or info.dtype))
   if not info.shape:  # a scalar
     with open(info.path, "rb") as f:
       f.seek(info.offset)
@@ -125,7 +127,11 @@ def read_tensor(info: TensorInfo, index=(), *, transpose: bool = False, dtype=No
   file_index = tuple(index)[::-1] if transpose else tuple(index)
   rows, rest = _rows(file_index, info.shape)
   block_shape = (len(rows),) + tuple(s.stop - s.start for s in rest)
-  out = np.empty(block_shape[::-1] if transpose else block_shape, dtype)
+  block_shape = block_shape[::-1] if transpose else block_shape
+  if out is None:
+    out = np.empty(block_shape, dtype)
+  elif out.shape != block_shape:
+    raise ValueError(f"{info.name}: out has shape {out.shape}, the block {block_shape}")
   if out.size == 0:
     return out
   # Without a cast, copy raw bits: numpy moves (and transposes) plain integers ~3x faster than

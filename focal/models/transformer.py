@@ -6,18 +6,24 @@ separate). Qwen2 differs from Llama by a bias on the q/k/v projections (`qkv_bia
 instead RMS-normalises each query and key head before RoPE (`qk_norm=True`); Llama 3.1+ rescales
 the RoPE frequencies (`rope_scaling=RopeScaling(...)`, HF rope_type 'llama3').
 
+The layers are one `Block` whose parameters have a leading [n_layers] axis
+('layers/attn/q_proj/kernel' is [n_layers, d_model, q_dim]), run by `jax.lax.scan`: a program
+holds one layer's code whatever the depth, so compile time does not grow with it, and
+`config.remat` rematerialises each layer in the backward pass (see ModelConfig).
+
 Parameters are float32 unless `config.param_dtype='bfloat16'`; `config.dtype` sets the compute
-dtype of activations and matmuls.
-Logits are returned in float32 (the LM head accumulates in float32) because the GRPO ratio is a
-difference of log-probs and bfloat16 logits would put ~1e-2 noise into it.
+dtype of activations and matmuls. Logits are returned in float32 (the LM head accumulates in
+float32) because the GRPO ratio is a difference of log-probs and bfloat16 logits would put ~1e-2
+noise into it. `token_logprobs` and `grouped_response_logprobs` never form the [N, L, V] logits:
+they send final hidden states through the head in chunks (focal.models.logprobs).
 
 Padding convention: rows are left-padded; `attention_mask` is True on real tokens and `positions`
 count real tokens only (0 at a row's first real token, see `positions_from_mask`). Padded keys are
 masked out, so a prompt's logits do not depend on the padding around it.
 
-KV cache: a `KVCache` holds per-layer key/value buffers of a fixed length S and a [B, S] mask of the
-slots that hold real tokens. A call with `cache_index=i` writes its T tokens to slots [i, i+T) and
-attends causally (by slot) over the valid slots, so prefill and one-token decode are the same code.
+Caches (focal.models.kv_cache): `forward(..., cache, cache_index)` writes the call's tokens into
+the cache and attends over it; `Transformer.hidden(..., context=...)` also attends over caches
+seen whole, such as a prompt's cache shared by the G rows of its group.
 """
 from __future__ import annotations
 
@@ -25,17 +31,50 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from focal.models.attention import Segment, attend
 from focal.models.config import ModelConfig, RopeScaling
-from focal.models.kv_cache import (KVCache, grow_cache, init_cache, positions_from_mask,
-                                   repeat_cache, valid_keys)
-from focal.models.layers import (MLP, Attention, Block, Linear, RMSNorm, apply_rope, attend,
-                                 rope_frequencies)
-from focal.models.layers import dot_2d, normal_param
+from focal.models.kv_cache import KVCache, init_cache, positions_from_mask
+from focal.models.layers import (MLP, Attention, Block, LayerCache, Linear, RMSNorm, apply_rope,
+                                 dot_2d, normal_param, rope_frequencies)
+from focal.models.logprobs import entropy_of, head_logprobs
 
 __all__ = ["Attention", "Block", "KVCache", "Linear", "MLP", "ModelConfig", "RMSNorm",
            "RopeScaling", "Transformer", "abstract_model", "apply_rope", "attend", "entropy_of",
-           "forward", "grouped_response_logprobs", "grow_cache", "init_cache", "init_model",
-           "positions_from_mask", "repeat_cache", "rope_frequencies", "token_logprobs"]
+           "forward", "grouped_response_logprobs", "init_cache", "init_model",
+           "positions_from_mask", "rope_frequencies", "token_logprobs"]
+
+_REMAT_POLICIES = {"block": None,
+                   "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable}
+
+
+def stack_layers(blocks: list[Block]) -> Block:
+  """One Block whose every parameter is the blocks' parameters stacked on a leading axis.
+
+  The blocks are built (and their parameters drawn) one after the other, so a model's random
+  initialisation is the same as that of an unstacked layer list.
+  """
+  graphdef, _ = nnx.split(blocks[0])
+  states = [nnx.split(block)[1] for block in blocks]
+  return nnx.merge(graphdef, jax.tree.map(lambda *xs: jnp.stack(xs), *states))
+
+
+def _unrolled(layer, x, kv, layers, context_kv):
+  """`layer` applied to each of `layers` in turn; kv and context_kv hold per-layer tuples."""
+  ks, vs = (None, None) if kv is None else (list(kv[0]), list(kv[1]))
+  new = []
+  for i, layer_params in enumerate(layers):
+    (x, kv_i), new_i = layer((x, None if kv is None else (ks[i], vs[i])),
+                             (layer_params, None, tuple((k[i], v[i]) for k, v in context_kv)))
+    if kv is not None:
+      ks[i], vs[i] = kv_i
+    new.append(new_i)
+  return x, (None if kv is None else (tuple(ks), tuple(vs))), new
+
+
+def _remat(fn, mode: str):
+  if mode == "none":
+    return fn
+  return jax.checkpoint(fn, policy=_REMAT_POLICIES[mode], prevent_cse=False)
 
 
 class Transformer(nnx.Module):
@@ -45,37 +84,89 @@ class Transformer(nnx.Module):
     self.cfg = cfg
     pd = cfg.storage_dtype
     self.embed = normal_param(rngs, (cfg.vocab_size, cfg.d_model), pd)
-    self.layers = nnx.List([Block(cfg, rngs) for _ in range(cfg.n_layers)])
+    self.layers = stack_layers([Block(cfg, rngs) for _ in range(cfg.n_layers)])
     self.final_norm = RMSNorm(cfg.d_model, cfg.rms_eps, pd)
     self.lm_head = (None if cfg.tie_embeddings
                     else normal_param(rngs, (cfg.d_model, cfg.vocab_size), pd))
+
+  def head(self) -> jax.Array:
+    """The LM head [D, V] in the compute dtype."""
+    head = self.embed[...].T if self.lm_head is None else self.lm_head[...]
+    return head.astype(self.cfg.compute_dtype)
+
+  def logits(self, h: jax.Array) -> jax.Array:
+    """Final hidden states [..., D] -> float32 logits [..., V]."""
+    return dot_2d(h, self.head(), preferred_element_type=jnp.float32)
+
+  def hidden(self, tokens: jax.Array, positions: jax.Array, attention_mask: jax.Array, *,
+             context: tuple[KVCache, ...] = (), cache: KVCache | None = None, cache_index=None,
+             keep_kv: bool = False, layers=None):
+    """Final-norm hidden states of tokens [N, T], and their keys and values.
+
+    context: caches of earlier tokens that every token sees whole (where their mask is True):
+      a prompt's prefix with B = N / G rows, each shared by its G query rows (prompt-major), or
+      caches with N rows.
+    cache: a cache with N rows that the tokens are written into at `cache_index` (a scalar);
+      they attend over it causally by slot.
+    layers: None scans the stacked layers. Or the layers' parameters as one state per layer
+      (`unstack_layers`), with the caches' k and v tuples of per-layer arrays: the layers then
+      run one after the other, each reading whole buffers (focal.sampling: on CPU, XLA copies
+      the slice of a stacked array that a matmul reads, once per layer and step).
+    Returns (h [N, T, D], kv): the updated cache when one is given; else with keep_kv the
+    tokens' (k, v) [n_layers, N, Hkv, T, Dh]; else None.
+    """
+    cfg = self.cfg
+    mask = attention_mask.astype(bool)
+    x = jnp.take(self.embed[...], tokens, axis=0).astype(cfg.compute_dtype)
+    graphdef, params = nnx.split(self.layers)
+    masks = [c.mask.astype(bool) for c in context]
+    view = None
+    if cache is not None:
+      key_mask = jax.lax.dynamic_update_slice(cache.mask, mask, (0, cache_index))
+      view = LayerCache(cache.k, cache.v, key_mask, cache_index)
+
+    def layer(carry, xs):
+      x, kv = carry
+      layer_params, i, context_kv = xs
+      segments = tuple(Segment(k, v, m) for (k, v), m in zip(context_kv, masks))
+      layer_cache = None if view is None else view._replace(k=kv[0], v=kv[1], layer=i)
+      x, new_kv = nnx.merge(graphdef, layer_params)(x, positions, mask, segments, layer_cache)
+      if view is not None:
+        return (x, new_kv), None
+      return (x, None), (new_kv if keep_kv else None)
+
+    layer = _remat(layer, cfg.remat)
+    kv = None if view is None else (cache.k, cache.v)
+    context_kv = tuple((c.k, c.v) for c in context)
+    if layers is None:
+      (x, kv), new = jax.lax.scan(layer, (x, kv), (params, jnp.arange(cfg.n_layers), context_kv))
+    else:  # the same steps, unrolled over per-layer buffers
+      x, kv, new = _unrolled(layer, x, kv, layers, context_kv)
+      new = tuple(zip(*new)) if keep_kv and view is None else None
+    x = self.final_norm(x)
+    if view is not None:
+      return x, KVCache(kv[0], kv[1], key_mask)
+    return x, new
+
+  def unstack_layers(self) -> list[nnx.State]:
+    """The stacked layers' parameters as one state per layer (copies)."""
+    _, params = nnx.split(self.layers)
+    return [jax.tree.map(lambda x, i=i: x[i], params) for i in range(self.cfg.n_layers)]
 
   def __call__(self, tokens: jax.Array, positions: jax.Array, attention_mask: jax.Array,
                cache: KVCache | None = None, cache_index=None):
     """Run the model.
 
     tokens, positions: [B, T] int32; attention_mask: [B, T] bool (True = real token).
-    cache: optional KVCache with S slots; cache_index: scalar int, the slot of tokens[:, 0].
+    cache: optional KVCache with S slots; cache_index: scalar int, the slot of tokens[:, 0]
+    (the tokens attend over the cache's real slots before it and are written from it on).
     Returns (logits [B, T, V] float32, the updated KVCache or None when no cache was given).
     """
     if (cache is None) != (cache_index is None):
       raise ValueError("cache and cache_index must be given together")
-    dtype = self.cfg.compute_dtype
-    attention_mask = attention_mask.astype(bool)
-    valid, key_mask = valid_keys(attention_mask, cache, cache_index)
-    x = jnp.take(self.embed[...], tokens, axis=0).astype(dtype)
-    new_k, new_v = [], []
-    for i, layer in enumerate(self.layers):
-      layer_cache = None if cache is None else (cache.k[i], cache.v[i])
-      x, layer_new = layer(x, positions, valid, layer_cache, cache_index)
-      if layer_new is not None:
-        new_k.append(layer_new[0])
-        new_v.append(layer_new[1])
-    x = self.final_norm(x)
-    head = self.embed[...].T if self.lm_head is None else self.lm_head[...]
-    logits = dot_2d(x, head.astype(dtype), preferred_element_type=jnp.float32)
-    new_cache = None if cache is None else KVCache(tuple(new_k), tuple(new_v), key_mask)
-    return logits, new_cache
+    h, new_cache = self.hidden(tokens, positions, attention_mask, cache=cache,
+                               cache_index=cache_index)
+    return self.logits(h), new_cache
 
 
 def init_model(config: ModelConfig, rng: jax.Array | int) -> tuple[nnx.GraphDef, nnx.State]:
@@ -113,56 +204,46 @@ def token_logprobs(graphdef: nnx.GraphDef, state: nnx.State, tokens: jax.Array,
   """
   if positions is None:
     positions = positions_from_mask(attention_mask)
-  logits, _ = forward(graphdef, state, tokens, positions, attention_mask)
-  logp = jax.nn.log_softmax(logits[:, :-1] / temperature, axis=-1)
-  chosen = jnp.take_along_axis(logp, tokens[:, 1:, None], axis=-1)[..., 0]
-  return (chosen, entropy_of(logp)) if with_entropy else chosen
-
-
-def entropy_of(logp: jax.Array) -> jax.Array:
-  """Entropy -sum_v p_v log p_v (nats) of distributions given by their log-probs [..., V]."""
-  return -jnp.sum(jnp.exp(logp) * logp, axis=-1)
-
+  model = nnx.merge(graphdef, state)
+  h, _ = model.hidden(tokens, positions, attention_mask)
+  return head_logprobs(h[:, :-1], model.head(), tokens[:, 1:], chunk=model.cfg.logits_rows,
+                       temperature=temperature, with_entropy=with_entropy)
 
 
 def grouped_response_logprobs(graphdef: nnx.GraphDef, state: nnx.State, prompt_tokens: jax.Array,
                               prompt_mask: jax.Array, response_tokens: jax.Array,
                               response_mask: jax.Array, group_size: int, *,
-                              with_entropy: bool = False):
-  """Log-probs (temperature 1) of G responses per prompt, running each prompt once: [N, L].
+                              with_entropy: bool = False, temperature: float = 1.0):
+  """Log-probs of G responses per prompt, running each prompt once: [N, L] float32.
 
   prompt_tokens, prompt_mask: [B, P], left-padded. response_tokens, response_mask: [N, L] with
   N = B * group_size, prompt-major (rows b*G .. b*G + G - 1 answer prompt b).
-  Equals `token_logprobs` on the concatenated [N, P + L] sequences (the prompt's keys and values
-  do not depend on what follows it), but the prompt goes through the model B times instead of N:
-  the prompt pass writes a KV cache that is repeated G times, and the responses attend over it.
-  Differentiable in `state` (through the repeated cache too). Entries whose token is padding are
-  meaningless; mask them with response_mask. with_entropy: also return the entropy [N, L] of
-  the policy's distribution at each response position, from the same log-softmax.
+  Computed as log_softmax(logits / temperature) (pass the sampling temperature to score the
+  distribution the rollouts were drawn from). Equals `token_logprobs` on the concatenated
+  [N, P + L] sequences (the prompt's keys and values do not depend on what follows it), but the
+  prompt goes through the model B times instead of N: the prompt pass keeps its keys and values
+  once per prompt, the responses attend over them (shared by the group) and over themselves,
+  and of the prompt's logits only the last position's are formed. Differentiable in `state`.
+  Entries whose token is padding are meaningless; mask them with response_mask. with_entropy:
+  also return the entropy [N, L] of the same distributions, from the same log-softmax.
   """
   model = nnx.merge(graphdef, state)
-  b, p = prompt_tokens.shape
+  b = prompt_tokens.shape[0]
   n, length = response_tokens.shape
   if n != b * group_size:
     raise ValueError(f"{n} responses for {b} prompts x group_size {group_size}")
   prompt_mask = prompt_mask.astype(bool)
   response_mask = response_mask.astype(bool)
-  cache = init_cache(model.cfg, b, p + length - 1)
-  prompt_logits, cache = model(prompt_tokens, positions_from_mask(prompt_mask), prompt_mask,
-                               cache, jnp.int32(0))
-  cache = repeat_cache(cache, group_size)
-  # Response token j is predicted at the slot before it: the prompt's last slot for j = 0, else
-  # response slot j - 1; the last response token predicts nothing and is not fed.
-  logits = jnp.repeat(prompt_logits[:, -1:], group_size, axis=0)
+  h_prompt, (k, v) = model.hidden(prompt_tokens, positions_from_mask(prompt_mask), prompt_mask,
+                                  keep_kv=True)
+  # Response token j is predicted at the position before it: the prompt's last position for
+  # j = 0, else response position j - 1; the last response token predicts nothing and is not fed.
+  h = jnp.repeat(h_prompt[:, -1:], group_size, axis=0)
   if length > 1:
     prompt_len = jnp.repeat(jnp.sum(prompt_mask, -1, dtype=jnp.int32), group_size)
     positions = prompt_len[:, None] + jnp.arange(length - 1, dtype=jnp.int32)
-    rest, _ = model(response_tokens[:, :-1], positions, response_mask[:, :-1], cache,
-                    jnp.int32(p))
-    logits = jnp.concatenate([logits, rest], axis=1)
-  logp = jax.nn.log_softmax(logits, axis=-1)
-  # A masked sum rather than a gather: its gradient is elementwise and fuses with the softmax's,
-  # where a gather's is a scatter into a zeroed [N, L, V] buffer.
-  chosen = jnp.arange(logp.shape[-1]) == response_tokens[..., None]
-  chosen_logp = jnp.sum(jnp.where(chosen, logp, 0.0), axis=-1)
-  return (chosen_logp, entropy_of(logp)) if with_entropy else chosen_logp
+    rest, _ = model.hidden(response_tokens[:, :-1], positions, response_mask[:, :-1],
+                           context=(KVCache(k, v, prompt_mask),))
+    h = jnp.concatenate([h, rest], axis=1)
+  return head_logprobs(h, model.head(), response_tokens, chunk=model.cfg.logits_rows,
+                       temperature=temperature, with_entropy=with_entropy)
