@@ -128,8 +128,9 @@ def entropy_of(logp: jax.Array) -> jax.Array:
 def grouped_response_logprobs(graphdef: nnx.GraphDef, state: nnx.State, prompt_tokens: jax.Array,
                               prompt_mask: jax.Array, response_tokens: jax.Array,
                               response_mask: jax.Array, group_size: int, *,
-                              with_entropy: bool = False):
-  """Log-probs (temperature 1) of G responses per prompt, running each prompt once: [N, L].
+                              temperature: float = 1.0, with_entropy: bool = False):
+  """Log-probs of G responses per prompt under log_softmax(logits / temperature), running each
+  prompt once: [N, L].
 
   prompt_tokens, prompt_mask: [B, P], left-padded. response_tokens, response_mask: [N, L] with
   N = B * group_size, prompt-major (rows b*G .. b*G + G - 1 answer prompt b).
@@ -160,7 +161,7 @@ def grouped_response_logprobs(graphdef: nnx.GraphDef, state: nnx.State, prompt_t
     rest, _ = model(response_tokens[:, :-1], positions, response_mask[:, :-1], cache,
                     jnp.int32(p))
     logits = jnp.concatenate([logits, rest], axis=1)
-  logp = jax.nn.log_softmax(logits, axis=-1)
+  logp = jax.nn.log_softmax(logits / temperature, axis=-1)
   # A masked sum rather than a gather: its gradient is elementwise and fuses with the softmax's,
   # where a gather's is a scatter into a zeroed [N, L, V] buffer.
   chosen = jnp.arange(logp.shape[-1]) == response_tokens[..., None]
