@@ -56,12 +56,12 @@ class Program:
     return self.resident_gib + self.inputs_gib + self.output_gib + self.temp_gib + self.code_gib
 
 
-def per_chip_bytes(tree, shardings, memory_kind: str = "device") -> int:
+def per_chip_bytes(tree, shardings, memory_kind: str | None = "device") -> int:
   """Bytes one device holds of `tree` (ShapeDtypeStructs) under `shardings` (NamedShardings),
-  counting only leaves in `memory_kind`."""
+  counting only leaves in `memory_kind` (None: all)."""
   total = 0
   for leaf, sh in zip(jax.tree.leaves(tree), jax.tree.leaves(shardings)):
-    if (sh.memory_kind or "device") != memory_kind:
+    if memory_kind is not None and (sh.memory_kind or "device") != memory_kind:
       continue
     shape = sharding.shard_shape(leaf.shape, sh.spec, dict(sh.mesh.shape))
     total += math.prod(shape) * _itemsize(leaf.dtype)
@@ -157,6 +157,8 @@ def compile_programs(config, spec: Slice, num_prompts: int, max_criteria: int,
            "prompts": setup.source.batch_size, "prompt_tokens": setup.source.width,
            "rollouts": setup.source.batch_size * setup.settings.group_size,
            "params": sum(math.prod(x.shape) for x in jax.tree.leaves(setup.state.params)),
-           "state_gib": {k: per_chip_bytes(getattr(setup.state, k), getattr(state_sh, k)) / GIB
-                         for k in ("params", "opt_state", "ref_params")}}
+           "state_gib": {k: per_chip_bytes(getattr(setup.state, k), getattr(state_sh, k),
+                                           None) / GIB
+                         for k in ("params", "opt_state", "ref_params")},
+           "ref_memory_kind": config.mesh.get("ref_memory_kind", "device")}
   return programs, facts

@@ -79,8 +79,9 @@ class Plan:
              f"run: {f['params'] / 1e9:.2f}B parameters, {f['prompts']} prompts x "
              f"{f['rollouts'] // f['prompts']} rollouts, prompts {f['prompt_tokens']} tokens; "
              + ", ".join(f"grpo.{k}={v}" for k, v in self.settings.items()),
-             "resident state per chip: " + ", ".join(
-                 f"{k} {v:.2f} GiB" for k, v in f["state_gib"].items()),
+             "state per chip: " + ", ".join(
+                 f"{k} {v:.2f} GiB" for k, v in f["state_gib"].items())
+             + f" (reference in {f['ref_memory_kind']} memory)",
              "",
              "| program | resident | inputs | output | temp | code | total GiB/chip | fits | "
              "compile s | TFLOP/chip | GB/chip | roofline s |",
