@@ -27,6 +27,9 @@ flags.DEFINE_string("topology", None, "TPU slice: v5e-8, v5p-8, v5p-16, v4-8, v6
 flags.DEFINE_string("json", "", "Also write the plan as JSON to this path.")
 flags.DEFINE_integer("num_prompts", 5000, "Training prompts (the aggregator's per-prompt state).")
 flags.DEFINE_integer("max_criteria", 64, "Criterion slots per prompt, unless data.max_criteria.")
+flags.DEFINE_integer("eval_prompts", -1, "Held-out prompts the evaluation samples (its program "
+                     "is compiled too); -1: data.max_eval_prompts (0 there means all the data's, "
+                     "which the plan does not read: give the count), 0: no evaluation program.")
 flags.DEFINE_bool("search", True, "Where a program does not fit, find the largest micro-batch "
                   "sizes that do (one compile per size tried).")
 flags.mark_flags_as_required(["config", "topology"])
@@ -35,8 +38,11 @@ FLAGS = flags.FLAGS
 
 def main(argv):
   del argv
+  eval_prompts = FLAGS.eval_prompts
+  if eval_prompts < 0:
+    eval_prompts = FLAGS.config.data.get("max_eval_prompts", 0)
   plan = make_plan(FLAGS.config, FLAGS.topology, FLAGS.num_prompts, FLAGS.max_criteria,
-                   FLAGS.search, log=lambda s: print(s, file=sys.stderr, flush=True))
+                   eval_prompts, FLAGS.search, log=lambda s: print(s, file=sys.stderr, flush=True))
   print(plan.format())
   if FLAGS.json:
     with open(FLAGS.json, "w") as f:

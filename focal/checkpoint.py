@@ -132,7 +132,8 @@ class Checkpointer:
       return []
     path = epath.Path(os.path.join(self.directory, str(step), "state"))
     stored = ocp.StandardCheckpointHandler().metadata(path).tree
-    lacking = [k for k, v in target.items() if v is not None and k in stored and stored[k] is None]
+    lacking = [k for k, v in target.items()
+               if jax.tree.leaves(v) and k in stored and stored[k] is None]
     if lacking:
       raise ValueError(f"checkpoint step {step} holds no {', '.join(lacking)} (a run that did not "
                        f"keep it, e.g. the reference policy with grpo.beta = 0) but the target "

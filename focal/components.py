@@ -238,11 +238,11 @@ def _check_batch(config) -> None:
     raise ValueError(f"grpo.num_minibatches={settings.num_minibatches} does not divide the "
                      f"{n} rollouts of a step (data.prompts_per_step x grpo.group_size)")
   mini = n // settings.num_minibatches
-  for field, size, whole in (("micro_batch_size", settings.micro_batch_size, mini),
-                             ("rollout_micro_batch_size", settings.rollout_micro_batch_size, n)):
+  for field, size, whole, of in (
+      ("micro_batch_size", settings.micro_batch_size, mini, "a mini-batch"),
+      ("rollout_micro_batch_size", settings.rollout_micro_batch_size, n, "a step")):
     if size and whole % size:
-      raise ValueError(f"grpo.{field}={size} does not divide the {whole} rollouts of a "
-                       f"{'mini-batch' if whole == mini else 'step'}")
+      raise ValueError(f"grpo.{field}={size} does not divide the {whole} rollouts of {of}")
   shape = tuple(int(s) for s in config.mesh.shape)
   if len(shape) != 3 or min(shape) < 1:
     raise ValueError(f"config.mesh.shape must be three sizes >= 1 (data, fsdp, tensor), got "

@@ -93,7 +93,7 @@ def test_search_finds_the_largest_size_that_fits_by_bisection():
 
 def test_the_plan_compiles_the_loops_programs_for_two_topologies_offline(monkeypatch):
   """A judged recipe on a tiny Qwen3 shape, v5e-4 and v5p-8 (4 chips each), micro-batched:
-  rollout and learn compile; the resident state is the parameters, AdamW's two moments and a
+  rollout, learn (and evaluation's sampler) compile; the resident state is the parameters, AdamW's two moments and a
   reference in the compute dtype, or without the reference when it waits in host memory
   (mesh.ref_memory_kind=pinned_host, compiled for TPU); no socket is opened on the way."""
   def refuse(*args, **kwargs):
@@ -101,13 +101,16 @@ def test_the_plan_compiles_the_loops_programs_for_two_topologies_offline(monkeyp
   monkeypatch.setattr(socket.socket, "connect", refuse)
   config = tiny_config(micro_batch_size=4, rollout_micro_batch_size=4)
   resident = {}
-  for topology, hbm, ref_memory in (("v5e-4", 16, "device"), ("v5p-8", 95, "pinned_host")):
+  for topology, hbm, ref_memory, evals in (("v5e-4", 16, "device", 0),
+                                           ("v5p-8", 95, "pinned_host", 2)):
     config.mesh.ref_memory_kind = ref_memory
-    plan = make_plan(config, topology, num_prompts=8, max_criteria=3, search=False)
+    plan = make_plan(config, topology, num_prompts=8, max_criteria=3, eval_prompts=evals,
+                     search=False)
     out = plan.to_json()
     assert out["topology"] == topology and out["hbm_gib_per_chip"] == hbm
     assert out["compiled"] is True and out["fits"] is True
-    assert set(out["programs"]) == {"rollout", "learn"}
+    # Evaluation's sampler too, when held-out prompts are given (2 x 2 samples, 4 per call).
+    assert set(out["programs"]) == {"rollout", "learn"} | ({"evaluate"} if evals else set())
     for p in plan.programs:
       parts = (p.resident_gib + p.inputs_gib + p.output_gib + p.temp_gib + p.code_gib)
       assert out["programs"][p.name]["total_gib"] == pytest.approx(parts)

@@ -26,7 +26,7 @@ import time
 import jax
 import jax.numpy as jnp
 
-from focal import sharding
+from focal import evaluation, sampling, sharding
 from focal.batch import Rollouts
 from focal.plan import flops as flops_lib
 from focal.plan.chips import GIB, Slice, devices
@@ -95,12 +95,35 @@ def program_args(run: ShardedRun, setup) -> dict:
           "learn": (state, batch, rollouts, scores, valid)}
 
 
+def evaluate_program(setup, state, eval_rows: int):
+  """(jitted function, abstract args) of one call of evaluation's sampler
+  (`focal.evaluation.sample_rows`): `grpo.rollout_micro_batch_size` rows (all `eval_rows`
+  without it), sampled at eval.temperature, rows split over the batch axes when they divide."""
+  s, c = setup.settings, setup.config.eval
+  rows = min(s.rollout_micro_batch_size or eval_rows, eval_rows)
+  params = state.params
+  rows_sh, cols_sh = evaluation.row_shardings(params, rows)
+  mesh = jax.tree.leaves(params)[0].sharding.mesh
+  rows_sh = rows_sh or sharding.replicated(mesh)
+  cols_sh = cols_sh or sharding.replicated(mesh)
+  width = setup.source.width
+  fn = jax.jit(lambda p, tokens, mask, uniforms: sampling.sample(
+      setup.graphdef, p, tokens, mask, jax.random.key(0), uniforms=uniforms,
+      max_new_tokens=s.max_new_tokens, temperature=c.temperature, eos_id=s.eos_id,
+      pad_id=s.pad_id))
+  args = (params, jax.ShapeDtypeStruct((rows, width), jnp.int32, sharding=rows_sh),
+          jax.ShapeDtypeStruct((rows, width), jnp.bool_, sharding=rows_sh),
+          jax.ShapeDtypeStruct((s.max_new_tokens, rows), jnp.float32, sharding=cols_sh))
+  return fn, args
+
+
 def compile_one(name: str, fn, args, resident: int, host: int, chips: int,
                 decode_steps: int) -> Program:
   """Compiles `fn` on `args`; a program too large for the chip comes back uncompiled."""
   inputs = sum(per_chip_bytes(a, jax.tree.map(lambda x: x.sharding, a)) for a in args[1:])
   start = time.perf_counter()
   traced = fn.trace(*args)
+  total, once = flops_lib.count(traced.jaxpr, _while_trips(traced.jaxpr, decode_steps))
   try:
     compiled = traced.lower().compile()
   except Exception as e:  # XLA raises JaxRuntimeError; keep anything else visible too
@@ -108,20 +131,21 @@ def compile_one(name: str, fn, args, resident: int, host: int, chips: int,
     if "RESOURCE_EXHAUSTED" not in message:
       raise
     need = _sizes(message)
+    # Not compiled: the matmul FLOPs of the jaxpr, split evenly over the chips.
     return Program(name, False, time.perf_counter() - start, resident / GIB, inputs / GIB,
-                   temp_gib=need[0] if need else 0.0, host_gib=host / GIB,
+                   temp_gib=need[0] if need else 0.0, host_gib=host / GIB, flops=total / chips,
                    error=message.strip().splitlines()[0][:300])
   seconds = time.perf_counter() - start
   mem = compiled.memory_analysis()
   cost = compiled.cost_analysis() or {}
   cost = cost[0] if isinstance(cost, list) else cost
-  total, once = flops_lib.count(traced.jaxpr, _while_trips(traced.jaxpr, decode_steps))
+  xla_flops, xla_bytes = (float(cost.get(k, 0.0)) for k in ("flops", "bytes accessed"))
+  # XLA counted each loop body once: scale its figures by the jaxpr's trip-counted ratio.
   scale = total / once if once else 1.0
   output = max(mem.output_size_in_bytes - mem.alias_size_in_bytes, 0)
   return Program(name, True, seconds, resident / GIB, inputs / GIB, output / GIB,
                  mem.temp_size_in_bytes / GIB, mem.generated_code_size_in_bytes / GIB,
-                 host / GIB, total / chips, float(cost.get("bytes accessed", 0.0)) * scale,
-                 float(cost.get("flops", 0.0)), float(cost.get("bytes accessed", 0.0)))
+                 host / GIB, xla_flops * scale, xla_bytes * scale, xla_flops, xla_bytes)
 
 
 def _while_trips(jaxpr, decode_steps: int) -> float:
@@ -136,8 +160,10 @@ def _sizes(message: str) -> list[float]:
 
 
 def compile_programs(config, spec: Slice, num_prompts: int, max_criteria: int,
-                     only: tuple = ()) -> tuple[list[Program], dict]:
-  """Every program the loop runs for `config` on `spec`, compiled; and facts about the run."""
+                     eval_rows: int = 0, only: tuple = (), log=lambda s: None
+                     ) -> tuple[list[Program], dict]:
+  """Every program the loop runs for `config` on `spec`, compiled (evaluation's sampler too
+  when `eval_rows` > 0: held-out prompts x samples); and facts about the run."""
   shape = tuple(int(s) for s in config.mesh.shape)
   if math.prod(shape) != spec.chips:
     raise ValueError(f"config.mesh.shape={shape} has {math.prod(shape)} devices; {spec.name} "
@@ -150,9 +176,18 @@ def compile_programs(config, spec: Slice, num_prompts: int, max_criteria: int,
   resident = per_chip_bytes(setup.state, state_sh)
   host = per_chip_bytes(setup.state, state_sh, "pinned_host")
   args = program_args(run, setup)
-  programs = [compile_one(name, fn, args[name], resident, host, spec.chips,
-                          setup.settings.max_new_tokens)
-              for name, fn in run.programs().items() if not only or name in only]
+  programs, jitted = [], dict(run.programs())
+  if eval_rows:
+    jitted["evaluate"], args["evaluate"] = evaluate_program(setup, args["rollout"][0], eval_rows)
+  for name, fn in jitted.items():
+    if only and name not in only:
+      continue
+    log(f"  compiling {name} ...")
+    programs.append(compile_one(name, fn, args[name], resident, host, spec.chips,
+                                setup.settings.max_new_tokens))
+    p = programs[-1]
+    log(f"  {name}: {'compiled' if p.compiled else 'refused'} in {p.compile_s:.0f} s, "
+        f"{p.total_gib:.2f} GiB per chip")
   facts = {"mesh": shape, "batch_shards": shape[0] * shape[1],
            "prompts": setup.source.batch_size, "prompt_tokens": setup.source.width,
            "rollouts": setup.source.batch_size * setup.settings.group_size,

@@ -20,6 +20,7 @@ from focal.plan.programs import Program
 HEADROOM = 0.1
 # Each program's micro-batch setting (grpo.<field>), and the rollouts it divides.
 KNOBS = {"learn": ("micro_batch_size",), "rollout": ("rollout_micro_batch_size",),
+         "evaluate": ("rollout_micro_batch_size",),
          "train": ("micro_batch_size", "rollout_micro_batch_size")}
 
 
@@ -94,7 +95,7 @@ class Plan:
           f"{p.temp_gib:.2f} | {p.code_gib:.3f} | {total} | "
           f"{'yes' if self.program_fits(p) else 'NO'} | {p.compile_s:.0f} | "
           + (f"{p.flops / 1e12:.1f} | {p.bytes_accessed / 1e9:.1f} | {seconds:.2f} ({bound}) |"
-             if p.compiled else "- | - | - |"))
+             if p.compiled else f"{p.flops / 1e12:.1f} | - | >= {seconds:.2f} (compute) |"))
     lines.append("")
     for p in self.programs:
       if not self.program_fits(p):
