@@ -65,8 +65,31 @@ def make_mesh(shape: Sequence[int], devices: Sequence[jax.Device] | None = None)
   devices = list(devices)
   if n != len(devices):
     raise ValueError(f"mesh shape {shape} needs {n} devices, have {len(devices)}")
-  return jax.make_mesh(shape, AXES, axis_types=(jax.sharding.AxisType.Auto,) * len(AXES),
-                       devices=devices)
+  auto = (jax.sharding.AxisType.Auto,) * len(AXES)
+  processes = len({d.process_index for d in devices})
+  if processes == 1:
+    return jax.make_mesh(shape, AXES, axis_types=auto, devices=devices)
+  return jax.sharding.Mesh(_per_process_devices(shape, devices, processes), AXES,
+                           axis_types=auto)
+
+
+def _per_process_devices(shape, devices, processes: int):
+  """The mesh's device array with each process's devices one contiguous block of batch rows.
+
+  jax.make_mesh orders a TPU slice's chips for its torus; over several hosts (a v5p-16's 8
+  chips on 2 hosts) that interleaves the hosts along `fsdp`, so a process's rows would not be
+  contiguous and each process could not feed only its own rows (focal.distributed). Processes
+  go along `data`, then `fsdp`; within a process the chips keep jax's torus-aware order.
+  """
+  from jax.experimental import mesh_utils
+  data = math.gcd(shape[0], processes)
+  fsdp = processes // data
+  if shape[1] % fsdp:
+    raise ValueError(f"mesh shape {shape}: {processes} processes must split data x fsdp into "
+                     f"equal blocks of rows (data x fsdp a multiple of {processes})")
+  dcn = (data, fsdp, 1)
+  ici = tuple(s // d for s, d in zip(shape, dcn))
+  return mesh_utils.create_hybrid_device_mesh(ici, dcn, devices, process_is_granule=True)
 
 
 def abstract_mesh(shape: Sequence[int]) -> jax.sharding.AbstractMesh:

@@ -153,6 +153,9 @@ def search_sizes(config, program: str, plan: Plan, compile_fn) -> dict:
     return plan.program_fits(compile_fn(with_settings(config, **{k: size for k in knobs}),
                                         program))
 
-  sizes = candidates(math.gcd(*(total[k] for k in knobs)), plan.facts["batch_shards"])
+  whole = math.gcd(*(total[k] for k in knobs))
+  # Only sizes below the one that did not fit (0 means the whole batch at once).
+  current = min(config.grpo.get(k, 0) or total[k] for k in knobs)
+  sizes = [s for s in candidates(whole, plan.facts["batch_shards"]) if s < current]
   best = largest_fitting(sizes, fits)
   return {k: best for k in knobs}
