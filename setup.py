@@ -35,6 +35,9 @@ setup(
     "hf": HF,
     # Accelerators: the jax builds that bring libtpu or the CUDA plugins.
     "tpu": ["jax[tpu]>=0.10.2"],
+    # experiments.plan: compiling for TPU slices on a machine without one needs libtpu, the
+    # one that matches the installed jax exactly (jax[tpu]==X pins it); CI installs it.
+    "plan": ["jax[tpu]==0.10.2"],
     "cuda": ["jax[cuda12]>=0.10.2"],
     # Experiment tracking (config.log.wandb).
     "wandb": ["wandb>=0.31"],

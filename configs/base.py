@@ -82,6 +82,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   c.mesh = ml_collections.ConfigDict()
   c.mesh.shape = (1, 1, 1)  # devices along (data, fsdp, tensor); product must equal the device count
+  c.mesh.ref_memory_kind = "device"  # where the reference policy (beta > 0) waits between steps: device|pinned_host (host memory)
 
   c.log = ml_collections.ConfigDict()  # where rows go besides metrics.jsonl and tb/
   c.log.wandb = ml_collections.ConfigDict()  # Weights & Biases (focal.tracking)

@@ -19,15 +19,22 @@ A save killed while in flight leaves a `<step>.orbax-checkpoint-tmp-*` folder;
 orbax never lists it as a step, so the restore takes the newest complete step
 before it. The trainer (`cleanup_tmp`) deletes such folders when it opens the
 directory; readers leave them, since one may be a live trainer's save.
+
+A target may leave out (None) a top-level field that a checkpoint holds: the reference policy,
+which a run with grpo.beta = 0 no longer stores, while checkpoints written before that change
+hold one. That field is not read (a partial restore). The other way round, a checkpoint lacking a
+field the target needs, is an error naming the field.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import warnings
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+from etils import epath
 
 CORRUPT_SUFFIX = ".corrupt"
 
@@ -122,10 +129,30 @@ class Checkpointer:
       return None
 
   def _restore_step(self, step: int, abstract):
+    state_args = ocp.args.StandardRestore(abstract)
+    if self._skipped_fields(step, abstract):
+      with_sharding = jax.tree.map(_with_default_sharding, abstract)
+      state_args = ocp.args.PyTreeRestore(
+          with_sharding, restore_args=ocp.checkpoint_utils.construct_restore_args(with_sharding),
+          partial_restore=True)
     restored = self._manager.restore(
-        step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract),
-                                      meta=ocp.args.JsonRestore()))
+        step, args=ocp.args.Composite(state=state_args, meta=ocp.args.JsonRestore()))
     return restored.state, restored.meta
+
+  def _skipped_fields(self, step: int, abstract) -> list[str]:
+    """Top-level fields that checkpoint `step` holds and the target leaves out (None)."""
+    target = _fields(abstract)
+    if not dataclasses.is_dataclass(abstract) or not target:
+      return []
+    path = epath.Path(os.path.join(self.directory, str(step), "state"))
+    stored = ocp.StandardCheckpointHandler().metadata(path).tree
+    lacking = [k for k, v in target.items()
+               if jax.tree.leaves(v) and k in stored and stored[k] is None]
+    if lacking:
+      raise ValueError(f"checkpoint step {step} holds no {', '.join(lacking)} (a run that did not "
+                       f"keep it, e.g. the reference policy with grpo.beta = 0) but the target "
+                       f"needs it")
+    return [k for k, v in target.items() if v is None and stored.get(k) is not None]
 
   def _set_aside(self, steps: list[int]) -> None:
     """Renames damaged step folders out of orbax's sight, so those steps can be saved again."""
@@ -151,6 +178,20 @@ class Checkpointer:
   def close(self) -> None:
     self._manager.wait_until_finished()
     self._manager.close()
+
+
+def _fields(tree) -> dict:
+  """A dataclass's or dict's top-level fields by name ({} for anything else)."""
+  if dataclasses.is_dataclass(tree):
+    return {f.name: getattr(tree, f.name) for f in dataclasses.fields(tree)}
+  return dict(tree) if isinstance(tree, dict) else {}
+
+
+def _with_default_sharding(x):
+  if isinstance(x, jax.ShapeDtypeStruct) and x.sharding is None:
+    return jax.ShapeDtypeStruct(x.shape, x.dtype,
+                                sharding=jax.sharding.SingleDeviceSharding(jax.devices()[0]))
+  return x
 
 
 def _first_line(error: Exception) -> str:

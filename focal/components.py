@@ -27,7 +27,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from focal import advantages, aggregators, policy, tracking
+from focal import advantages, aggregators, policy, sharding, tracking
 from focal.aggregators import prompt_state
 from focal.data import sources as data_sources
 from focal.graders.judge.config import check_blocks as check_judge_blocks
@@ -181,6 +181,7 @@ def validate(config) -> None:
                      f"set it to 0 for data.source={d.source}")
   _check_schedule(config)
   _check_batch(config)
+  _check_precision(config)
   optimizer(config)
   pitfall_mode(config)
   tracking.validate(config)
@@ -203,6 +204,19 @@ def _check_schedule(config) -> None:
                      f"{e.num_samples} and {e.temperature}")
 
 
+def _check_precision(config) -> None:
+  """bfloat16 parameters lose small updates: a weight w moves only by steps of at least about
+  |w| 2^-9, and an AdamW step is about the learning rate. At lr 1e-6, 2% of N(0, 0.02) weights
+  move at all (88% at 1e-4); the optimizer's own sums are float32 either way."""
+  lr = config.optimizer.learning_rate
+  if (policy.model_fields(config)["param_dtype"] == "bfloat16" and isinstance(lr, float)
+      and lr < 1e-4):
+    warnings.warn(f"model.param_dtype=bfloat16 with optimizer.learning_rate={lr:g}: most "
+                  "updates round away in bfloat16 weights (2% of N(0, 0.02) weights move at "
+                  "1e-6); keep param_dtype=float32 to train, or raise the learning rate",
+                  stacklevel=3)
+
+
 def _check_batch(config) -> None:
   """The GRPO settings, and every batch dimension against the mesh, before anything is built."""
   settings = grpo_settings(config, eos_id=None, pad_id=0)
@@ -213,10 +227,20 @@ def _check_batch(config) -> None:
   if n % settings.num_minibatches:
     raise ValueError(f"grpo.num_minibatches={settings.num_minibatches} does not divide the "
                      f"{n} rollouts of a step (data.prompts_per_step x grpo.group_size)")
+  mini = n // settings.num_minibatches
+  for field, size, whole, of in (
+      ("micro_batch_size", settings.micro_batch_size, mini, "a mini-batch"),
+      ("rollout_micro_batch_size", settings.rollout_micro_batch_size, n, "a step")):
+    if size and whole % size:
+      raise ValueError(f"grpo.{field}={size} does not divide the {whole} rollouts of {of}")
   shape = tuple(int(s) for s in config.mesh.shape)
   if len(shape) != 3 or min(shape) < 1:
     raise ValueError(f"config.mesh.shape must be three sizes >= 1 (data, fsdp, tensor), got "
                      f"{shape}")
+  kind = config.mesh.get("ref_memory_kind", "device")
+  if kind not in sharding.REF_MEMORY_KINDS:
+    raise ValueError(f"config.mesh.ref_memory_kind must be one of {sharding.REF_MEMORY_KINDS}, "
+                     f"got {kind!r}")
   n_dev, found = int(np.prod(shape)), jax.device_count()
   if n_dev > found or (n_dev < found and jax.process_count() > 1):
     raise ValueError(f"config.mesh.shape={shape} needs {n_dev} devices, found {found}"
@@ -239,6 +263,37 @@ def check_batch_fits(config, source) -> None:
     raise ValueError(f"config.data.prompts_per_step={b} is larger than the training set ({n} "
                      f"prompts in {where}): a step would repeat prompts within its batch; use "
                      f"at most {n}, or more training prompts")
+
+
+def batch_shards(config) -> int:
+  """The devices a step's rows are split over: data x fsdp of `mesh.shape`."""
+  shape = tuple(int(x) for x in config.mesh.shape)
+  return shape[0] * shape[1]
+
+
+def reference_fields(config, settings: GRPOSettings) -> dict:
+  """How the run keeps its reference policy: not at all with beta = 0 (nothing reads it), else
+  in the compute dtype (the reference pass casts its weights to it anyway)."""
+  return {"reference": settings.beta > 0, "ref_dtype": policy.model_fields(config)["dtype"]}
+
+
+def run_engine(config, graphdef, settings: GRPOSettings, grader):
+  """(optimizer, aggregator, engine) of a run whose grader stage is `grader`."""
+  tx = optimizer(config)
+  aggregator = make_aggregator(config)
+  estimator, estimator_hparams = estimator_spec(config)
+  engine = make_engine(graphdef, tx, aggregator, settings, estimator=estimator,
+                       grader=grader.fn if grader.fused else None,
+                       estimator_hparams=estimator_hparams, batch_shards=batch_shards(config))
+  return tx, aggregator, engine
+
+
+def initial_state(config, settings: GRPOSettings, params, tx, aggregator, num_prompts: int,
+                  max_criteria: int):
+  """The run's first TrainState (works under jax.eval_shape on abstract parameters)."""
+  return init_train_state(params, tx, aggregator, num_prompts=num_prompts,
+                          max_criteria=max_criteria, rng=jax.random.key(config.seed + 1),
+                          **reference_fields(config, settings))
 
 
 @dataclasses.dataclass
@@ -268,14 +323,9 @@ def build(config, progress: bool = True, width: int | None = None, mesh=None) ->
   graphdef, params, losses = policy.init_policy(config, source, settings.max_new_tokens, mesh,
                                                 progress)
   grader = make_grader(config, source)
-  tx = optimizer(config)
-  aggregator = make_aggregator(config)
-  estimator, estimator_hparams = estimator_spec(config)
-  engine = make_engine(graphdef, tx, aggregator, settings, estimator=estimator,
-                       grader=grader.fn if grader.fused else None,
-                       estimator_hparams=estimator_hparams)
-  state = init_train_state(params, tx, aggregator, num_prompts=source.num_prompts,
-                           max_criteria=source.max_criteria, rng=jax.random.key(config.seed + 1))
+  tx, aggregator, engine = run_engine(config, graphdef, settings, grader)
+  state = initial_state(config, settings, params, tx, aggregator, source.num_prompts,
+                        source.max_criteria)
   prompt_state.check_prompt_ids(state.agg_state, source.train_rubric.prompt_ids)
   return Setup(config, source, graphdef, engine, state, settings, losses, grader,
                eval_grader(config, source, grader))

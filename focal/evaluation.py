@@ -38,6 +38,37 @@ def eval_key(config) -> jax.Array:
   return jax.random.key(config.seed + 2)
 
 
+def sample_rows(graphdef, params, tokens, mask, rng, rows_per_call: int = 0, **kw):
+  """`sampling.sample` over N held-out rows, `rows_per_call` at a time (0: all at once), as
+  the training rollouts are (grpo.rollout_micro_batch_size): 500 prompts x 5 samples would
+  hold one KV cache for all of them. Each row draws from its column of one draw of uniforms,
+  so the tokens do not depend on the chunking; on a mesh (sharded params) each chunk's rows
+  are split over the batch axes like a step's. Returns the SampleOutput as numpy arrays."""
+  n = tokens.shape[0]
+  if not rows_per_call or rows_per_call >= n:
+    return jax.device_get(sampling.sample(graphdef, params, tokens, mask, rng, **kw))
+  uniforms = np.asarray(sampling.draw_uniforms(rng, kw["max_new_tokens"], n))
+  rows_sh, cols_sh = row_shardings(params, rows_per_call)
+  outs = []
+  for start in range(0, n, rows_per_call):
+    idx = np.arange(start, start + rows_per_call) % n  # the last call is padded, then cut
+    put = lambda x, sh: x if sh is None else jax.device_put(x, sh)
+    outs.append(jax.device_get(sampling.sample(
+        graphdef, params, put(tokens[idx], rows_sh), put(mask[idx], rows_sh), rng,
+        uniforms=put(uniforms[:, idx], cols_sh), **kw)))
+  return sampling.SampleOutput(*(np.concatenate(parts)[:n] for parts in zip(*outs)))
+
+
+def row_shardings(params, rows: int):
+  """(rows over the batch axes, [L, rows] columns likewise) on params' mesh, or (None, None)."""
+  from jax.sharding import NamedSharding, PartitionSpec as P
+  from focal import sharding
+  sh = getattr(jax.tree.leaves(params)[0], "sharding", None)
+  if not isinstance(sh, NamedSharding) or rows % sharding.batch_size_multiple(sh.mesh):
+    return None, None
+  return sharding.batch_dim_sharding(sh.mesh), NamedSharding(sh.mesh, P(None, sharding.BATCH_AXES))
+
+
 def evaluate(setup: components.Setup, params, rng, *, greedy: bool, num_samples: int = 1,
              temperature: float = 1.0, step: int = 0) -> dict:
   """METHODS §7 metrics of responses to the held-out prompts (flat, unprefixed keys).
@@ -48,10 +79,11 @@ def evaluate(setup: components.Setup, params, rng, *, greedy: bool, num_samples:
   source = setup.source
   tokens, mask = source.eval_prompts
   g = 1 if greedy else num_samples
-  rep = lambda a: jnp.asarray(np.repeat(np.asarray(a), g, axis=0))
-  out = sampling.sample(setup.graphdef, params, rep(tokens), rep(mask), rng,
-                        max_new_tokens=setup.settings.max_new_tokens, temperature=temperature,
-                        eos_id=setup.settings.eos_id, pad_id=setup.settings.pad_id, greedy=greedy)
+  rep = lambda a: np.repeat(np.asarray(a), g, axis=0)
+  out = sample_rows(setup.graphdef, params, rep(tokens), rep(mask), rng,
+                    setup.settings.rollout_micro_batch_size,
+                    max_new_tokens=setup.settings.max_new_tokens, temperature=temperature,
+                    eos_id=setup.settings.eos_id, pad_id=setup.settings.pad_id, greedy=greedy)
   n = source.size("eval")
   scores, valid, stats = setup.eval_grader.score("eval", range(n), out.tokens, out.mask, g,
                                                  pitfall_mode="signed")

@@ -73,6 +73,10 @@ class HostGradedStep:
     self._rows = rows
     self._pending = None  # (t, batch, rows, rollouts) sampled ahead under overlap
 
+  def programs(self) -> dict:
+    """The jitted programs of a step, by name (focal.plan compiles exactly these)."""
+    return {"rollout": self._rollout, "learn": self._learn}
+
   def _sample(self, state, t):
     batch, idx = self.batch_fn(t)
     rng, rollouts = self._rollout(state, batch)

@@ -30,11 +30,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from focal import aggregators, grpo, nonfinite, sampling
+from focal import aggregators, grpo, microbatch, nonfinite, sampling
 from focal.advantages import make_estimator
 from focal.batch import PromptBatch, Rollouts
-from focal.models.transformer import grouped_response_logprobs, token_logprobs
 from focal.metrics.step import clipped_ratio, step_metrics, token_mean  # noqa: F401  (public)
+from focal.update import policy_update, response_logprobs  # noqa: F401  (public)
 
 
 @flax.struct.dataclass
@@ -43,7 +43,7 @@ class TrainState:
   step: Any
   params: Any          # policy parameters (nnx.State)
   opt_state: Any
-  ref_params: Any      # frozen reference for the KL term
+  ref_params: Any      # frozen reference for the KL term; None when beta = 0 (not stored)
   agg_state: Any       # the aggregator's state (POW3R factors, Focal EMA, ...)
   rng: Any
 
@@ -53,13 +53,15 @@ class GRPOSettings:
   """Hyper-parameters of one GRPO iteration (METHODS §1)."""
   group_size: int = 8                 # G rollouts per prompt
   max_new_tokens: int = 32            # response length cap
-  temperature: float = 1.0            # sampling temperature
+  temperature: float = 1.0            # sampling temperature; the loss scores log_softmax(logits / T)
   top_k: int = 0                      # 0 disables
   top_p: float = 1.0                  # 1 disables
   eos_id: int | tuple | None = None   # stop token(s): a chat model may end a turn on several
   pad_id: int = 0                     # fills responses after EOS
   mu: int = 1                         # passes over each rollout batch
-  num_minibatches: int = 1            # mini-batches per pass (N must divide evenly)
+  num_minibatches: int = 1            # mini-batches per pass (N must divide evenly): optimizer steps
+  micro_batch_size: int = 0           # rollouts per forward/backward, gradients summed over them (0 = a mini-batch)
+  rollout_micro_batch_size: int = 0   # rollouts per sampler call (0 = all N at once)
   eps_low: float = 0.2                # clip range below 1
   eps_high: float = 0.2               # clip range above 1
   beta: float = 0.0                   # k3 KL weight
@@ -75,6 +77,9 @@ class GRPOSettings:
         ("top_p", 0 < self.top_p <= 1, "in (0, 1] (1 disables)"),
         ("mu", self.mu >= 1, ">= 1"),
         ("num_minibatches", self.num_minibatches >= 1, ">= 1"),
+        ("micro_batch_size", self.micro_batch_size >= 0, ">= 0 (0: one pass per mini-batch)"),
+        ("rollout_micro_batch_size", self.rollout_micro_batch_size >= 0,
+         ">= 0 (0: every rollout at once)"),
         ("eps_low", 0 <= self.eps_low < 1, "in [0, 1)"),
         ("eps_high", self.eps_high >= 0, ">= 0"),
         ("beta", self.beta >= 0, ">= 0")):
@@ -86,13 +91,24 @@ class GRPOSettings:
     nonfinite.check_mode(self.nonfinite)
 
 
+MU_DTYPES = ("float32", "bfloat16")
+
+
 def make_optimizer(learning_rate: float = 1e-4, grad_clip: float = 0.5,
-                   weight_decay: float = 0.0, b1: float = 0.9, b2: float = 0.999):
-  """POW3R's recipe: grad-norm clip then AdamW with a constant learning rate."""
+                   weight_decay: float = 0.0, b1: float = 0.9, b2: float = 0.999,
+                   mu_dtype: str = "float32"):
+  """POW3R's recipe: grad-norm clip then AdamW with a constant learning rate.
+
+  mu_dtype: AdamW's first moment (bfloat16 halves its memory). The second moment stays float32
+  (`init_train_state` builds the moments on float32 parameters): in bfloat16, nu's step
+  (1 - b2) g^2 = 0.001 g^2 is below half its 2^-8 spacing and would be rounded away.
+  """
   checks = (("learning_rate", lambda x: x > 0 and math.isfinite(x), "a finite number > 0"),
             ("grad_clip", lambda x: x > 0, "> 0"),
             ("weight_decay", lambda x: 0 <= x < math.inf, "a finite number >= 0"),
             ("b1", lambda x: 0 <= x < 1, "in [0, 1)"), ("b2", lambda x: 0 <= x < 1, "in [0, 1)"))
+  if mu_dtype not in MU_DTYPES:
+    raise ValueError(f"optimizer.mu_dtype must be one of {MU_DTYPES}, got {mu_dtype!r}")
   values = dict(learning_rate=learning_rate, grad_clip=grad_clip, weight_decay=weight_decay,
                 b1=b1, b2=b2)
   for field, ok, rule in checks:
@@ -102,26 +118,51 @@ def make_optimizer(learning_rate: float = 1e-4, grad_clip: float = 0.5,
     if isinstance(value, (int, float)) and not ok(value):
       raise ValueError(f"optimizer.{field} must be {rule}, got {value!r}")
   return optax.chain(optax.clip_by_global_norm(grad_clip),
-                     optax.adamw(learning_rate, b1=b1, b2=b2, weight_decay=weight_decay))
+                     optax.adamw(learning_rate, b1=b1, b2=b2, weight_decay=weight_decay,
+                                 mu_dtype=jnp.dtype(mu_dtype)))
 
 
 def init_train_state(params, tx, aggregator: aggregators.Aggregator, num_prompts: int,
-                     max_criteria: int, rng) -> TrainState:
-  """A fresh state; the reference policy is a frozen copy of the initial policy."""
-  return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
-                    ref_params=jax.tree.map(jnp.copy, params),
+                     max_criteria: int, rng, *, reference: bool = True,
+                     ref_dtype: str | None = None) -> TrainState:
+  """A fresh state. The optimizer's moments are built on float32 parameters (see
+  `make_optimizer`); the reference policy is a frozen copy of the initial policy in `ref_dtype`
+  (None: the parameters' own), or not stored (None) without `reference` (beta = 0 never reads it).
+  """
+  f32 = lambda p: p.astype(jnp.float32) if jnp.issubdtype(p.dtype, jnp.floating) else p
+  ref = None
+  if reference:
+    ref = jax.tree.map(jnp.copy if ref_dtype is None else lambda p: p.astype(ref_dtype), params)
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                    opt_state=tx.init(jax.tree.map(f32, params)), ref_params=ref,
                     agg_state=aggregator.init(num_prompts, max_criteria), rng=rng)
 
 
-def response_logprobs(graphdef, params, prompt_tokens, prompt_mask, rollouts: Rollouts, *,
-                      with_entropy: bool = False):
-  """[N, L] log-probs (temperature 1) of each generated token given its prefix; with_entropy:
-  also the [N, L] entropy of the policy at each of those positions."""
-  tokens = jnp.concatenate([prompt_tokens, rollouts.tokens], axis=1)
-  mask = jnp.concatenate([prompt_mask, rollouts.mask], axis=1)
-  out = token_logprobs(graphdef, params, tokens, mask, with_entropy=with_entropy)
-  response = lambda x: x[:, prompt_tokens.shape[1] - 1:]
-  return tuple(map(response, out)) if with_entropy else response(out)
+def sample_rollouts(graphdef, params, batch: PromptBatch, rng, s: GRPOSettings,
+                    batch_shards: int = 1) -> Rollouts:
+  """G rollouts per prompt, `s.rollout_micro_batch_size` rollouts per sampler call (chunks of
+  `focal.microbatch`). Every chunk takes its rows' slices of one draw of uniforms, so the tokens do not depend
+  on the chunking (up to float rounding that moves a CDF boundary across a uniform)."""
+  kw = dict(max_new_tokens=s.max_new_tokens, temperature=s.temperature, top_k=s.top_k,
+            top_p=s.top_p, eos_id=s.eos_id, pad_id=s.pad_id)
+  b, g = batch.tokens.shape[0], s.group_size
+  size = s.rollout_micro_batch_size or b * g
+  lay = microbatch.layout(b, g, size, "grpo.rollout_micro_batch_size", batch_shards)
+  if lay.chunks == 1:
+    out = sampling.sample(graphdef, params, batch.tokens, batch.mask, rng, group_size=g, **kw)
+    return Rollouts(out.tokens, out.mask)
+  uniforms = sampling.draw_uniforms(rng, s.max_new_tokens, b * g).T  # [N, L]
+
+  def chunk(x):
+    tokens, mask, u = x
+    out = sampling.sample(graphdef, params, tokens, mask, rng, uniforms=u.T,
+                          group_size=lay.rows, **kw)
+    return out.tokens, out.mask
+
+  out = jax.lax.map(chunk, (microbatch.split_prompts(batch.tokens, lay),
+                            microbatch.split_prompts(batch.mask, lay),
+                            microbatch.split_rows(uniforms, lay)))
+  return Rollouts(*(microbatch.merge_rows(x, lay) for x in out))
 
 
 def _repeat_prompts(batch: PromptBatch, g: int):
@@ -138,7 +179,7 @@ class Engine(NamedTuple):
 
 def make_engine(graphdef, tx, aggregator: aggregators.Aggregator, settings: GRPOSettings,
                 estimator: str | Callable = "grpo", grader: Callable | None = None,
-                estimator_hparams: dict | None = None) -> Engine:
+                estimator_hparams: dict | None = None, batch_shards: int = 1) -> Engine:
   """Builds pure (unjitted) step functions; jit them with the shardings you need.
 
   Args:
@@ -148,6 +189,8 @@ def make_engine(graphdef, tx, aggregator: aggregators.Aggregator, settings: GRPO
     settings: GRPOSettings.
     estimator: an advantage estimator name from `focal.advantages` or the function itself.
     grader: programmatic grader `(features, response, response_mask) -> scores [N, K]`.
+    batch_shards: the devices the batch's rows are split over (data x fsdp): micro-batches take
+      rows from each alike (`focal.microbatch`). Only speed and memory depend on it.
   """
   s = settings
   estimate = (make_estimator(estimator, **(estimator_hparams or {}))
@@ -155,11 +198,8 @@ def make_engine(graphdef, tx, aggregator: aggregators.Aggregator, settings: GRPO
 
   def rollout_step(state: TrainState, batch: PromptBatch):
     rng, sample_rng = jax.random.split(state.rng)
-    out = sampling.sample(graphdef, state.params, batch.tokens, batch.mask, sample_rng,
-                          max_new_tokens=s.max_new_tokens, temperature=s.temperature,
-                          top_k=s.top_k, top_p=s.top_p, eos_id=s.eos_id, pad_id=s.pad_id,
-                          group_size=s.group_size)
-    return state.replace(rng=rng), Rollouts(out.tokens, out.mask)
+    return state.replace(rng=rng), sample_rollouts(graphdef, state.params, batch, sample_rng, s,
+                                                   batch_shards)
 
   def learn_step(state: TrainState, batch: PromptBatch, rollouts: Rollouts, scores, valid):
     b, g = batch.tokens.shape[0], s.group_size
@@ -169,7 +209,7 @@ def make_engine(graphdef, tx, aggregator: aggregators.Aggregator, settings: GRPO
     advantages, adv_metrics = estimate(rewards, scores, valid, batch.rubric)
     rng, perm_rng = jax.random.split(state.rng)
     params, opt_state, inner = policy_update(graphdef, tx, s, state, batch, rollouts,
-                                             advantages.reshape(b * g), perm_rng)
+                                             advantages.reshape(b * g), perm_rng, batch_shards)
     bad = nonfinite.nonfinite_code(rewards, advantages, inner["loss"], inner["grad_norm"], params)
     if s.nonfinite == "skip_update":
       params, opt_state, agg_state = nonfinite.keep_if(
@@ -191,63 +231,3 @@ def make_engine(graphdef, tx, aggregator: aggregators.Aggregator, settings: GRPO
     return learn_step(state, batch, rollouts, scores, jnp.ones(scores.shape, bool))
 
   return Engine(rollout_step, learn_step, train_step)
-
-
-def policy_update(graphdef, tx, s: GRPOSettings, state: TrainState, batch: PromptBatch,
-                  rollouts: Rollouts, adv, perm_rng):
-  """`mu` passes of mini-batch updates of the clipped GRPO loss on the rollouts, whose
-  advantages are `adv` [N]: returns (params, opt_state, per-update metrics)."""
-  b, g = batch.tokens.shape[0], s.group_size
-  n = b * g
-  prompt_tokens, prompt_mask, _ = _repeat_prompts(batch, g)
-
-  def logp_of(params, idx, with_entropy=False):
-    if idx is None:  # every row in order: each prompt runs once for its whole group
-      return grouped_response_logprobs(graphdef, params, batch.tokens, batch.mask,
-                                       rollouts.tokens, rollouts.mask, g,
-                                       with_entropy=with_entropy)
-    return response_logprobs(graphdef, params, prompt_tokens[idx], prompt_mask[idx],
-                             Rollouts(*(x[idx] for x in rollouts)), with_entropy=with_entropy)
-
-  rows = lambda x, idx: x if idx is None else x[idx]
-  # With one pass over one mini-batch the policy that sampled is the one being
-  # updated: its log-probs are the loss's own forward (stopped), which saves a
-  # whole forward pass over the rollouts. That one mini-batch is every row, in order
-  # (a shuffle would only change the summation order), so it shares prompts too.
-  single_pass = s.mu == 1 and s.num_minibatches == 1
-  old_logp = None if single_pass else jax.lax.stop_gradient(logp_of(state.params, None))
-  ref_logp = jax.lax.stop_gradient(logp_of(state.ref_params, None)) if s.beta else None
-  num_tokens = jnp.sum(rollouts.mask).astype(jnp.float32)
-
-  def loss_fn(params, idx):
-    # The entropy comes from the loss's own log-softmax: a diagnostic (aux), not in the loss.
-    logp, entropy = logp_of(params, idx, with_entropy=True)
-    old = jax.lax.stop_gradient(logp) if single_pass else rows(old_logp, idx)
-    mask = rows(rollouts.mask, idx)
-    loss, metrics = grpo.grpo_loss(
-        logp, old, old if ref_logp is None else rows(ref_logp, idx), rows(adv, idx),
-        mask, eps_low=s.eps_low, eps_high=s.eps_high, beta=s.beta,
-        loss_aggregation=s.loss_aggregation, max_len=s.max_new_tokens,
-        # Each mini-batch carries its share of the batch's tokens, so token_mean
-        # over mini-batches weighs every token of the rollout batch alike.
-        num_tokens=num_tokens / s.num_minibatches)
-    metrics["entropy"] = token_mean(jax.lax.stop_gradient(entropy), mask)
-    return loss, metrics
-
-  def minibatch_update(carry, idx):
-    params, opt_state = carry
-    (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, idx)
-    updates, opt_state = tx.update(grads, opt_state, params)
-    params = optax.apply_updates(params, updates)
-    return (params, opt_state), {**metrics, "grad_norm": optax.global_norm(grads)}
-
-  if n % s.num_minibatches:
-    raise ValueError(f"{n} rollouts do not split into {s.num_minibatches} mini-batches")
-  if single_pass:
-    (params, opt_state), inner = minibatch_update((state.params, state.opt_state), None)
-  else:
-    perms = jax.vmap(lambda k: jax.random.permutation(k, n))(jax.random.split(perm_rng, s.mu))
-    order = perms.reshape(s.mu * s.num_minibatches, n // s.num_minibatches)
-    (params, opt_state), inner = jax.lax.scan(minibatch_update,
-                                              (state.params, state.opt_state), order)
-  return params, opt_state, inner

@@ -30,7 +30,8 @@ class ShardedRun:
     self.mesh_shape = tuple(config.mesh.shape)
     self.mesh = mesh or sharding.make_mesh(self.mesh_shape)
     self.source = setup.source
-    self.state_sh = sharding.state_shardings(setup.state, self.mesh)
+    self.state_sh = sharding.state_shardings(setup.state, self.mesh,
+                                             ref_memory_kind=ref_memory_kind(config))
     self.batch_size = config.data.prompts_per_step
     # Every process builds the same global batch (a pure function of the step) and
     # feeds only its own rows; one process feeds them all.
@@ -48,6 +49,11 @@ class ShardedRun:
           setup, self.mesh, self.state_sh, self.batch_sh, self.batch,
           max_invalid_frac=judge.max_invalid_frac if judge is not None else 0.0,
           overlap=bool(config.grader.get("overlap", False)))
+
+  def programs(self) -> dict:
+    """The jitted programs `step` calls, by name: 'train' (an in-jit grader), or 'rollout'
+    and 'learn' around a host grader (focal.plan compiles exactly these)."""
+    return {"train": self._fused} if self._host is None else self._host.programs()
 
   def restore_target(self, state):
     # The restore target carries the shardings, so restored arrays land on the mesh.
@@ -95,7 +101,8 @@ class StackedSeeds:
     self.sources = [s.source for s in setups]
     self.num_seeds = len(setups)
     self.batch_size = config.data.prompts_per_step
-    self.seed_sh = sharding.state_shardings(setups[0].state, self.mesh)
+    self.seed_sh = sharding.state_shardings(setups[0].state, self.mesh,
+                                            ref_memory_kind=ref_memory_kind(config))
     self.state_sh = seed_axis(self.seed_sh)
     self.rows = distributed.process_rows(sharding.batch_dim_sharding(self.mesh), self.batch_size)
     first, _ = self.sources[0].batch(0)
@@ -132,6 +139,11 @@ class StackedSeeds:
 
   def take(self, tree, i: int):
     return _take(tree, i)
+
+
+def ref_memory_kind(config) -> str:
+  """Where the reference policy waits between uses (configs/base.py `mesh.ref_memory_kind`)."""
+  return config.mesh.get("ref_memory_kind", "device")
 
 
 def seed_axis(shardings):

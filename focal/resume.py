@@ -20,7 +20,8 @@ import os
 # Fields a resumed run may change: they decide how long it trains, what it logs and where, and
 # how it reaches its judge, not the trajectory. Every other field must equal the saved config.
 RESUMABLE = ("total_steps", "eval_every", "log_every", "checkpoint_every", "keep_checkpoints",
-             "vmap_seeds", "mesh.shape", "eval.", "log.", "warm_start.cache_dir",
+             "vmap_seeds", "mesh.shape", "mesh.ref_memory_kind", "grpo.micro_batch_size",
+             "grpo.rollout_micro_batch_size", "eval.", "log.", "warm_start.cache_dir",
              "data.cache_dir", "data.max_eval_prompts", "grader.judge.base_url",
              "grader.judge.api_key_env", "grader.judge.max_concurrency",
              "grader.judge.timeout_s", "grader.judge.max_retries", "grader.judge.cache_path",

@@ -195,6 +195,11 @@ def stop_array(eos_id) -> jax.Array:
   return jnp.asarray(ids, jnp.int32)
 
 
+def draw_uniforms(rng, max_new_tokens: int, n: int) -> jax.Array:
+  """[max_new_tokens, n] uniforms: the random numbers `sample` draws its n rows' tokens from."""
+  return jax.random.uniform(rng, (max_new_tokens, n), jnp.float32)
+
+
 def per_layer_decode() -> bool:
   """Whether decode steps run the layers over per-layer copies of the weights and caches.
 
@@ -208,8 +213,8 @@ def per_layer_decode() -> bool:
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "max_new_tokens", "top_k", "top_p",
                                              "greedy", "group_size", "per_layer"))
-def _sample_jit(graphdef, state, prompt_tokens, prompt_mask, rng, temperature, eos_id, pad_id, *,
-                max_new_tokens, top_k, top_p, greedy, group_size, per_layer):
+def _sample_jit(graphdef, state, prompt_tokens, prompt_mask, rng, temperature, eos_id, pad_id,
+                uniforms, *, max_new_tokens, top_k, top_p, greedy, group_size, per_layer):
   model = nnx.merge(graphdef, state)
   cfg = model.cfg
   b, p = prompt_tokens.shape
@@ -227,7 +232,8 @@ def _sample_jit(graphdef, state, prompt_tokens, prompt_mask, rng, temperature, e
   if per_layer:
     layers, prefix = model.unstack_layers(), unstack(prefix)
   prompt_len = jnp.repeat(prompt_mask.sum(-1).astype(jnp.int32), group_size)  # first new position
-  uniforms = jax.random.uniform(rng, (max_new_tokens, n), jnp.float32)
+  if uniforms is None:
+    uniforms = draw_uniforms(rng, max_new_tokens, n)
   empty = SampleOutput(tokens=jnp.full((n, max_new_tokens), pad_id, jnp.int32),
                        mask=jnp.zeros((n, max_new_tokens), bool),
                        logprobs=jnp.zeros((n, max_new_tokens), jnp.float32),
@@ -266,7 +272,8 @@ def _sample_jit(graphdef, state, prompt_tokens, prompt_mask, rng, temperature, e
 def sample(graphdef, state, prompt_tokens, prompt_mask, rng, *, max_new_tokens: int,
            temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
            eos_id: int | Sequence[int] | None,
-           pad_id: int, greedy: bool = False, group_size: int = 1) -> SampleOutput:
+           pad_id: int, greedy: bool = False, group_size: int = 1,
+           uniforms: jax.Array | None = None) -> SampleOutput:
   """Generate up to max_new_tokens per prompt, `group_size` times per prompt.
 
   prompt_tokens: [B, P] int32, left-padded (see `left_pad`); prompt_mask: [B, P] bool, every row
@@ -280,6 +287,9 @@ def sample(graphdef, state, prompt_tokens, prompt_mask, rng, *, max_new_tokens: 
   Returns SampleOutput with [N = B * G, max_new_tokens] arrays; see the module docstring for
   which log-probs are which. Compiles once per (shapes, max_new_tokens, top_k, top_p, greedy,
   group_size); temperature, eos_id and pad_id are traced, so changing them does not recompile.
+  uniforms: [max_new_tokens, N] numbers to draw the tokens from instead of
+  `draw_uniforms(rng, max_new_tokens, N)` (rng is then unused): the rows of a batch sampled in
+  chunks take their slices of one draw, so chunking does not change the tokens.
   """
   if max_new_tokens < 1:
     raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
@@ -297,6 +307,6 @@ def sample(graphdef, state, prompt_tokens, prompt_mask, rng, *, max_new_tokens: 
                      "column (see left_pad)")
   return _sample_jit(graphdef, state, jnp.asarray(prompt_tokens, jnp.int32),
                      jnp.asarray(prompt_mask, bool), rng, jnp.float32(temperature),
-                     stop_array(eos_id), jnp.int32(pad_id),
+                     stop_array(eos_id), jnp.int32(pad_id), uniforms,
                      max_new_tokens=max_new_tokens, top_k=int(top_k), top_p=float(top_p),
                      greedy=greedy, group_size=int(group_size), per_layer=per_layer_decode())

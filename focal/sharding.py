@@ -16,7 +16,9 @@ Parameters: `focal.partition_rules` (tensor rules, then FSDP), re-exported here.
 Train state. Optimizer moments mirror the parameters: every subtree of
 `opt_state` with the parameters' tree structure takes the parameter shardings,
 everything else (step counters, scalars) is replicated. The reference
-parameters are sharded like the parameters. `step` and `rng` are replicated.
+parameters (absent with beta = 0) are sharded like the parameters, in device memory or, with
+`ref_memory_kind='pinned_host'`, in the host's memory between uses (the learn step copies them
+to the device for its reference pass; `focal.update.to_device`). `step` and `rng` are replicated.
 
 Aggregator state is replicated. It is a per-prompt table (e.g. [num_prompts, K])
 that each step gathers and scatters at the batch's `prompt_ids`; those ids are
@@ -63,8 +65,31 @@ def make_mesh(shape: Sequence[int], devices: Sequence[jax.Device] | None = None)
   devices = list(devices)
   if n != len(devices):
     raise ValueError(f"mesh shape {shape} needs {n} devices, have {len(devices)}")
-  return jax.make_mesh(shape, AXES, axis_types=(jax.sharding.AxisType.Auto,) * len(AXES),
-                       devices=devices)
+  auto = (jax.sharding.AxisType.Auto,) * len(AXES)
+  processes = len({d.process_index for d in devices})
+  if processes == 1:
+    return jax.make_mesh(shape, AXES, axis_types=auto, devices=devices)
+  return jax.sharding.Mesh(_per_process_devices(shape, devices, processes), AXES,
+                           axis_types=auto)
+
+
+def _per_process_devices(shape, devices, processes: int):
+  """The mesh's device array with each process's devices one contiguous block of batch rows.
+
+  jax.make_mesh orders a TPU slice's chips for its torus; over several hosts (a v5p-16's 8
+  chips on 2 hosts) that interleaves the hosts along `fsdp`, so a process's rows would not be
+  contiguous and each process could not feed only its own rows (focal.distributed). Processes
+  go along `data`, then `fsdp`; within a process the chips keep jax's torus-aware order.
+  """
+  from jax.experimental import mesh_utils
+  data = math.gcd(shape[0], processes)
+  fsdp = processes // data
+  if shape[1] % fsdp:
+    raise ValueError(f"mesh shape {shape}: {processes} processes must split data x fsdp into "
+                     f"equal blocks of rows (data x fsdp a multiple of {processes})")
+  dcn = (data, fsdp, 1)
+  ici = tuple(s // d for s, d in zip(shape, dcn))
+  return mesh_utils.create_hybrid_device_mesh(ici, dcn, devices, process_is_granule=True)
 
 
 def abstract_mesh(shape: Sequence[int]) -> jax.sharding.AbstractMesh:
@@ -90,17 +115,28 @@ def mirror_params(tree, params_structure, param_shardings, default):
   return jax.tree.map(sharding_of, tree, is_leaf=is_param_tree)
 
 
+REF_MEMORY_KINDS = ("device", "pinned_host")
+
+
 def state_shardings(state, mesh, rules: Rules = TENSOR_RULES,
-                    fsdp_min_size: int = FSDP_MIN_SIZE, strict: bool = False):
+                    fsdp_min_size: int = FSDP_MIN_SIZE, strict: bool = False,
+                    ref_memory_kind: str = "device"):
   """NamedSharding tree for a whole TrainState (see the module docstring for the choices)."""
+  if ref_memory_kind not in REF_MEMORY_KINDS:
+    raise ValueError(f"mesh.ref_memory_kind must be one of {REF_MEMORY_KINDS}, got "
+                     f"{ref_memory_kind!r}")
   params_sh = named(mesh, param_specs(state.params, mesh, rules, fsdp_min_size, strict))
   rep = replicated(mesh)
   structure = jax.tree.structure(state.params)
+  ref_sh = None
+  if state.ref_params is not None:
+    ref_sh = params_sh if ref_memory_kind == "device" else jax.tree.map(
+        lambda s: s.with_memory_kind(ref_memory_kind), params_sh)
   return state.replace(
       step=rep,
       params=params_sh,
       opt_state=mirror_params(state.opt_state, structure, params_sh, rep),
-      ref_params=params_sh,
+      ref_params=ref_sh,
       agg_state=jax.tree.map(lambda _: rep, state.agg_state),
       rng=rep)
 

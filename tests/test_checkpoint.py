@@ -163,3 +163,40 @@ def test_read_meta_reads_one_step_or_says_none(saved):
   ckpt = Checkpointer(saved, keep=3)
   assert ckpt.read_meta(2) == {"step": 2} and ckpt.read_meta(9) is None
   ckpt.close()
+
+
+def _train_state(ref):
+  from focal.iteration import TrainState
+  params = {"w": jnp.arange(6.0), "b": jnp.ones((2, 3))}
+  return TrainState(step=jnp.int32(4), params=params, opt_state=TX.init(params),
+                    ref_params=ref, agg_state={"ema": jnp.zeros(3)}, rng=jax.random.key(0))
+
+
+def test_a_checkpoint_with_a_reference_restores_into_a_run_that_keeps_none(tmp_path):
+  """Runs with beta = 0 no longer store the reference; their older checkpoints hold one, and
+  resume (the reference is skipped); a run without one restores as it was saved."""
+  with_ref = _train_state({"w": jnp.full(6, 7.0), "b": jnp.zeros((2, 3))})
+  ckpt = Checkpointer(str(tmp_path / "old"), async_save=False)
+  ckpt.save(4, with_ref, {"data_position": 4})
+  ckpt.close()
+  target = _train_state(None).replace(step=jnp.int32(0))
+  restored, meta = Checkpointer(str(tmp_path / "old")).restore(target)
+  assert restored.ref_params is None and meta == {"data_position": 4}
+  assert int(restored.step) == 4
+  jax.tree.map(np.testing.assert_array_equal, restored.params, with_ref.params)
+  jax.tree.map(np.testing.assert_array_equal, restored.opt_state, with_ref.opt_state)
+  assert isinstance(restored.params["w"], jax.Array)
+
+  ckpt = Checkpointer(str(tmp_path / "new"), async_save=False)
+  ckpt.save(4, _train_state(None), {})
+  ckpt.close()
+  restored, _ = Checkpointer(str(tmp_path / "new")).restore(target)
+  assert restored.ref_params is None and int(restored.step) == 4
+
+
+def test_a_checkpoint_without_a_reference_is_a_clear_error_for_a_target_that_needs_one(tmp_path):
+  ckpt = Checkpointer(str(tmp_path / "c"), async_save=False)
+  ckpt.save(4, _train_state(None), {})
+  ckpt.close()
+  with pytest.raises(ValueError, match="holds no ref_params"):
+    Checkpointer(str(tmp_path / "c")).restore(_train_state(_train_state(None).params), step=4)

@@ -284,3 +284,23 @@ def test_a_prompt_id_past_the_state_table_is_an_error(name):
   with pytest.raises(ValueError, match=message):  # eager use checks on first use
     agg.update(scores, valid, rubric, small)
   prompt_state.check_prompt_ids(agg.init(NUM_PROMPTS, K), rubric.prompt_ids)
+
+
+def test_micro_batch_sizes_are_checked_against_the_batch_and_bf16_weights_warn():
+  c = base.get_config("tiny")  # 4 prompts x 4 rollouts
+  c.grpo.num_minibatches = 2
+  c.grpo.micro_batch_size = 3
+  with pytest.raises(ValueError, match="micro_batch_size=3 does not divide the 8 rollouts of a "
+                                       "mini-batch"):
+    components.validate(c)
+  c.grpo.micro_batch_size, c.grpo.rollout_micro_batch_size = 4, 5
+  with pytest.raises(ValueError, match="rollout_micro_batch_size=5 does not divide the 16"):
+    components.validate(c)
+  c.grpo.rollout_micro_batch_size = 8
+  components.validate(c)
+  c.model.param_dtype, c.optimizer.learning_rate = "bfloat16", 1e-6
+  with pytest.warns(UserWarning, match="updates round away in bfloat16 weights"):
+    components.validate(c)
+  c.mesh.ref_memory_kind = "disk"
+  with pytest.raises(ValueError, match="ref_memory_kind must be one of"):
+    components.validate(c)

@@ -63,3 +63,12 @@ def test_saved_config_file_loads_the_run_config(tiny_run):
   config = saved.get_config(workdir)
   assert config.task == "keywords" and config.total_steps == 2
   assert config.to_dict() == evaluation.load_config(os.path.join(workdir, "config.json")).to_dict()
+
+
+def test_evaluating_in_chunks_reproduces_the_final_eval(tiny_run):
+  """grpo.rollout_micro_batch_size chunks evaluation's sampling too (2 rows per call here):
+  every row draws from the same uniforms, so the row is the loop's own."""
+  workdir, final = tiny_run
+  config = evaluation.load_config(workdir)
+  config.grpo.rollout_micro_batch_size = 2
+  assert _evals(evaluation.evaluate_checkpoint(workdir, config)) == _evals(final)

@@ -18,12 +18,12 @@ FLOORS = (
   # foundations: data types and helpers that know nothing of training
   ("focal.rubric", "focal.registry", "focal.tokenizers", "focal.partition_rules", "focal.batch",
    "focal.nonfinite", "focal.grpo", "focal.checkpoint", "focal.tracking", "focal.distributed",
-   "focal.cli", "focal.preemption"),
+   "focal.cli", "focal.preemption", "focal.microbatch"),
   # the method's and the model's parts
   ("focal.aggregators", "focal.advantages", "focal.models", "focal.tasks", "focal.graders",
    "focal.sampling", "focal.metrics", "focal.data", "focal.warm_start"),
   # one GRPO iteration, its placement on devices, the policy it trains
-  ("focal.iteration", "focal.sharding", "focal.policy", "focal.host_step", "focal.replicas"),
+  ("focal.iteration", "focal.update", "focal.sharding", "focal.policy", "focal.host_step", "focal.replicas"),
   # a config becomes objects; a run directory; evaluation and the reports that read runs
   ("focal.components", "focal.rundir", "focal.resume", "focal.provenance", "focal.evaluation",
    "focal.report"),

@@ -157,10 +157,19 @@ RUNS = {
         "--workdir=runs/focal_rar",), devices=8, judge=True, checkpoint=True,
         data="rar_tiny.jsonl", shrink=JUDGED + ("--only=aggregator.name=focal", "--only=seed=0")),
 }
+PLAN_NOT_RUN = ("compiles Qwen3-4B/8B programs for TPU (tens of minutes and ~10 GB each on this "
+                "machine); tests/test_plan.py runs every documented experiments.plan command "
+                "on a tiny Qwen3 shape")
 NOT_RUN = {
     (SCALING, "pip install -e .[tpu]"):
         "installs the tpu extra (libtpu), which a CPU machine cannot load; installing from a "
         "checkout in a fresh environment is tests/test_notebook.py's slow test",
+    (SCALING, "python -m experiments.plan --config=configs/paper/pow3r_healthbench.py "
+              "--topology=v5p-8 --config.model.checkpoint=configs/checkpoints/qwen3-4b "
+              "--config.mesh.shape=(1,4,1)"): PLAN_NOT_RUN,
+    (SCALING, "python -m experiments.plan --config=configs/paper/pow3r_healthbench.py "
+              "--topology=v5p-16 --config.model.checkpoint=configs/checkpoints/qwen3-8b "
+              "--config.mesh.shape=(1,8,1) --json=plan.json"): PLAN_NOT_RUN,
 }
 
 

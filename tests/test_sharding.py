@@ -229,3 +229,35 @@ def test_seeds_vmapped_across_two_processes_train_like_one_device(tmp_path):
     finish(proc)
   assert_same_training(load(ref_out, "plain"), load(mp_out, "2,4,1"), 2,
                        "3 seeds on 2 processes x 4 devices")
+
+
+@pytest.mark.slow
+def test_a_reference_in_host_memory_trains_like_one_on_the_device():
+  """mesh.ref_memory_kind=pinned_host: the learn step copies the reference in for its pass
+  (beta > 0) and the new state's reference is still in host memory; the step equals the one
+  with the reference on the device (CPU has the memory kinds too; TPU: tests/test_plan.py)."""
+  import optax
+  from focal import aggregators
+  from focal.iteration import GRPOSettings, init_train_state, make_engine
+  from focal.models.transformer import init_model
+  from test_iteration import grade, hand_rollouts
+  graphdef, params = init_model(CFG, jax.random.key(0))
+  tx, agg = optax.sgd(0.1), aggregators.make("category_balanced")
+  settings = GRPOSettings(group_size=4, max_new_tokens=8, eos_id=258, pad_id=256, beta=0.1)
+  engine = make_engine(graphdef, tx, agg, settings)
+  state = init_train_state(params, tx, agg, 8, 3, jax.random.key(1))
+  batch, rollouts = make_batch(), hand_rollouts()
+  scores = grade(np.repeat(batch.features, 4, 0), rollouts.tokens, rollouts.mask)
+  mesh = sharding.make_mesh((1, 1, 1))
+  out = {}
+  for kind in ("device", "pinned_host"):
+    state_sh = sharding.state_shardings(state, mesh, ref_memory_kind=kind)
+    placed = sharding.put(state, state_sh)
+    assert {x.sharding.memory_kind for x in jax.tree.leaves(placed.ref_params)} == {kind}
+    step = sharding.shard_learn_step(engine.learn_step, mesh, state_sh,
+                                     sharding.batch_shardings(batch, mesh))
+    out[kind] = step(placed, batch, rollouts, scores, np.ones(scores.shape, bool))
+    assert {x.sharding.memory_kind for x in jax.tree.leaves(out[kind][0].ref_params)} == {kind}
+  jax.tree.map(np.testing.assert_array_equal, out["device"][0].params,
+               out["pinned_host"][0].params)
+  assert float(out["pinned_host"][1]["kl"]) == float(out["device"][1]["kl"])
