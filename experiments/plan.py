@@ -30,6 +30,7 @@ flags.DEFINE_integer("max_criteria", 64, "Criterion slots per prompt, unless dat
 flags.DEFINE_integer("eval_prompts", -1, "Held-out prompts the evaluation samples (its program "
                      "is compiled too); -1: data.max_eval_prompts (0 there means all the data's, "
                      "which the plan does not read: give the count), 0: no evaluation program.")
+flags.DEFINE_list("only", [], "Compile only these programs (rollout, learn, train, evaluate).")
 flags.DEFINE_bool("search", True, "Where a program does not fit, find the largest micro-batch "
                   "sizes that do (one compile per size tried).")
 flags.mark_flags_as_required(["config", "topology"])
@@ -42,7 +43,8 @@ def main(argv):
   if eval_prompts < 0:
     eval_prompts = FLAGS.config.data.get("max_eval_prompts", 0)
   plan = make_plan(FLAGS.config, FLAGS.topology, FLAGS.num_prompts, FLAGS.max_criteria,
-                   eval_prompts, FLAGS.search, log=lambda s: print(s, file=sys.stderr, flush=True))
+                   eval_prompts, FLAGS.search, tuple(FLAGS.only),
+                   log=lambda s: print(s, file=sys.stderr, flush=True))
   print(plan.format())
   if FLAGS.json:
     with open(FLAGS.json, "w") as f:

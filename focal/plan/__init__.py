@@ -17,18 +17,20 @@ from focal.plan.report import KNOBS, Plan, search_sizes
 
 
 def make_plan(config, topology: str, num_prompts: int = 5000, max_criteria: int = 64,
-              eval_prompts: int = 0, search: bool = True,
+              eval_prompts: int = 0, search: bool = True, only: tuple = (),
               log: Callable[[str], None] = lambda s: None) -> Plan:
   """Compiles `config`'s programs for `topology` (e.g. 'v5p-8'); where one does not fit and
   `search`, finds the largest micro-batch sizes with which it does (a compile per size tried).
 
   num_prompts, max_criteria: the aggregator state's table (the data's, which the plan does not
   read; `data.max_criteria` wins when set). eval_prompts: held-out prompts evaluated (0: no
-  evaluation program); the sampled evaluation draws eval.num_samples per prompt."""
+  evaluation program); the sampled evaluation draws eval.num_samples per prompt. only: compile
+  just these programs (names as printed)."""
   spec = parse_slice(topology)
   log(f"compiling for {spec.name} ({spec.topology_name}, {spec.chips} chips)")
   eval_rows = eval_prompts * max(1, config.eval.num_samples)
-  programs, facts = compile_programs(config, spec, num_prompts, max_criteria, eval_rows, log=log)
+  programs, facts = compile_programs(config, spec, num_prompts, max_criteria, eval_rows,
+                                     only=tuple(only), log=log)
   settings = {k: int(config.grpo.get(k, 0)) for k in ("micro_batch_size",
                                                       "rollout_micro_batch_size")}
   plan = Plan(spec, programs, facts, settings)
