@@ -60,7 +60,8 @@ def abstract_setup(config, num_prompts: int, max_criteria: int) -> components.Se
   d = components.data_fields(config)
   max_new = config.grpo.max_new_tokens
   if m["checkpoint"]:
-    model_cfg = read_config(m["checkpoint"], dtype=m["dtype"], param_dtype=m["param_dtype"])
+    model_cfg = read_config(m["checkpoint"], dtype=m["dtype"], param_dtype=m["param_dtype"],
+                            **policy.compute_fields(config))
     source = ShapeSource(d.prompts_per_step, d.max_prompt_tokens, 1,
                          d.get("max_criteria") or max_criteria, num_prompts)
     grader, eos = HostGraderShape(), _stop_ids(m["checkpoint"])
@@ -70,7 +71,8 @@ def abstract_setup(config, num_prompts: int, max_criteria: int) -> components.Se
   else:
     source = components.data_source(config, policy.byte_tokens())
     model_cfg = scales.get_scale(m["scale"], max_seq_len=source.width + max_new,
-                                 dtype=m["dtype"], param_dtype=m["param_dtype"])
+                                 dtype=m["dtype"], param_dtype=m["param_dtype"],
+                                 **policy.compute_fields(config))
     grader, eos = components.make_grader(config, source), scales.EOS_ID
   settings = components.grpo_settings(config, eos, pad_id=0)
   graphdef, params = abstract_model(model_cfg)

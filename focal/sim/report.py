@@ -29,15 +29,8 @@ import numpy as np
 from focal.metrics.evaluation import steps_to_threshold
 from focal.sim import stats
 from focal.sim.grid import GridResult
-
-GAIN_METRICS = {"reward": ("mean_reward_pct", 1.0), "worst": ("worst_category_pass_rate", 100.0),
-                "strict": ("strict_completion", 100.0)}
-HEADLINES = ("reward", "worst", "speedup")
-PART_HEADLINES = ("reward", "worst", "strict", "speedup")   # grids with held-out prompts
-LABELS = {"reward": "Δ mean reward (pts)", "worst": "Δ worst category (pts)",
-          "strict": "Δ strict completion (pts)", "speedup": "speed-up to plateau (x)"}
-PARTS = {"train": "eval", "heldout": "heldout"}   # comparison part -> GridResult part
-PART_TITLES = {"heldout": "held-out prompts", "train": "training prompts"}
+from focal.sim.headlines import (GAIN_METRICS, HEADLINES, LABELS, PART_HEADLINES,  # noqa: F401
+                                   PART_TITLES, PARTS)
 
 
 def cell_label(cell: dict) -> str:

@@ -13,7 +13,7 @@ import os
 from typing import Sequence
 
 from focal.sim import stats
-from focal.sim.report import HEADLINES, LABELS, PART_HEADLINES, PARTS
+from focal.sim.headlines import HEADLINES, LABELS, PART_HEADLINES, PARTS
 
 
 def overview(workdirs: Sequence[str], baseline: str, part: str | None = None) -> str:
