@@ -409,3 +409,17 @@ def test_cache_write_and_per_layer_layout():
   assert cache.mask.shape == (2, 3) and not cache.mask.any()
   per_layer = init_cache(CFG, 2, 3, per_layer=True)
   assert len(per_layer.k) == CFG.n_layers and per_layer.v[1].shape == cache.k.shape[1:]
+
+
+@pytest.mark.slow
+def test_splash_attention_learn_step_equals_xla(model):
+  """attention='splash' (the Pallas TPU kernel, interpreted on CPU) scores responses as the XLA
+  path does: the prompt pass and the response pass over the shared prefix."""
+  _, state = model
+  args = _groups(seed=4)
+  lp = {}
+  for attention in ("xla", "splash"):
+    graphdef, _ = init_model(dataclasses.replace(CFG, attention=attention), 0)
+    lp[attention] = jax.jit(lambda st: grouped_response_logprobs(graphdef, st, *args))(state)
+  mask = args[3]
+  np.testing.assert_allclose(lp["splash"] * mask, lp["xla"] * mask, atol=1e-5)

@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from focal.models.attention import Segment, attend
+from focal.models.attention import Segment, attend, target_platform
 from focal.models.config import ModelConfig, RopeScaling
 from focal.models.kv_cache import KVCache, init_cache, positions_from_mask
 from focal.models.layers import (MLP, Attention, Block, LayerCache, Linear, RMSNorm, apply_rope,
@@ -75,6 +75,19 @@ def _remat(fn, mode: str):
   if mode == "none":
     return fn
   return jax.checkpoint(fn, policy=_REMAT_POLICIES[mode], prevent_cse=False)
+
+
+# A rolled layer loop costs XLA on CPU a while-loop's bookkeeping per layer and fusion across
+# layers: at the peers' small shapes (2-8 layers) that made a train step 2x slower than the
+# unrolled program (benchmarks/vs_peers.py). Unrolled, compile time grows with depth, which is
+# what the scan is for; so CPU unrolls shallow models only, and TPU keeps the rolled loop.
+CPU_UNROLL_MAX_LAYERS = 8
+
+
+def layer_unroll(n_layers: int) -> int:
+  """lax.scan's `unroll` for the layer loop: every layer on CPU up to CPU_UNROLL_MAX_LAYERS
+  layers, else 1 (a rolled loop whose compile time does not grow with depth)."""
+  return n_layers if target_platform() == "cpu" and n_layers <= CPU_UNROLL_MAX_LAYERS else 1
 
 
 class Transformer(nnx.Module):
@@ -139,7 +152,8 @@ class Transformer(nnx.Module):
     kv = None if view is None else (cache.k, cache.v)
     context_kv = tuple((c.k, c.v) for c in context)
     if layers is None:
-      (x, kv), new = jax.lax.scan(layer, (x, kv), (params, jnp.arange(cfg.n_layers), context_kv))
+      (x, kv), new = jax.lax.scan(layer, (x, kv), (params, jnp.arange(cfg.n_layers), context_kv),
+                                  unroll=layer_unroll(cfg.n_layers))
     else:  # the same steps, unrolled over per-layer buffers
       x, kv, new = _unrolled(layer, x, kv, layers, context_kv)
       new = tuple(zip(*new)) if keep_kv and view is None else None
