@@ -77,3 +77,25 @@ def restore_params(setup, workdir: str, step: int | None = None):
   finally:
     ckpt.close()
   return state["params"], int(meta["step"])
+
+
+def source_checkpoint(config) -> str | None:
+  """The HF checkpoint a run started from (config `model.checkpoint`), or None."""
+  model = config.get("model")
+  return (model.get("checkpoint") or None) if hasattr(model, "get") else None
+
+
+def export_run(workdir: str, out: str, step: int | None = None, dtype: str | None = None,
+               overwrite: bool = False) -> tuple[int, list[str]]:
+  """(step, files written) of exporting checkpoint `step` (default: the latest) of the run in
+  `workdir` as a Hugging Face checkpoint in `out` (focal.models.hf_export): no grader is built,
+  so a judged run exports with its judge down."""
+  from flax import nnx
+  from focal.models.hf_export import export_checkpoint
+  step = resolve_step(workdir, step)  # fails before the build
+  config = RunDir(workdir).read_config()
+  setup = build(config, grader=False)
+  params, step = restore_params(setup, workdir, step)
+  files = export_checkpoint(out, nnx.merge(setup.graphdef, params).cfg, params,
+                            source=source_checkpoint(config), dtype=dtype, overwrite=overwrite)
+  return step, files
