@@ -155,7 +155,8 @@ def evaluate_checkpoint(workdir: str, config=None, step: int | None = None,
 
   `config` defaults to the one the run saved in `workdir`. Builds what evaluation reads and
   restores the parameters alone (focal.eval_build): a judged run's training judge is not asked
-  anything unless it is also the one that evaluates (no `eval.judge`).
+  anything unless it is also the one that evaluates (no `eval.judge`). `progress` is kept for
+  callers of the training build it replaced; nothing slow is built now (no warm start).
   """
   step = resolve_step(workdir, step)  # fails before the build
   if config is None:

@@ -74,6 +74,9 @@ def test_a_judged_run_evaluates_with_its_training_judge_down(judged_run):
     server.close()
   assert judge.served > 0 and row["step"] == 1
   assert _evals(row) == _evals(final)  # the loop's own evaluation of that checkpoint
+  config.eval.judge.base_url = ""  # evaluate with the training judge: that one must answer
+  with pytest.raises(JudgeUnavailable, match="focal-rules"):
+    evaluation.evaluate_checkpoint(workdir, config)
 
 
 def test_exporting_a_judged_run_needs_no_judge(judged_run, tmp_path):
