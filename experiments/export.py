@@ -3,19 +3,18 @@ r"""Exports a run's policy as a Hugging Face checkpoint (config, safetensors, to
   python -m experiments.export --workdir=DIR --out=HF_DIR            # latest checkpoint
   python -m experiments.export --workdir=DIR --out=HF_DIR --step=100 --dtype=bfloat16
 
-The run's saved config rebuilds the policy, its checkpoint's parameters are restored, and
-`focal.models.hf_export.export_checkpoint` writes them: a byte-vocabulary policy with a byte-level
-tokenizer.json and a chat template that renders a user prompt as BOS + its bytes (what training
-fed it); a policy trained from an HF checkpoint (config `model.checkpoint`) with that
-checkpoint's tokenizer files. `AutoModelForCausalLM.from_pretrained(HF_DIR)` then loads it.
+`focal.eval_build.export_run` reads the run: its saved config gives the policy's structure and
+the checkpoint's parameters alone are restored (no optimizer, no grader, so a judged run exports
+with its judge down); `focal.models.hf_export.export_checkpoint` writes them: a byte-vocabulary
+policy with a byte-level tokenizer.json and a chat template that renders a user prompt as BOS +
+its bytes (what training fed it); a policy trained from an HF checkpoint (config
+`model.checkpoint`) with that checkpoint's tokenizer files. `AutoModelForCausalLM.from_pretrained(HF_DIR)` then loads it.
 """
 import sys
 
 from absl import app, flags, logging
-from flax import nnx
 
-from focal import evaluation
-from focal.models.hf_export import export_checkpoint
+from focal import eval_build
 
 flags.DEFINE_string("workdir", None, "The run's directory (holds config.json, checkpoints/).",
                     required=True)
@@ -28,23 +27,12 @@ flags.DEFINE_bool("overwrite", False, "Replace --out if it exists and is not emp
 FLAGS = flags.FLAGS
 
 
-def source_checkpoint(config) -> str | None:
-  """The HF checkpoint a run started from (config `model.checkpoint`), or None."""
-  model = config.get("model")
-  return (model.get("checkpoint") or None) if hasattr(model, "get") else None
-
-
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)  # orbax logs every restore at INFO
   try:
-    step = evaluation.resolve_step(FLAGS.workdir, FLAGS.step)  # fails before the build
-    config = evaluation.load_config(FLAGS.workdir)
-    setup = evaluation.build_for_eval(config)
-    params, step = evaluation.restore_params(setup, FLAGS.workdir, step)
-    model_config = nnx.merge(setup.graphdef, params).cfg
-    files = export_checkpoint(FLAGS.out, model_config, params, source=source_checkpoint(config),
-                              dtype=FLAGS.dtype, overwrite=FLAGS.overwrite)
+    step, files = eval_build.export_run(FLAGS.workdir, FLAGS.out, FLAGS.step, FLAGS.dtype,
+                                        FLAGS.overwrite)
   except (FileNotFoundError, FileExistsError) as e:
     sys.exit(f"error: {e}")
   print(f"step {step} of {FLAGS.workdir} -> {FLAGS.out}: {', '.join(files)}")

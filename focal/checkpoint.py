@@ -22,8 +22,10 @@ directory; readers leave them, since one may be a live trainer's save.
 
 A target may leave out (None) a top-level field that a checkpoint holds: the reference policy,
 which a run with grpo.beta = 0 no longer stores, while checkpoints written before that change
-hold one. That field is not read (a partial restore). The other way round, a checkpoint lacking a
-field the target needs, is an error naming the field.
+hold one. That field is not read (a partial restore). A target may also be a dict of some of the
+fields, e.g. {"params": abstract_params} (what evaluation and export read): only those are read,
+and the state comes back as such a dict. The other way round, a checkpoint lacking a field the
+target needs, is an error naming the field.
 """
 from __future__ import annotations
 
@@ -140,9 +142,10 @@ class Checkpointer:
     return restored.state, restored.meta
 
   def _skipped_fields(self, step: int, abstract) -> list[str]:
-    """Top-level fields that checkpoint `step` holds and the target leaves out (None)."""
+    """Top-level fields that checkpoint `step` holds and the target leaves out (None, or a key
+    a dict target lacks)."""
     target = _fields(abstract)
-    if not dataclasses.is_dataclass(abstract) or not target:
+    if not target:
       return []
     path = epath.Path(os.path.join(self.directory, str(step), "state"))
     stored = ocp.StandardCheckpointHandler().metadata(path).tree
@@ -152,7 +155,7 @@ class Checkpointer:
       raise ValueError(f"checkpoint step {step} holds no {', '.join(lacking)} (a run that did not "
                        f"keep it, e.g. the reference policy with grpo.beta = 0) but the target "
                        f"needs it")
-    return [k for k, v in target.items() if v is None and stored.get(k) is not None]
+    return [k for k, v in stored.items() if v is not None and target.get(k) is None]
 
   def _set_aside(self, steps: list[int]) -> None:
     """Renames damaged step folders out of orbax's sight, so those steps can be saved again."""

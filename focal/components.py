@@ -116,6 +116,12 @@ def grpo_settings(config, eos_id, pad_id: int) -> GRPOSettings:
   return GRPOSettings(eos_id=eos_id, pad_id=pad_id, **fields)
 
 
+def settings_for(config, tokens: policy.Tokens) -> GRPOSettings:
+  """The run's GRPO settings with the policy's stop and padding ids."""
+  stops = tokens.stop_ids[0] if len(tokens.stop_ids) == 1 else tuple(tokens.stop_ids)
+  return grpo_settings(config, stops, tokens.pad_id)
+
+
 def optimizer(config):
   return make_optimizer(**config.optimizer.to_dict())
 
@@ -153,39 +159,50 @@ def make_grader(config, source, block: str = "grader"):
   return HostGrader(source, client, pitfall_mode(config))
 
 
-def eval_grader(config, source, train_grader):
-  """The evaluation grader: `eval.judge` when it names an endpoint (the papers evaluate with a
-  stronger judge than they train with), else the training grader."""
+def evaluates_with_eval_judge(config) -> bool:
+  """Whether `eval.judge` names an endpoint (the papers evaluate with a stronger judge than they
+  train with); otherwise evaluation grades with the training grader."""
   block = config.eval.get("judge")
-  if block is None or not block.get("base_url"):
+  return block is not None and bool(block.get("base_url"))
+
+
+def eval_grader(config, source, train_grader):
+  """The evaluation grader of a run that built `train_grader`: `eval.judge`'s, or that one."""
+  if not evaluates_with_eval_judge(config):
     return train_grader
   return make_grader(config, source, block="eval")
+
+
+def check_policy_and_data(config) -> None:
+  """The model, data and grader fields: all that evaluating a saved run builds from."""
+  policy.check_model(config)
+  d, kind = data_fields(config), grader_kind(config)
+  source = data_sources.get(d.source)
+  if kind not in GRADER_KINDS:
+    raise ValueError(f"unknown grader.kind {kind!r}; choose from {', '.join(GRADER_KINDS)}")
+  source.check(config, policy.model_fields(config)["checkpoint"])
+  if kind == "programmatic" and not source.in_jit_grader:
+    raise ValueError(f"data.source={d.source} has no programmatic grader: set "
+                     "grader.kind=judge (or rules)")
+  pitfall_mode(config)
+  check_judge_blocks(config)
 
 
 def validate(config) -> None:
   """Fails fast, naming the field and the valid choices, before anything is built."""
   make_aggregator(config)
   estimator_spec(config)
-  policy.check_model(config)
-  d, kind = data_fields(config), grader_kind(config)
-  source = data_sources.get(d.source)
-  if kind not in GRADER_KINDS:
-    raise ValueError(f"unknown grader.kind {kind!r}; choose from {', '.join(GRADER_KINDS)}")
-  checkpoint = policy.model_fields(config)["checkpoint"]
-  source.check(config, checkpoint)
-  if kind == "programmatic" and not source.in_jit_grader:
-    raise ValueError(f"data.source={d.source} has no programmatic grader: set "
-                     "grader.kind=judge (or rules)")
-  if config.warm_start.steps and not checkpoint and not source.reference_responses:
+  check_policy_and_data(config)
+  d = data_fields(config)
+  if (config.warm_start.steps and not policy.model_fields(config)["checkpoint"]
+      and not data_sources.get(d.source).reference_responses):
     raise ValueError("warm_start.steps > 0 imitates the synthetic suite's reference responses; "
                      f"set it to 0 for data.source={d.source}")
   _check_schedule(config)
   _check_batch(config)
   _check_precision(config)
   optimizer(config)
-  pitfall_mode(config)
   tracking.validate(config)
-  check_judge_blocks(config)
 
 
 def _check_schedule(config) -> None:
@@ -318,8 +335,7 @@ def build(config, progress: bool = True, width: int | None = None, mesh=None) ->
   tokens = policy.tokens_for(config)
   source = data_source(config, tokens, width)
   check_batch_fits(config, source)
-  stops = tokens.stop_ids[0] if len(tokens.stop_ids) == 1 else tuple(tokens.stop_ids)
-  settings = grpo_settings(config, stops, tokens.pad_id)
+  settings = settings_for(config, tokens)
   graphdef, params, losses = policy.init_policy(config, source, settings.max_new_tokens, mesh,
                                                 progress)
   grader = make_grader(config, source)

@@ -14,7 +14,6 @@ reported as a score of 0.
 """
 from __future__ import annotations
 
-import copy
 import json
 import os
 
@@ -22,15 +21,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from focal import components, sampling
+from focal import components, eval_build, sampling
+from focal.eval_build import resolve_step, restore_params  # noqa: F401  (public)
 from focal.graders.judge.config import JudgeConfig
 from focal.host_step import TooManyInvalid
 from focal.metrics import evaluation as metrics_lib
 from focal.report.tables import SUMMARY, format_report  # noqa: F401  (the CLI's report)
-from focal.rundir import RunDir, read_config
+from focal.rundir import read_config
 from focal.metrics.rows import named_means
 
 load_config = read_config  # a run's saved config: its directory or its config.json
+Setup = components.Setup | eval_build.EvalSetup  # what evaluation reads: the loop's or a saved run's
 
 
 def eval_key(config) -> jax.Array:
@@ -69,7 +70,7 @@ def row_shardings(params, rows: int):
   return sharding.batch_dim_sharding(sh.mesh), NamedSharding(sh.mesh, P(None, sharding.BATCH_AXES))
 
 
-def evaluate(setup: components.Setup, params, rng, *, greedy: bool, num_samples: int = 1,
+def evaluate(setup: Setup, params, rng, *, greedy: bool, num_samples: int = 1,
              temperature: float = 1.0, step: int = 0) -> dict:
   """METHODS §7 metrics of responses to the held-out prompts (flat, unprefixed keys).
 
@@ -116,7 +117,7 @@ def evaluate(setup: components.Setup, params, rng, *, greedy: bool, num_samples:
   return row
 
 
-def check_invalid(setup: components.Setup, valid, stats: dict, group: int, step: int) -> float:
+def check_invalid(setup: Setup, valid, stats: dict, group: int, step: int) -> float:
   """The share of invalid verdicts on real criteria; TooManyInvalid past the evaluation's own
   limit, `eval.judge.max_invalid_frac` (whichever judge evaluates)."""
   mask = np.asarray(setup.source.eval_rubric.mask)
@@ -129,7 +130,7 @@ def check_invalid(setup: components.Setup, valid, stats: dict, group: int, step:
   return frac
 
 
-def evaluate_both(setup: components.Setup, params, rng, step: int) -> dict:
+def evaluate_both(setup: Setup, params, rng, step: int) -> dict:
   """Greedy (`eval/...`) and sampled (`eval_sampled/...`) held-out metrics."""
   c = setup.config.eval
   rng = jax.random.fold_in(rng, step)
@@ -140,47 +141,24 @@ def evaluate_both(setup: components.Setup, params, rng, step: int) -> dict:
   return row
 
 
-def resolve_step(workdir: str, step: int | None = None) -> int:
-  """`step` (default: the latest) if workdir holds its checkpoint; a clear error otherwise."""
-  run_dir = RunDir(workdir)
-  steps = run_dir.checkpoint_steps()
-  if not steps:
-    raise FileNotFoundError(f"no checkpoint in {run_dir.checkpoint_dir}; "
-                            f"train first: python -m experiments.train --workdir={workdir}")
-  if step is None:
-    return steps[-1]
-  if step not in steps:
-    raise FileNotFoundError(f"no checkpoint for step {step} in {workdir}; "
-                            f"saved steps: {', '.join(map(str, steps))}")
-  return step
-
-
-def restore_params(setup: components.Setup, workdir: str, step: int | None = None):
-  """(params, step) of checkpoint `step` (default: the latest) of the run in `workdir`."""
-  step = resolve_step(workdir, step)
-  ckpt = RunDir(workdir).checkpointer(keep=None, async_save=False)
-  try:
-    state, meta = ckpt.restore(setup.state, step=step)
-  finally:
-    ckpt.close()
-  return state.params, int(meta["step"])
-
-
-def build_for_eval(config, progress: bool = False) -> components.Setup:
-  """The run's Setup without its warm start: the checkpoint replaces those params anyway."""
-  config = copy.deepcopy(config)
-  config.warm_start.steps = 0
-  config.warm_start.cache_dir = ""
-  return components.build(config, progress=progress)
+def build_for_eval(config, progress: bool = False) -> eval_build.EvalSetup:
+  """What evaluating `config`'s saved run needs (focal.eval_build): its policy's structure,
+  held-out prompts and evaluation grader; no optimizer, reference, warm start or training judge.
+  `progress` is accepted for callers of the full build, which had a warm start to show."""
+  del progress
+  return eval_build.build(config)
 
 
 def evaluate_checkpoint(workdir: str, config=None, step: int | None = None,
                         progress: bool = False) -> dict:
   """Greedy and sampled held-out metrics of a checkpoint, keyed like the loop's eval rows.
 
-  `config` defaults to the one the run saved in `workdir`.
+  `config` defaults to the one the run saved in `workdir`. Builds what evaluation reads and
+  restores the parameters alone (focal.eval_build): a judged run's training judge is not asked
+  anything unless it is also the one that evaluates (no `eval.judge`). `progress` is kept for
+  callers of the training build it replaced; nothing slow is built now (no warm start).
   """
-  step = resolve_step(workdir, step)  # fails before the (slow) build
+  step = resolve_step(workdir, step)  # fails before the build
   if config is None:
     config = load_config(workdir)
   setup = build_for_eval(config, progress)

@@ -119,6 +119,34 @@ def tokens_for(config) -> Tokens:
   return checkpoint_tokens(m["checkpoint"]) if m["checkpoint"] else byte_tokens()
 
 
+def model_config(config, source, max_new_tokens: int):
+  """The ModelConfig of the run's policy: the scale's, sized for `source`'s prompts plus
+  `max_new_tokens`, or the checkpoint's config.json (its weights are not read)."""
+  m = model_fields(config)
+  if m["checkpoint"]:
+    from focal.models.hf_import import read_config
+    model_cfg = read_config(m["checkpoint"], dtype=m["dtype"], param_dtype=m["param_dtype"],
+                            **compute_fields(config))
+    _check_context(model_cfg, source.width, max_new_tokens)
+    return model_cfg
+  return scales.get_scale(m["scale"], max_seq_len=source.width + max_new_tokens,
+                          dtype=m["dtype"], param_dtype=m["param_dtype"], **compute_fields(config))
+
+
+def abstract_policy(config, source, max_new_tokens: int):
+  """(graphdef, params of ShapeDtypeStructs) of the run's policy: its structure, what a saved
+  checkpoint's parameters are restored onto; nothing is allocated and no weight file is read."""
+  from focal.models.transformer import abstract_model
+  return abstract_model(model_config(config, source, max_new_tokens))
+
+
+def _check_context(model_cfg, width: int, max_new_tokens: int) -> None:
+  if width + max_new_tokens > model_cfg.max_seq_len:
+    raise ValueError(f"prompts of up to {width} tokens + grpo.max_new_tokens={max_new_tokens} "
+                     f"exceed the checkpoint's context of {model_cfg.max_seq_len} (lower "
+                     f"data.max_prompt_tokens)")
+
+
 def init_policy(config, source, max_new_tokens: int, mesh=None, progress: bool = True):
   """(graphdef, params, warm-start losses) of the run's policy.
 
@@ -132,15 +160,10 @@ def init_policy(config, source, max_new_tokens: int, mesh=None, progress: bool =
     from focal.models.pretrained import load_pretrained
     pre = load_pretrained(m["checkpoint"], dtype=m["dtype"], param_dtype=m["param_dtype"],
                           mesh=mesh, **compute_fields(config))
-    if source.width + max_new_tokens > pre.config.max_seq_len:
-      raise ValueError(f"prompts of up to {source.width} tokens + grpo.max_new_tokens="
-                       f"{max_new_tokens} exceed the checkpoint's context of "
-                       f"{pre.config.max_seq_len} (lower data.max_prompt_tokens)")
+    _check_context(pre.config, source.width, max_new_tokens)
     return pre.graphdef, pre.params, np.zeros((0,), np.float32)
-  model_cfg = scales.get_scale(m["scale"], max_seq_len=source.width + max_new_tokens,
-                               dtype=m["dtype"], param_dtype=m["param_dtype"],
-                               **compute_fields(config))
-  graphdef, params = init_model(model_cfg, jax.random.key(config.seed))
+  graphdef, params = init_model(model_config(config, source, max_new_tokens),
+                                jax.random.key(config.seed))
   params, losses = warm_start_params(config, source, graphdef, params, progress)
   return graphdef, params, losses
 

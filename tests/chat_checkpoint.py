@@ -20,10 +20,15 @@ from focal.tokenizers import HFTokenizer
 CHAT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "hf_chat_qwen3")
 
 
-def make_chat_checkpoint(directory: str, seed: int = 0) -> str:
+TINY = dict(d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, head_dim=8, d_ff=48)
+
+
+def make_chat_checkpoint(directory: str, seed: int = 0, **shape) -> str:
+  """Writes the checkpoint to `directory`; `shape` replaces ModelConfig fields of TINY's
+  (benchmarks/eval_memory.py makes a 24M-parameter one)."""
   tokenizer = HFTokenizer.from_directory(CHAT)
-  config = ModelConfig(vocab_size=tokenizer.vocab_size, d_model=32, n_layers=2, n_heads=4,
-                       n_kv_heads=2, head_dim=8, d_ff=48, qk_norm=True, max_seq_len=1024)
+  config = ModelConfig(vocab_size=tokenizer.vocab_size, **{**TINY, **shape}, qk_norm=True,
+                       max_seq_len=1024)
   _, params = init_model(config, jax.random.key(seed))
   source = directory + ".source"
   os.makedirs(source, exist_ok=True)

@@ -200,3 +200,19 @@ def test_a_checkpoint_without_a_reference_is_a_clear_error_for_a_target_that_nee
   ckpt.close()
   with pytest.raises(ValueError, match="holds no ref_params"):
     Checkpointer(str(tmp_path / "c")).restore(_train_state(_train_state(None).params), step=4)
+
+
+def test_a_dict_of_some_fields_restores_those_alone(tmp_path):
+  """Evaluation's target: {"params": shapes} reads a TrainState checkpoint's parameters, and
+  allocates nothing else (the optimizer's moments stay on disk)."""
+  saved_state = _train_state({"w": jnp.full(6, 7.0), "b": jnp.zeros((2, 3))})
+  ckpt = Checkpointer(str(tmp_path / "c"), async_save=False)
+  ckpt.save(4, saved_state, {"step": 4})
+  ckpt.close()
+  shapes = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), saved_state.params)
+  before = {id(a) for a in jax.live_arrays()}
+  restored, meta = Checkpointer(str(tmp_path / "c")).restore({"params": shapes}, step=4)
+  assert set(restored) == {"params"} and meta == {"step": 4}
+  jax.tree.map(np.testing.assert_array_equal, restored["params"], saved_state.params)
+  new = [a for a in jax.live_arrays() if id(a) not in before]
+  assert sum(a.nbytes for a in new) == sum(x.nbytes for x in jax.tree.leaves(restored))

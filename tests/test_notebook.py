@@ -49,6 +49,9 @@ def check_executed(nb, workdir, devices: int, prompts_per_step: int) -> str:
   assert "WARNING" not in text  # this machine has no accelerator, so CPU is no fallback
   assert "weighted_sum" in text and "strict completion" in text
   assert "pyplot imported: False" in text
+  # The run re-read from its directory: the loop's own evaluation, and an exported policy.
+  assert "step 2 re-evaluated; equals the loop's final evaluation: True" in text
+  assert "exported step 2 of " in text and "model.safetensors" in text
   outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
   images = [o for o in outputs if "image/png" in o.get("data", {})]
   assert len(images) == 2  # per-category curves and the aggregator comparison

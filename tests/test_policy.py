@@ -1,5 +1,6 @@
 """focal.policy: the model block's compute fields (remat, attention, logits_chunk) reach the
-ModelConfig keywords, default for runs saved before they existed, and are checked."""
+ModelConfig keywords, default for runs saved before they existed, and are checked; the abstract
+policy evaluation restores onto is the built policy's structure."""
 import ml_collections
 import pytest
 
@@ -35,3 +36,25 @@ def test_bad_compute_fields_are_refused(field, value, message):
   config.model[field] = value
   with pytest.raises(ValueError, match=message):
     policy.check_model(config)
+
+
+def test_the_abstract_policy_is_the_built_ones_structure(tmp_path):
+  """What evaluation restores a checkpoint onto: the graphdef and parameter shapes of the policy
+  the run built, without reading its weights; the context check holds there too."""
+  import types
+
+  import jax
+
+  from chat_checkpoint import make_chat_checkpoint
+  source = types.SimpleNamespace(width=24)
+  config = get_config("tiny")
+  config.model.checkpoint = make_chat_checkpoint(str(tmp_path / "qwen3"))
+  graphdef, params, _ = policy.init_policy(config, source, 8, progress=False)
+  abstract_graphdef, abstract = policy.abstract_policy(config, source, 8)
+  shapes = lambda tree: jax.tree.map(lambda x: (x.shape, x.dtype), tree)
+  assert abstract_graphdef == graphdef and shapes(abstract) == shapes(params)
+  assert all(isinstance(x, jax.ShapeDtypeStruct) for x in jax.tree.leaves(abstract))
+  with pytest.raises(ValueError, match="exceed the checkpoint's context of 1024"):
+    policy.abstract_policy(config, types.SimpleNamespace(width=1020), 8)
+  # A scale's context is sized to the prompts plus the responses.
+  assert policy.model_config(get_config("tiny"), source, 40) == get_scale("tiny", max_seq_len=64)
