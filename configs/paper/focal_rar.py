@@ -31,6 +31,7 @@ def get_config(arg=None):
     raise ValueError(f"unknown variant {arg!r}; choose None or 'smoke'")
   c = base.get_config("tiny" if arg == "smoke" else None)
   c.model.dtype = "bfloat16"  # compute; parameters stay float32 (model.param_dtype)
+  c.model.remat = "block"  # keep each layer's input only (as pow3r_healthbench, whose plan fits)
   c.data.source = "rar"
   c.data.eval_fraction = 0.05  # held out by a hash of each question (or give data.eval_path)
   c.data.max_eval_prompts = 500
@@ -48,6 +49,8 @@ def get_config(arg=None):
   c.grpo.group_size = 16
   c.grpo.max_new_tokens = 1024
   c.grpo.beta = 0.1
+  c.grpo.micro_batch_size = 32  # rollouts per forward/backward, summed into one update
+  c.grpo.rollout_micro_batch_size = 512  # rows per sampler call: a step's rollouts, or 512 eval rows
   c.optimizer.learning_rate = 1e-6
   c.total_steps = 500
   c.eval_every = 50
