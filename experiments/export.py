@@ -7,7 +7,9 @@ The run's saved config rebuilds the policy, its checkpoint's parameters are rest
 `focal.models.hf_export.export_checkpoint` writes them: a byte-vocabulary policy with a byte-level
 tokenizer.json and a chat template that renders a user prompt as BOS + its bytes (what training
 fed it); a policy trained from an HF checkpoint (config `model.checkpoint`) with that
-checkpoint's tokenizer files. `AutoModelForCausalLM.from_pretrained(HF_DIR)` then loads it.
+checkpoint's tokenizer files. A LoRA run (`model.lora.rank` > 0) is written with its adapters
+merged into the kernels (W + (alpha / r) A B): a standard checkpoint of the trained policy.
+`AutoModelForCausalLM.from_pretrained(HF_DIR)` then loads it.
 """
 import sys
 
@@ -15,6 +17,7 @@ from absl import app, flags, logging
 from flax import nnx
 
 from focal import evaluation
+from focal.models import lora
 from focal.models.hf_export import export_checkpoint
 
 flags.DEFINE_string("workdir", None, "The run's directory (holds config.json, checkpoints/).",
@@ -43,6 +46,7 @@ def main(argv):
     setup = evaluation.build_for_eval(config)
     params, step = evaluation.restore_params(setup, FLAGS.workdir, step)
     model_config = nnx.merge(setup.graphdef, params).cfg
+    _, params = lora.merge_adapters(setup.graphdef, params)  # W + (alpha / r) A B
     files = export_checkpoint(FLAGS.out, model_config, params, source=source_checkpoint(config),
                               dtype=FLAGS.dtype, overwrite=FLAGS.overwrite)
   except (FileNotFoundError, FileExistsError) as e:

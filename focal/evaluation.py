@@ -25,6 +25,7 @@ import numpy as np
 from focal import components, sampling
 from focal.graders.judge.config import JudgeConfig
 from focal.host_step import TooManyInvalid
+from focal.iteration import policy_params
 from focal.metrics import evaluation as metrics_lib
 from focal.report.tables import SUMMARY, format_report  # noqa: F401  (the CLI's report)
 from focal.rundir import RunDir, read_config
@@ -163,14 +164,16 @@ def restore_params(setup: components.Setup, workdir: str, step: int | None = Non
     state, meta = ckpt.restore(setup.state, step=step)
   finally:
     ckpt.close()
-  return state.params, int(meta["step"])
+  return policy_params(state), int(meta["step"])
 
 
 def build_for_eval(config, progress: bool = False) -> components.Setup:
-  """The run's Setup without its warm start: the checkpoint replaces those params anyway."""
+  """The run's Setup without its warm start: the checkpoint replaces those params anyway (with
+  LoRA it holds only the adapters, so the warm-started base is built, from its cache)."""
   config = copy.deepcopy(config)
-  config.warm_start.steps = 0
-  config.warm_start.cache_dir = ""
+  if not components.policy.lora_config(config).rank:
+    config.warm_start.steps = 0
+    config.warm_start.cache_dir = ""
   return components.build(config, progress=progress)
 
 

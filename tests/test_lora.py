@@ -1,0 +1,212 @@
+"""LoRA (focal.models.lora): the adapted forward is the base plus (alpha / r) A B, only adapters
+train, the reference is the base, and the base never reaches a checkpoint."""
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from focal import aggregators, sharding, update
+from focal.checkpoint import Checkpointer
+from focal.iteration import init_train_state, make_engine, make_optimizer, policy_params
+from focal.models import lora
+from focal.models.transformer import ModelConfig, forward, init_model, token_logprobs
+from focal.partition_rules import path_str
+from tests.test_iteration import EOS, PAD, SETTINGS, grade, make_batch
+
+# Two layers and q/k/v biases (Qwen2): the stacked adapters and a bias beside them are covered.
+CFG = ModelConfig(vocab_size=260, d_model=32, n_layers=2, n_heads=2, n_kv_heads=1, head_dim=16,
+                  d_ff=64, max_seq_len=64, qkv_bias=True)
+RANK, ALPHA = 4, 8.0
+
+
+def flat(state) -> dict:
+  return {path_str(p): np.asarray(x) for p, x in jax.tree_util.tree_leaves_with_path(state)}
+
+
+def adapted(targets=lora.DEFAULT_TARGETS, seed=0, **kw):
+  """(base graphdef, base params, LoRA graphdef, frozen base, adapters) of CFG."""
+  graphdef, params = init_model(CFG, jax.random.key(seed))
+  config = lora.LoRAConfig(rank=RANK, alpha=ALPHA, targets=targets, **kw)
+  return (graphdef, params, *lora.attach(config, graphdef, params, jax.random.key(seed + 1)))
+
+
+def with_random_b(adapters, seed=3, std=0.05):
+  """Adapters whose every B is drawn (a fresh adapter's is zero, and would test nothing)."""
+  keys = iter(jax.random.split(jax.random.key(seed), 64))
+  return jax.tree_util.tree_map_with_path(
+      lambda p, x: std * jax.random.normal(next(keys), x.shape) if "lora_b" in path_str(p)
+      else x, adapters)
+
+
+def tokens():
+  rng = np.random.default_rng(0)
+  t = jnp.asarray(rng.integers(0, 256, (2, 7)), jnp.int32)
+  mask = jnp.asarray([[False, True, True, True, True, True, True], [True] * 7])
+  from focal.models.transformer import positions_from_mask
+  return t, positions_from_mask(mask), mask
+
+
+def test_rank_zero_changes_nothing():
+  graphdef, params = init_model(CFG, jax.random.key(0))
+  out = lora.attach(lora.LoRAConfig(), graphdef, params, jax.random.key(1))
+  assert out[0] is graphdef and out[1] is None and out[2] is params
+
+
+def test_fresh_adapters_leave_the_model_unchanged():
+  graphdef, params, lgraph, base, adapters = adapted()
+  t, pos, mask = tokens()
+  np.testing.assert_array_equal(forward(graphdef, params, t, pos, mask)[0],
+                                forward(lgraph, lora.combine(base, adapters), t, pos, mask)[0])
+
+
+def test_forward_equals_base_plus_scaled_b_a_by_hand():
+  """Kernels merged in numpy, W + (alpha / r) A B per layer, in a model without adapters."""
+  graphdef, params, lgraph, base, adapters = adapted()
+  adapters = with_random_b(adapters)
+  a = flat(adapters)
+  merged = {}
+  for path, w in flat(params).items():
+    stem = path[:-len("kernel")]
+    if stem + "lora_a" in a:
+      delta = np.einsum("lir,lro->lio", a[stem + "lora_a"].astype(np.float64),
+                        a[stem + "lora_b"].astype(np.float64))
+      w = (w.astype(np.float64) + ALPHA / RANK * delta).astype(np.float32)
+    merged[path] = w
+  assert len(a) == 2 * 7 * 1  # q, k, v, o, gate, up, down: A and B each (stacked over layers)
+  hand = jax.tree_util.tree_map_with_path(lambda p, _: jnp.asarray(merged[path_str(p)]), params)
+  t, pos, mask = tokens()
+  expected = forward(graphdef, hand, t, pos, mask)[0]
+  got = forward(lgraph, lora.combine(base, adapters), t, pos, mask)[0]
+  np.testing.assert_allclose(got, expected, atol=1e-6, rtol=0)
+  # The adapters move the logits far more than that tolerance.
+  assert float(jnp.max(jnp.abs(got - forward(graphdef, params, t, pos, mask)[0]))) > 1e-2
+  # merge_adapters folds them into the kernels of the rank-0 architecture the same way.
+  mgraph, mparams = lora.merge_adapters(lgraph, lora.combine(base, adapters))
+  assert mgraph == graphdef
+  np.testing.assert_allclose(forward(mgraph, mparams, t, pos, mask)[0], expected, atol=1e-6,
+                             rtol=0)
+
+
+def test_targets_pick_the_kernels():
+  *_, adapters = adapted(targets=r"layers/attn/(q|v)_proj/kernel")
+  assert sorted(flat(adapters)) == [f"layers/attn/{m}_proj/lora_{f}" for m in "qv" for f in "ab"]
+  shapes = {k: v.shape for k, v in flat(adapters).items()}
+  assert shapes["layers/attn/q_proj/lora_a"] == (CFG.n_layers, CFG.d_model, RANK)
+  assert shapes["layers/attn/v_proj/lora_b"] == (CFG.n_layers, RANK, CFG.head_dim)
+  with pytest.raises(ValueError, match="matches no projection kernel"):
+    adapted(targets="embed")
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("rank", -1, "rank"), ("alpha", 0.0, "alpha"), ("dropout", 0.1, "dropout"),
+    ("targets", "layers/(", "regular expression")])
+def test_bad_settings_fail_naming_the_field(field, value, message):
+  with pytest.raises(ValueError, match=message):
+    lora.LoRAConfig(**{"rank": 4, field: value})
+
+
+def lora_state(beta=0.05, train_embeddings=False):
+  _, params, lgraph, base, adapters = adapted(train_embeddings=train_embeddings)
+  tx = make_optimizer(1e-2)
+  agg = aggregators.make("category_balanced")
+  settings = SETTINGS.__class__(**{**SETTINGS.__dict__, "beta": beta})
+  state = init_train_state(adapters, tx, agg, num_prompts=8, max_criteria=3,
+                           rng=jax.random.key(1), reference=beta > 0, base=base)
+  return params, lgraph, state, make_engine(lgraph, tx, agg, settings, grader=grade)
+
+
+def test_a_learn_step_changes_only_the_adapters():
+  """Parameter by parameter: the base is bit-identical and every adapter moved (four updates:
+  A's gradient is zero only while B is), and the optimizer holds moments of the adapters alone."""
+  params, _, state, engine = lora_state()
+  assert state.ref_params is None  # the base is the reference: no copy
+  assert jax.tree.structure(state.opt_state[1][0].mu) == jax.tree.structure(state.params)
+  new, metrics = jax.jit(engine.train_step)(state, make_batch())
+  assert np.isfinite(float(metrics["loss"])) and np.isfinite(float(metrics["kl"]))
+  before, after = flat(policy_params(state)), flat(policy_params(new))
+  assert before.keys() == after.keys()
+  for path in before:
+    moved = not np.array_equal(before[path], after[path])
+    assert moved == ("/lora_" in path), path
+  for path, value in flat(params).items():  # the frozen base is the model it started from
+    np.testing.assert_array_equal(after[path], value)
+
+
+def test_the_kl_reference_is_the_base_model():
+  params, lgraph, state, _ = lora_state()
+  graphdef, _ = init_model(CFG, jax.random.key(0))
+  state = state.replace(params=with_random_b(state.params))
+  t, _, mask = tokens()
+  base_logp = token_logprobs(graphdef, params, t, mask)
+  ref_logp = token_logprobs(lgraph, update.reference_params(state), t, mask)
+  np.testing.assert_array_equal(ref_logp, base_logp)
+  policy_logp = token_logprobs(lgraph, policy_params(state), t, mask)
+  assert float(jnp.max(jnp.abs(policy_logp - base_logp))) > 1e-3
+
+
+def test_trained_embeddings_keep_their_initial_values_for_the_reference():
+  params, lgraph, state, engine = lora_state(train_embeddings=True)
+  assert sorted(flat(state.ref_params)) == ["embed"]
+  assert "embed" in flat(state.params) and "embed" not in flat(state.base)
+  new, _ = jax.jit(engine.train_step)(state, make_batch())
+  assert not np.array_equal(flat(new.params)["embed"], flat(params)["embed"])
+  np.testing.assert_array_equal(flat(update.reference_params(new))["embed"],
+                                flat(params)["embed"])
+
+
+def test_checkpoints_hold_the_adapters_not_the_base(tmp_path):
+  _, _, state, _ = lora_state()
+  trained = state.replace(params=with_random_b(state.params))
+  ckpt = Checkpointer(str(tmp_path), keep=1, async_save=False)
+  ckpt.save(1, trained)
+  stored = ckpt._manager.item_metadata(1)["state"]
+  assert stored["base"] is None
+  restored, _ = ckpt.restore(state)
+  ckpt.close()
+  assert restored.base is state.base  # the target's, loaded once
+  jax.tree.map(np.testing.assert_array_equal, restored.params, trained.params)
+
+
+@flax.struct.dataclass
+class OldState:  # TrainState before it had `base`
+  step: object
+  params: object
+  opt_state: object
+  ref_params: object
+  agg_state: object
+  rng: object
+
+
+def test_checkpoints_written_before_lora_restore(tmp_path):
+  graphdef, params = init_model(CFG, jax.random.key(0))
+  tx = make_optimizer(1e-3)
+  state = init_train_state(params, tx, aggregators.make("category_balanced"), num_prompts=8,
+                           max_criteria=3, rng=jax.random.key(1), reference=False)
+  old = OldState(*(getattr(state, k) for k in OldState.__dataclass_fields__))
+  ckpt = Checkpointer(str(tmp_path), keep=1, async_save=False)
+  ckpt.save(1, old)
+  restored, _ = ckpt.restore(state)
+  ckpt.close()
+  assert restored.base is None
+  jax.tree.map(np.testing.assert_array_equal, restored.params, state.params)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 4), (1, 4, 1), (2, 2, 2)])
+def test_adapters_and_base_have_shardings_on_any_mesh(shape):
+  """x A B splits like x W: B's output dim over 'tensor' for column-parallel W, A's input dim
+  for row-parallel W; the rank dim is never split."""
+  _, _, state, _ = lora_state()
+  mesh = sharding.abstract_mesh(shape)
+  leaves = jax.tree_util.tree_flatten_with_path(
+      sharding.param_specs(state.params, mesh),
+      is_leaf=lambda x: isinstance(x, jax.sharding.PartitionSpec))[0]
+  specs = {path_str(p): tuple(s) for p, s in leaves}
+  assert specs["layers/attn/q_proj/lora_b"][2] == "tensor"
+  assert specs["layers/mlp/down_proj/lora_a"][1] == "tensor"
+  for path, spec in specs.items():  # the rank dimension
+    rank_dim = 2 if path.endswith("lora_a") else 1
+    assert spec[rank_dim] is None, path
+  shardings = sharding.state_shardings(state, mesh)
+  assert jax.tree.structure(shardings.base) == jax.tree.structure(state.base)
