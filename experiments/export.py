@@ -37,18 +37,24 @@ def source_checkpoint(config) -> str | None:
   return (model.get("checkpoint") or None) if hasattr(model, "get") else None
 
 
+def export_run(workdir: str, out: str, step: int | None = None, dtype: str | None = None,
+               overwrite: bool = False) -> tuple[int, list[str]]:
+  """(step, files written) of exporting checkpoint `step` (default: the latest) of `workdir`."""
+  step = evaluation.resolve_step(workdir, step)  # fails before the build
+  config = evaluation.load_config(workdir)
+  setup = evaluation.build_for_eval(config)
+  params, step = evaluation.restore_params(setup, workdir, step)
+  model_config = nnx.merge(setup.graphdef, params).cfg
+  _, params = lora.merge_adapters(setup.graphdef, params)  # W + (alpha / r) A B
+  return step, export_checkpoint(out, model_config, params, source=source_checkpoint(config),
+                                 dtype=dtype, overwrite=overwrite)
+
+
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)  # orbax logs every restore at INFO
   try:
-    step = evaluation.resolve_step(FLAGS.workdir, FLAGS.step)  # fails before the build
-    config = evaluation.load_config(FLAGS.workdir)
-    setup = evaluation.build_for_eval(config)
-    params, step = evaluation.restore_params(setup, FLAGS.workdir, step)
-    model_config = nnx.merge(setup.graphdef, params).cfg
-    _, params = lora.merge_adapters(setup.graphdef, params)  # W + (alpha / r) A B
-    files = export_checkpoint(FLAGS.out, model_config, params, source=source_checkpoint(config),
-                              dtype=FLAGS.dtype, overwrite=FLAGS.overwrite)
+    step, files = export_run(FLAGS.workdir, FLAGS.out, FLAGS.step, FLAGS.dtype, FLAGS.overwrite)
   except (FileNotFoundError, FileExistsError) as e:
     sys.exit(f"error: {e}")
   print(f"step {step} of {FLAGS.workdir} -> {FLAGS.out}: {', '.join(files)}")

@@ -156,7 +156,8 @@ class Checkpointer:
         step, args=ocp.args.Composite(state=state_args, meta=ocp.args.JsonRestore()))
     return restored.state, restored.meta
 
-  def _stored_tree(self, step: int) -> dict:
+  def stored_tree(self, step: int) -> dict:
+    """The state checkpoint `step` holds, as a tree of metadata (no array is read)."""
     path = epath.Path(os.path.join(self.directory, str(step), "state"))
     return ocp.StandardCheckpointHandler().metadata(path).tree
 
@@ -165,7 +166,7 @@ class Checkpointer:
     all: fields added to the train state after the step was written (LoRA's `base`)."""
     if not dataclasses.is_dataclass(abstract):
       return []
-    stored = self._stored_tree(step)
+    stored = self.stored_tree(step)
     return [k for k, v in _fields(abstract).items() if v is None and k not in stored]
 
   def _skipped_fields(self, step: int, abstract) -> list[str]:
@@ -173,7 +174,7 @@ class Checkpointer:
     target = _fields(abstract)
     if not target:
       return []
-    stored = self._stored_tree(step)
+    stored = self.stored_tree(step)
     lacking = [k for k, v in target.items()
                if jax.tree.leaves(v) and k in stored and stored[k] is None]
     if lacking:
