@@ -209,6 +209,9 @@ def _check_precision(config) -> None:
   |w| 2^-9, and an AdamW step is about the learning rate. At lr 1e-6, 2% of N(0, 0.02) weights
   move at all (88% at 1e-4); the optimizer's own sums are float32 either way."""
   lr = config.optimizer.learning_rate
+  lora = policy.lora_config(config)
+  if lora.rank and not lora.train_embeddings:
+    return  # only the adapters train, and they are float32 whatever model.param_dtype says
   if (policy.model_fields(config)["param_dtype"] == "bfloat16" and isinstance(lr, float)
       and lr < 1e-4):
     warnings.warn(f"model.param_dtype=bfloat16 with optimizer.learning_rate={lr:g}: most "

@@ -287,3 +287,64 @@ def test_a_tiny_lora_run_learns_and_resumes_exactly(tmp_path):
   resumed = _eval_rows(str(tmp_path / "split"))
   strip = lambda r: {k: v for k, v in r.items() if "seconds" not in k}
   assert [strip(r) for r in resumed] == [strip(r) for r in rows]
+
+
+def test_the_plan_holds_the_base_apart_in_the_compute_dtype():
+  """experiments.plan's abstract state for the HealthBench recipe on a tiny Qwen3 shape with
+  adapters: the optimizer's parameters are the adapters, the base is bfloat16 (model.dtype)
+  and no reference copy is kept though beta = 0.1."""
+  from focal.plan.setup import abstract_setup
+  from tests.test_plan import tiny_config as plan_config
+  config = plan_config()
+  config.model.lora.rank = 4
+  config.model.dtype = "bfloat16"
+  state = abstract_setup(config, num_prompts=8, max_criteria=3).state
+  assert config.grpo.beta > 0 and state.ref_params is None
+  paths = lambda tree: [path_str(p) for p, _ in jax.tree_util.tree_leaves_with_path(tree)]
+  assert paths(state.params) and all("/lora_" in p for p in paths(state.params))
+  assert not any("lora" in p for p in paths(state.base))
+  assert {x.dtype for x in jax.tree.leaves(state.base)} == {jnp.dtype(jnp.bfloat16)}
+  assert {x.dtype for x in jax.tree.leaves(state.params)} == {jnp.dtype(jnp.float32)}
+
+
+class _Source:
+  def batch(self, step):
+    del step
+    return make_batch(), np.arange(3)
+
+
+def test_vmapped_seeds_share_one_base():
+  """StackedSeeds with three seeds' adapters on one (checkpoint-like) base: the base is held
+  once, unstacked, and each seed trains as it would alone."""
+  import types
+  import ml_collections
+  from focal.replicas import StackedSeeds
+  _, params, lgraph, base, _ = adapted()
+  tx = make_optimizer(1e-2)
+  agg = aggregators.make("category_balanced")
+  engine = make_engine(lgraph, tx, agg, SETTINGS, grader=grade)
+  states = []
+  for seed in range(3):
+    config = lora.LoRAConfig(rank=RANK, alpha=ALPHA)
+    _, _, adapters = lora.attach(config, *init_model(CFG, jax.random.key(0)),
+                                 jax.random.key(10 + seed))
+    states.append(init_train_state(adapters, tx, agg, num_prompts=8, max_criteria=3,
+                                   rng=jax.random.key(seed), base=base))
+  setups = [types.SimpleNamespace(source=_Source(), engine=engine, state=s,
+                                  grader=types.SimpleNamespace(fused=True)) for s in states]
+  config = ml_collections.ConfigDict({"mesh": {"shape": (1, 1, 1)},
+                                      "data": {"prompts_per_step": 3}})
+  replicas = StackedSeeds(config, setups)
+  assert replicas.shared_base
+  stacked = replicas.combine([replicas.restore_target(s.state) for s in setups])
+  alone = jax.jit(engine.train_step)
+  for t in range(2):
+    stacked, _, _ = replicas.step(stacked, t)
+    states = [alone(s, make_batch())[0] for s in states]
+  assert jax.tree.leaves(stacked.base)[0].shape == jax.tree.leaves(base)[0].shape
+  for i, state in enumerate(states):
+    mine = replicas.take(stacked, i)
+    # vmapped and single matmuls round differently; AdamW scales that up on tiny gradients
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
+                 mine.params, state.params)
+    jax.tree.map(np.testing.assert_array_equal, mine.base, base)
