@@ -248,8 +248,13 @@ def test_the_merged_export_has_the_trained_policy_logits(lora_run, tmp_path):
   from focal import evaluation
   from focal.models.pretrained import load_pretrained
   config, workdir, _ = lora_run
-  step, _ = export_run(workdir, str(tmp_path / "hf"))
-  assert step == 2
+  step, files = export_run(workdir, str(tmp_path / "hf"), peft_out=str(tmp_path / "peft"))
+  assert step == 2 and "adapter_model.safetensors" in files
+  # A scale's warm-started base goes beside the adapters, which name it as their base.
+  import json
+  peft_config = json.load(open(tmp_path / "peft" / "adapter_config.json"))
+  assert peft_config["base_model_name_or_path"] == str(tmp_path / "peft" / "base")
+  assert (tmp_path / "peft" / "base" / "model.safetensors").exists()
   setup = evaluation.build_for_eval(config)
   params, _ = evaluation.restore_params(setup, workdir)
   assert any("/lora_" in p for p in flat(params))
@@ -348,3 +353,88 @@ def test_vmapped_seeds_share_one_base():
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
                  mine.params, state.params)
     jax.tree.map(np.testing.assert_array_equal, mine.base, base)
+
+
+def test_the_peft_layout_rebuilds_the_merged_checkpoint(tmp_path):
+  """adapter_model.safetensors in peft's names and [out, in] layout: base weight +
+  (lora_alpha / r) lora_B @ lora_A, computed from the files alone, is the merged export's."""
+  import json
+  from focal.models import peft_export
+  from focal.models.hf_export import export_checkpoint
+  from focal.models.safetensors_io import load_arrays, read_header, read_tensor
+  graphdef, params, lgraph, base, adapters = adapted()
+  full = lora.combine(base, with_random_b(adapters))
+  export_checkpoint(str(tmp_path / "base"), CFG, params)
+  export_checkpoint(str(tmp_path / "merged"), CFG, lora.merge_adapters(lgraph, full)[1])
+  files = peft_export.export_adapters(str(tmp_path / "peft"), CFG, full,
+                                      lora.LoRAConfig(rank=RANK, alpha=ALPHA), base="the-base")
+  assert files == ["adapter_config.json", "adapter_model.safetensors"]
+  cfg = json.load(open(tmp_path / "peft" / "adapter_config.json"))
+  assert (cfg["peft_type"], cfg["r"], cfg["lora_alpha"], cfg["base_model_name_or_path"]) == (
+      "LORA", RANK, ALPHA, "the-base")
+  assert cfg["target_modules"] == sorted(["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
+                                          "up_proj", "down_proj"])
+  base_w, merged = load_arrays(str(tmp_path / "base")), load_arrays(str(tmp_path / "merged"))
+  header = read_header(str(tmp_path / "peft" / "adapter_model.safetensors"))
+  peft = {name: read_tensor(info) for name, info in header.items()}
+  assert len(peft) == 2 * 7 * CFG.n_layers
+  rebuilt = 0
+  for name, w in base_w.items():
+    stem = "base_model.model." + name[:-len(".weight")]
+    if stem + ".lora_A.weight" in peft:
+      a, b = peft[stem + ".lora_A.weight"], peft[stem + ".lora_B.weight"]
+      assert a.shape == (RANK, w.shape[1]) and b.shape == (w.shape[0], RANK)
+      w = w.astype(np.float64) + ALPHA / RANK * (b.astype(np.float64) @ a)
+      rebuilt += 1
+    np.testing.assert_allclose(merged[name], w, atol=1e-6, rtol=0, err_msg=name)
+  assert rebuilt == 7 * CFG.n_layers
+
+
+PEER_PYTHON = "/work/venvs/trl/bin/python"  # STACK.md's TRL environment, plus peft
+
+
+def _peer_with_peft():
+  import os
+  import subprocess
+  if not os.path.exists(PEER_PYTHON):
+    return None
+  env = {**os.environ, "PYTHONPATH": os.environ.get("FOCAL_PEFT_PATH", "")}
+  found = subprocess.run([PEER_PYTHON, "-c", "import peft, transformers, torch"], env=env,
+                         capture_output=True)
+  return env if found.returncode == 0 else None
+
+
+@pytest.mark.slow
+def test_peft_loads_the_adapters_and_gives_the_trained_logits(tmp_path):
+  """In the peer environment (torch + transformers + peft; FOCAL_PEFT_PATH may add peft to its
+  path): PeftModel on the exported base gives our adapted model's logits, as does the merged
+  export loaded by transformers."""
+  import os
+  import subprocess
+  from focal.models import peft_export
+  from focal.models.hf_export import export_checkpoint
+  env = _peer_with_peft()
+  if env is None:
+    pytest.skip(f"no torch + transformers + peft at {PEER_PYTHON}")
+  _, params, lgraph, base, adapters = adapted()
+  full = lora.combine(base, with_random_b(adapters))
+  dirs = {k: str(tmp_path / k) for k in ("base", "merged", "peft")}
+  export_checkpoint(dirs["base"], CFG, params)
+  export_checkpoint(dirs["merged"], CFG, lora.merge_adapters(lgraph, full)[1])
+  peft_export.export_adapters(dirs["peft"], CFG, full, lora.LoRAConfig(rank=RANK, alpha=ALPHA),
+                              base=dirs["base"])
+  t = np.random.default_rng(0).integers(0, 256, (2, 9)).astype(np.int64)
+  np.save(tmp_path / "tokens.npy", t)
+  here = os.path.dirname(os.path.abspath(__file__))
+  run = subprocess.run([PEER_PYTHON, os.path.join(here, "peft_parity.py"), dirs["base"],
+                        dirs["peft"], dirs["merged"], str(tmp_path / "tokens.npy"),
+                        str(tmp_path / "out.npz")], env=env, capture_output=True, text=True,
+                       timeout=600)
+  assert run.returncode == 0, run.stderr[-3000:]
+  out = np.load(tmp_path / "out.npz")
+  mask = jnp.ones(t.shape, bool)
+  pos = jnp.broadcast_to(jnp.arange(t.shape[1]), t.shape)
+  ours = np.asarray(forward(lgraph, full, jnp.asarray(t, jnp.int32), pos, mask)[0])
+  np.testing.assert_allclose(out["peft"], ours, atol=1e-4, rtol=0)
+  np.testing.assert_allclose(out["merged"], ours, atol=1e-4, rtol=0)
+  assert np.abs(out["base"] - ours).max() > 1e-2  # the adapters matter
