@@ -49,9 +49,13 @@ What experiments.plan says of it (compiled here for TPU, without one):
   tokens; grpo.micro_batch_size=16, grpo.rollout_micro_batch_size=64
   state per chip: params 0.03 GiB, opt_state 0.06 GiB, ref_params 0.00 GiB, base 0.94 GiB
   | program | resident | inputs | output | temp | code | total GiB/chip | fits | compile s |
+  | rollout | 1.03     | 0.00   | 0.00   | 4.19 | 0.067 | 5.29         | yes  | 745       |
   | learn   | 1.03     | 0.00   | 0.00   | 5.64 | 0.175 | 6.85         | yes  | 320       |
+  FITS: every program fits v5e-8
 
-(`--only=learn`, 2026-12-07, on this project's 2-core CPU.) Fully fine-tuned, the same model's
+(2026-12-07 on this project's 2-core CPU, each program alone: `--only=rollout`, `--only=learn`,
+with `--eval_prompts=0 --search=false`; evaluation's sampler, 64 rows a call like the rollout's,
+was not compiled.) Fully fine-tuned, the same model's
 float32 parameters, AdamW moments and bfloat16 reference alone are 56 GB (6.6 GiB per chip)
 before gradients and activations.
 """
