@@ -438,3 +438,45 @@ def test_peft_loads_the_adapters_and_gives_the_trained_logits(tmp_path):
   np.testing.assert_allclose(out["peft"], ours, atol=1e-4, rtol=0)
   np.testing.assert_allclose(out["merged"], ours, atol=1e-4, rtol=0)
   assert np.abs(out["base"] - ours).max() > 1e-2  # the adapters matter
+
+
+@pytest.mark.slow  # about 30 s
+def test_a_judged_lora_run_on_a_checkpoint_trains_resumes_and_keeps_the_base(tmp_path):
+  """The papers' setting in miniature with adapters: a tiny Qwen3 checkpoint as the frozen base
+  and KL reference (beta > 0), an LLM judge on 127.0.0.1 (rollout -> host grader -> learn),
+  evaluation, then a resume; the base stays the checkpoint's weights throughout."""
+  import os
+  from focal import components, loop
+  from focal.graders.openai_server import ChatServer
+  from focal.models.pretrained import load_pretrained
+  from focal.rundir import RunDir
+  from tests.chat_checkpoint import make_chat_checkpoint
+  from tests.test_real_data_loop import DATA, coin_judge, real_config
+  checkpoint = make_chat_checkpoint(str(tmp_path / "qwen3-tiny"))
+  server = ChatServer(coin_judge, models=("coin",)).start()
+  try:
+    config = real_config(tmp_path, checkpoint, "healthbench",
+                         os.path.join(DATA, "healthbench_tiny.jsonl"), "judge")
+    config.grader.judge.base_url = server.url
+    config.grader.judge.model = "coin"
+    config.grader.judge.cache_path = str(tmp_path / "verdicts.sqlite")
+    config.model.lora.rank = RANK
+    config.grpo.beta = 0.1
+    workdir = str(tmp_path / "run")
+    loop.run(config, workdir, progress=False)
+    config.total_steps = 4
+    final = loop.run(config, workdir, progress=False)
+    setup = components.build(config, progress=False)  # asks the judge first
+  finally:
+    server.close()
+  rows = RunDir(workdir).rows()
+  assert [r["step"] for r in rows] == [0, 1, 2, 3, 4]
+  assert all(np.isfinite(r["train/kl"]) for r in rows[1:]) and final["step"] == 4
+  ckpt = RunDir(workdir).checkpointer(keep=None, async_save=False)
+  state, _ = ckpt.restore(setup.state)
+  ckpt.close()
+  loaded = flat(load_pretrained(checkpoint).params)
+  assert flat(state.base).keys() <= loaded.keys()
+  for path, value in flat(state.base).items():
+    np.testing.assert_array_equal(value, loaded[path])
+  assert any(np.abs(v).max() > 0 for k, v in flat(state.params).items() if k.endswith("lora_b"))
