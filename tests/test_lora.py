@@ -1,5 +1,7 @@
 """LoRA (focal.models.lora): the adapted forward is the base plus (alpha / r) A B, only adapters
 train, the reference is the base, and the base never reaches a checkpoint."""
+import dataclasses
+
 import flax.struct
 import jax
 import jax.numpy as jnp
@@ -111,15 +113,17 @@ def lora_state(beta=0.05, train_embeddings=False):
   _, params, lgraph, base, adapters = adapted(train_embeddings=train_embeddings)
   tx = make_optimizer(1e-2)
   agg = aggregators.make("category_balanced")
-  settings = SETTINGS.__class__(**{**SETTINGS.__dict__, "beta": beta})
+  # One update per step (the default single pass): a compile of a few seconds.
+  settings = dataclasses.replace(SETTINGS, beta=beta, mu=1, num_minibatches=1)
   state = init_train_state(adapters, tx, agg, num_prompts=8, max_criteria=3,
                            rng=jax.random.key(1), reference=beta > 0, base=base)
   return params, lgraph, state, make_engine(lgraph, tx, agg, settings, grader=grade)
 
 
 def test_a_learn_step_changes_only_the_adapters():
-  """Parameter by parameter: the base is bit-identical and every adapter moved (four updates:
-  A's gradient is zero only while B is), and the optimizer holds moments of the adapters alone."""
+  """Parameter by parameter: the base is bit-identical and every B moved, while every A kept
+  its draw (its gradient x^T (g B^T) is zero while B is), and the optimizer holds moments of
+  the adapters alone."""
   params, _, state, engine = lora_state()
   assert state.ref_params is None  # the base is the reference: no copy
   assert jax.tree.structure(state.opt_state[1][0].mu) == jax.tree.structure(state.params)
@@ -129,7 +133,7 @@ def test_a_learn_step_changes_only_the_adapters():
   assert before.keys() == after.keys()
   for path in before:
     moved = not np.array_equal(before[path], after[path])
-    assert moved == ("/lora_" in path), path
+    assert moved == path.endswith("/lora_b"), path
   for path, value in flat(params).items():  # the frozen base is the model it started from
     np.testing.assert_array_equal(after[path], value)
 
@@ -146,6 +150,7 @@ def test_the_kl_reference_is_the_base_model():
   assert float(jnp.max(jnp.abs(policy_logp - base_logp))) > 1e-3
 
 
+@pytest.mark.slow  # about 20 s: a step compiled on another parameter structure
 def test_trained_embeddings_keep_their_initial_values_for_the_reference():
   params, lgraph, state, engine = lora_state(train_embeddings=True)
   assert sorted(flat(state.ref_params)) == ["embed"]
@@ -318,6 +323,7 @@ class _Source:
     return make_batch(), np.arange(3)
 
 
+@pytest.mark.slow  # about 40 s: three seeds' step compiled vmapped and alone
 def test_vmapped_seeds_share_one_base():
   """StackedSeeds with three seeds' adapters on one (checkpoint-like) base: the base is held
   once, unstacked, and each seed trains as it would alone."""
@@ -445,21 +451,16 @@ def test_a_judged_lora_run_on_a_checkpoint_trains_resumes_and_keeps_the_base(tmp
   """The papers' setting in miniature with adapters: a tiny Qwen3 checkpoint as the frozen base
   and KL reference (beta > 0), an LLM judge on 127.0.0.1 (rollout -> host grader -> learn),
   evaluation, then a resume; the base stays the checkpoint's weights throughout."""
-  import os
   from focal import components, loop
   from focal.graders.openai_server import ChatServer
   from focal.models.pretrained import load_pretrained
   from focal.rundir import RunDir
   from tests.chat_checkpoint import make_chat_checkpoint
-  from tests.test_real_data_loop import DATA, coin_judge, real_config
+  from tests.test_real_data_loop import coin_judge, healthbench_config
   checkpoint = make_chat_checkpoint(str(tmp_path / "qwen3-tiny"))
   server = ChatServer(coin_judge, models=("coin",)).start()
   try:
-    config = real_config(tmp_path, checkpoint, "healthbench",
-                         os.path.join(DATA, "healthbench_tiny.jsonl"), "judge")
-    config.grader.judge.base_url = server.url
-    config.grader.judge.model = "coin"
-    config.grader.judge.cache_path = str(tmp_path / "verdicts.sqlite")
+    config = healthbench_config(tmp_path, checkpoint, server)
     config.model.lora.rank = RANK
     config.grpo.beta = 0.1
     workdir = str(tmp_path / "run")
