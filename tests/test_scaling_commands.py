@@ -183,6 +183,9 @@ NOT_RUN = {
     (SCALING, "python -m experiments.plan --config=configs/paper/pow3r_healthbench.py "
               "--topology=v5p-16 --config.model.checkpoint=configs/checkpoints/qwen3-8b "
               "--config.mesh.shape=(1,8,1) --json=plan.json"): PLAN_NOT_RUN,
+    (SCALING, "python -m benchmarks.lora_rollout --scales small base --ranks 8 32 --length 64 "
+              "--batch 16"):
+        "a timing benchmark (minutes, figures only); tests/test_lora.py checks the merge it times",
     ("configs/paper/pow3r_healthbench.py",
      "python -m experiments.plan --config=configs/paper/pow3r_healthbench.py:lora "
      "--topology=v5e-8 --config.model.checkpoint=configs/checkpoints/qwen3-4b "
