@@ -13,6 +13,7 @@ is documented; this file states only what the built-in default changes.
 import ml_collections
 
 from focal import components
+from focal.models import lora
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -35,6 +36,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.model.remat = "none"  # recompute each layer in the backward pass: none|block|dots (block, but keep its weight matmuls' outputs)
   c.model.attention = "auto"  # multi-token attention kernel: auto (splash on TPU, else xla)|xla|splash (Pallas TPU kernel)
   c.model.logits_chunk = 0  # positions per chunk of the log-prob pass through the LM head (0 = about 2^26 logits per chunk)
+  c.model.lora = ml_collections.ConfigDict()  # low-rank adapters (focal.models.lora): train A, B beside frozen kernels
+  c.model.lora.rank = 0  # adapter rank r (0 = full fine-tuning: every parameter trains)
+  c.model.lora.alpha = 32.0  # the adapter's update is scaled by alpha / rank
+  c.model.lora.dropout = 0.0  # must be 0: GRPO's ratio compares the loss's forward with the (dropout-free) sampler's
+  c.model.lora.targets = lora.DEFAULT_TARGETS  # regex over kernel paths ('layers/attn/q_proj/kernel'): the attention and MLP projections
+  c.model.lora.train_embeddings = False  # with rank > 0: also train the embedding and LM head (else frozen with the base)
 
   c.data = ml_collections.ConfigDict()
   c.data.source = "synthetic"  # synthetic (the six tasks)|rar|healthbench|rubric_jsonl (README: the rubric JSONL schema)

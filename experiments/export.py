@@ -8,7 +8,11 @@ the checkpoint's parameters alone are restored (no optimizer, no grader, so a ju
 with its judge down); `focal.models.hf_export.export_checkpoint` writes them: a byte-vocabulary
 policy with a byte-level tokenizer.json and a chat template that renders a user prompt as BOS +
 its bytes (what training fed it); a policy trained from an HF checkpoint (config
-`model.checkpoint`) with that checkpoint's tokenizer files. `AutoModelForCausalLM.from_pretrained(HF_DIR)` then loads it.
+`model.checkpoint`) with that checkpoint's tokenizer files. A LoRA run (`model.lora.rank` > 0) is written with its adapters merged into the kernels
+(W + (alpha / r) A B): a standard checkpoint of the trained policy. `--peft_out=DIR` also writes
+the adapters alone in peft's layout (focal.models.peft_export), on the run's `model.checkpoint`,
+or for a scale's warm-started base on its export, written to DIR/base.
+`AutoModelForCausalLM.from_pretrained(HF_DIR)` then loads it.
 """
 import sys
 
@@ -24,6 +28,7 @@ flags.DEFINE_integer("step", None, "Checkpoint step to export; default: the late
 flags.DEFINE_enum("dtype", None, ["float32", "bfloat16"],
                   "Stored tensor dtype; default: the policy's parameter dtype.")
 flags.DEFINE_bool("overwrite", False, "Replace --out if it exists and is not empty.")
+flags.DEFINE_string("peft_out", "", "A LoRA run: also write its adapters in peft's layout here.")
 FLAGS = flags.FLAGS
 
 
@@ -32,8 +37,8 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)  # orbax logs every restore at INFO
   try:
     step, files = eval_build.export_run(FLAGS.workdir, FLAGS.out, FLAGS.step, FLAGS.dtype,
-                                        FLAGS.overwrite)
-  except (FileNotFoundError, FileExistsError) as e:
+                                        FLAGS.overwrite, FLAGS.peft_out)
+  except (FileNotFoundError, FileExistsError, ValueError) as e:
     sys.exit(f"error: {e}")
   print(f"step {step} of {FLAGS.workdir} -> {FLAGS.out}: {', '.join(files)}")
 

@@ -20,6 +20,10 @@ orbax never lists it as a step, so the restore takes the newest complete step
 before it. The trainer (`cleanup_tmp`) deletes such folders when it opens the
 directory; readers leave them, since one may be a live trainer's save.
 
+LoRA's frozen base (`TrainState.base`, `LOADED_FIELDS`) is loaded with the run, never saved:
+a checkpoint holds the adapters and their optimizer state, and a restore puts the target's
+base back beside them.
+
 A target may leave out (None) a top-level field that a checkpoint holds: the reference policy,
 which a run with grpo.beta = 0 no longer stores, while checkpoints written before that change
 hold one. That field is not read (a partial restore). A target may also be a dict of some of the
@@ -80,7 +84,8 @@ class Checkpointer:
     if self._best_metric is not None and (metrics is None or self._best_metric not in metrics):
       raise ValueError(f"best_metric {self._best_metric!r} missing from meta['metrics'] "
                        f"(keys: {sorted(metrics or {})})")
-    args = ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
+    args = ocp.args.Composite(state=ocp.args.StandardSave(_without_loaded(state)),
+                              meta=ocp.args.JsonSave(meta))
     return self._manager.save(int(step), args=args, metrics=metrics, force=force)
 
   def latest_step(self) -> int | None:
@@ -100,6 +105,13 @@ class Checkpointer:
     Without `step`, the newest step that reads back (see the module docstring);
     with it, exactly that step, or its error.
     """
+    restored = self._restore(_without_loaded(target_state), step)
+    if restored is None or not _loaded(target_state):
+      return restored
+    state, meta = restored
+    return state.replace(**_loaded(target_state)), meta
+
+  def _restore(self, target_state, step: int | None):
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target_state)
     if step is not None:
       return self._restore_step(step, abstract)
@@ -131,6 +143,11 @@ class Checkpointer:
       return None
 
   def _restore_step(self, step: int, abstract):
+    absent = self._absent_fields(step, abstract)
+    if absent:  # fields added to the state since the step was saved, None in the target
+      rest = {k: v for k, v in _fields(abstract).items() if k not in absent}
+      state, meta = self._restore_step(step, rest)
+      return abstract.replace(**state), meta
     state_args = ocp.args.StandardRestore(abstract)
     if self._skipped_fields(step, abstract):
       with_sharding = jax.tree.map(_with_default_sharding, abstract)
@@ -141,14 +158,26 @@ class Checkpointer:
         step, args=ocp.args.Composite(state=state_args, meta=ocp.args.JsonRestore()))
     return restored.state, restored.meta
 
+  def stored_tree(self, step: int) -> dict:
+    """The state checkpoint `step` holds, as a tree of metadata (no array is read)."""
+    path = epath.Path(os.path.join(self.directory, str(step), "state"))
+    return ocp.StandardCheckpointHandler().metadata(path).tree
+
+  def _absent_fields(self, step: int, abstract) -> list[str]:
+    """Top-level fields the target leaves out (None) that checkpoint `step` does not hold at
+    all: fields added to the train state after the step was written (LoRA's `base`)."""
+    if not dataclasses.is_dataclass(abstract):
+      return []
+    stored = self.stored_tree(step)
+    return [k for k, v in _fields(abstract).items() if v is None and k not in stored]
+
   def _skipped_fields(self, step: int, abstract) -> list[str]:
     """Top-level fields that checkpoint `step` holds and the target leaves out (None, or a key
     a dict target lacks)."""
     target = _fields(abstract)
     if not target:
       return []
-    path = epath.Path(os.path.join(self.directory, str(step), "state"))
-    stored = ocp.StandardCheckpointHandler().metadata(path).tree
+    stored = self.stored_tree(step)
     lacking = [k for k, v in target.items()
                if jax.tree.leaves(v) and k in stored and stored[k] is None]
     if lacking:
@@ -181,6 +210,21 @@ class Checkpointer:
   def close(self) -> None:
     self._manager.wait_until_finished()
     self._manager.close()
+
+
+# Train-state fields that the run loads from its source (LoRA's frozen base, read from the
+# model checkpoint or the warm start), not from its own checkpoints: a save writes None in their
+# place, and a restore hands back the target's.
+LOADED_FIELDS = ("base",)
+
+
+def _loaded(state) -> dict:
+  return {k: v for k, v in _fields(state).items() if k in LOADED_FIELDS and v is not None}
+
+
+def _without_loaded(state):
+  loaded = _loaded(state)
+  return state.replace(**{k: None for k in loaded}) if loaded else state
 
 
 def _fields(tree) -> dict:

@@ -226,6 +226,9 @@ def _check_precision(config) -> None:
   |w| 2^-9, and an AdamW step is about the learning rate. At lr 1e-6, 2% of N(0, 0.02) weights
   move at all (88% at 1e-4); the optimizer's own sums are float32 either way."""
   lr = config.optimizer.learning_rate
+  lora = policy.lora_config(config)
+  if lora.rank and not lora.train_embeddings:
+    return  # only the adapters train, and they are float32 whatever model.param_dtype says
   if (policy.model_fields(config)["param_dtype"] == "bfloat16" and isinstance(lr, float)
       and lr < 1e-4):
     warnings.warn(f"model.param_dtype=bfloat16 with optimizer.learning_rate={lr:g}: most "
@@ -306,11 +309,20 @@ def run_engine(config, graphdef, settings: GRPOSettings, grader):
 
 
 def initial_state(config, settings: GRPOSettings, params, tx, aggregator, num_prompts: int,
-                  max_criteria: int):
-  """The run's first TrainState (works under jax.eval_shape on abstract parameters)."""
+                  max_criteria: int, base=None):
+  """The run's first TrainState (works under jax.eval_shape on abstract parameters); with LoRA,
+  `params` are the trainable adapters and `base` the frozen rest (`attach_adapters`)."""
   return init_train_state(params, tx, aggregator, num_prompts=num_prompts,
                           max_criteria=max_criteria, rng=jax.random.key(config.seed + 1),
-                          **reference_fields(config, settings))
+                          base=base, **reference_fields(config, settings))
+
+
+def attach_adapters(config, graphdef, params):
+  """(graphdef, base, trainable) of the run's policy: with `model.lora.rank` > 0, adapters
+  drawn from the seed beside the loaded (or warm-started) policy, which becomes the frozen base;
+  else (graphdef, None, params)."""
+  from focal.models import lora
+  return lora.attach(policy.lora_config(config), graphdef, params, jax.random.key(config.seed + 2))
 
 
 @dataclasses.dataclass
@@ -338,10 +350,11 @@ def build(config, progress: bool = True, width: int | None = None, mesh=None) ->
   settings = settings_for(config, tokens)
   graphdef, params, losses = policy.init_policy(config, source, settings.max_new_tokens, mesh,
                                                 progress)
+  graphdef, base, params = attach_adapters(config, graphdef, params)
   grader = make_grader(config, source)
   tx, aggregator, engine = run_engine(config, graphdef, settings, grader)
   state = initial_state(config, settings, params, tx, aggregator, source.num_prompts,
-                        source.max_criteria)
+                        source.max_criteria, base)
   prompt_state.check_prompt_ids(state.agg_state, source.train_rubric.prompt_ids)
   return Setup(config, source, graphdef, engine, state, settings, losses, grader,
                eval_grader(config, source, grader))

@@ -82,6 +82,9 @@ def prepare(synthetic_config, cache_dir: str | None = None,
   source = setup.source
   write_rar(train, source.suite, source.train_set)
   write_rar(evals, source.suite, source.eval_set)
+  from focal.iteration import policy_params
+  from focal.models.lora import merge_adapters
   model_config = nnx.merge(setup.graphdef, setup.state.params).cfg
-  export_checkpoint(checkpoint, model_config, setup.state.params, overwrite=True)
+  _, params = merge_adapters(setup.graphdef, policy_params(setup.state))
+  export_checkpoint(checkpoint, model_config, params, overwrite=True)
   return paths

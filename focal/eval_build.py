@@ -15,12 +15,15 @@ training build held 3.0x after building (AdamW's two moments) and 6.0x while res
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any
 
+import jax
 import ml_collections
 
 from focal import components, policy
 from focal.iteration import GRPOSettings
+from focal.models import lora
 from focal.rundir import RunDir
 
 
@@ -33,6 +36,7 @@ class EvalSetup:
   params: Any                   # its parameters as ShapeDtypeStructs: the restore's target
   settings: GRPOSettings        # lengths, stop and padding ids of the run's sampling
   eval_grader: Any              # what evaluation grades with (focal.graders.stage); None: export
+  base: Any = None              # a LoRA run's frozen base (not in its checkpoints), else None
 
 
 def build(config, grader: bool = True) -> EvalSetup:
@@ -44,12 +48,21 @@ def build(config, grader: bool = True) -> EvalSetup:
   tokens = policy.tokens_for(config)
   source = components.data_source(config, tokens)
   settings = components.settings_for(config, tokens)
-  graphdef, params = policy.abstract_policy(config, source, settings.max_new_tokens)
+  base = None
+  if policy.lora_config(config).rank:
+    # A LoRA checkpoint holds the adapters alone: the base is the run's loaded (or warm-started,
+    # from its cache) policy, built as training built it; still no optimizer and no judge.
+    graphdef, full, _ = policy.init_policy(config, source, settings.max_new_tokens,
+                                           progress=False)
+    graphdef, base, adapters = components.attach_adapters(config, graphdef, full)
+    params = jax.eval_shape(lambda: adapters)
+  else:
+    graphdef, params = policy.abstract_policy(config, source, settings.max_new_tokens)
   stage = None
   if grader:
     block = "eval" if components.evaluates_with_eval_judge(config) else "grader"
     stage = components.make_grader(config, source, block=block)
-  return EvalSetup(config, source, graphdef, params, settings, stage)
+  return EvalSetup(config, source, graphdef, params, settings, stage, base)
 
 
 def resolve_step(workdir: str, step: int | None = None) -> int:
@@ -76,7 +89,7 @@ def restore_params(setup, workdir: str, step: int | None = None):
     state, meta = ckpt.restore({"params": setup.params}, step=step)  # a partial restore
   finally:
     ckpt.close()
-  return state["params"], int(meta["step"])
+  return lora.combine(getattr(setup, "base", None), state["params"]), int(meta["step"])
 
 
 def source_checkpoint(config) -> str | None:
@@ -86,16 +99,31 @@ def source_checkpoint(config) -> str | None:
 
 
 def export_run(workdir: str, out: str, step: int | None = None, dtype: str | None = None,
-               overwrite: bool = False) -> tuple[int, list[str]]:
+               overwrite: bool = False, peft_out: str = "") -> tuple[int, list[str]]:
   """(step, files written) of exporting checkpoint `step` (default: the latest) of the run in
   `workdir` as a Hugging Face checkpoint in `out` (focal.models.hf_export): no grader is built,
-  so a judged run exports with its judge down."""
+  so a judged run exports with its judge down. A LoRA run is written with its adapters merged
+  (W + (alpha / r) A B); `peft_out` also writes the adapters alone in peft's layout."""
   from flax import nnx
   from focal.models.hf_export import export_checkpoint
+  from focal.models.peft_export import export_adapters
   step = resolve_step(workdir, step)  # fails before the build
   config = RunDir(workdir).read_config()
+  adapters = policy.lora_config(config)
+  if peft_out and not adapters.rank:
+    raise ValueError("--peft_out needs a LoRA run (model.lora.rank > 0)")
   setup = build(config, grader=False)
   params, step = restore_params(setup, workdir, step)
-  files = export_checkpoint(out, nnx.merge(setup.graphdef, params).cfg, params,
-                            source=source_checkpoint(config), dtype=dtype, overwrite=overwrite)
+  model_config = nnx.merge(setup.graphdef, params).cfg
+  source = source_checkpoint(config)
+  _, merged = lora.merge_adapters(setup.graphdef, params)
+  files = export_checkpoint(out, model_config, merged, source=source, dtype=dtype,
+                            overwrite=overwrite)
+  if peft_out:
+    base_dir = os.path.abspath(os.path.join(peft_out, "base"))
+    files += export_adapters(peft_out, model_config, params, adapters, base=source or base_dir,
+                             overwrite=overwrite)
+    if source is None:  # the warm-started base exists nowhere else
+      _, base = lora.merge_adapters(setup.graphdef, lora.adapters_off(params))
+      export_checkpoint(base_dir, model_config, base, dtype=dtype)
   return step, files

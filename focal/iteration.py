@@ -33,6 +33,7 @@ import optax
 from focal import aggregators, grpo, microbatch, nonfinite, sampling
 from focal.advantages import make_estimator
 from focal.batch import PromptBatch, Rollouts
+from focal.models import lora
 from focal.metrics.step import clipped_ratio, step_metrics, token_mean  # noqa: F401  (public)
 from focal.update import policy_update, response_logprobs  # noqa: F401  (public)
 
@@ -46,6 +47,14 @@ class TrainState:
   ref_params: Any      # frozen reference for the KL term; None when beta = 0 (not stored)
   agg_state: Any       # the aggregator's state (POW3R factors, Focal EMA, ...)
   rng: Any
+  # With LoRA (model.lora.rank > 0): the frozen base the adapters in `params` sit on, which is
+  # also the reference policy. Loaded with the run, never checkpointed (focal.checkpoint).
+  base: Any = None
+
+
+def policy_params(state: TrainState):
+  """The whole parameter state the policy's model reads: `params`, or base + adapters."""
+  return lora.combine(state.base, state.params)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,18 +133,23 @@ def make_optimizer(learning_rate: float = 1e-4, grad_clip: float = 0.5,
 
 def init_train_state(params, tx, aggregator: aggregators.Aggregator, num_prompts: int,
                      max_criteria: int, rng, *, reference: bool = True,
-                     ref_dtype: str | None = None) -> TrainState:
+                     ref_dtype: str | None = None, base=None) -> TrainState:
   """A fresh state. The optimizer's moments are built on float32 parameters (see
   `make_optimizer`); the reference policy is a frozen copy of the initial policy in `ref_dtype`
   (None: the parameters' own), or not stored (None) without `reference` (beta = 0 never reads it).
+  With a LoRA `base` (focal.models.lora.attach), `params` are the trainable adapters and the
+  reference is the base itself with the adapters off: no copy is stored.
   """
   f32 = lambda p: p.astype(jnp.float32) if jnp.issubdtype(p.dtype, jnp.floating) else p
+  copy = jnp.copy if ref_dtype is None else lambda p: p.astype(ref_dtype)
   ref = None
-  if reference:
-    ref = jax.tree.map(jnp.copy if ref_dtype is None else lambda p: p.astype(ref_dtype), params)
+  if reference and base is None:
+    ref = jax.tree.map(copy, params)
+  elif reference:  # only what trains beside the adapters (the embeddings), if anything
+    ref = lora.frozen_copy(params, copy)
   return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                     opt_state=tx.init(jax.tree.map(f32, params)), ref_params=ref,
-                    agg_state=aggregator.init(num_prompts, max_criteria), rng=rng)
+                    agg_state=aggregator.init(num_prompts, max_criteria), rng=rng, base=base)
 
 
 def sample_rollouts(graphdef, params, batch: PromptBatch, rng, s: GRPOSettings,
@@ -198,8 +212,8 @@ def make_engine(graphdef, tx, aggregator: aggregators.Aggregator, settings: GRPO
 
   def rollout_step(state: TrainState, batch: PromptBatch):
     rng, sample_rng = jax.random.split(state.rng)
-    return state.replace(rng=rng), sample_rollouts(graphdef, state.params, batch, sample_rng, s,
-                                                   batch_shards)
+    return state.replace(rng=rng), sample_rollouts(graphdef, policy_params(state), batch,
+                                                   sample_rng, s, batch_shards)
 
   def learn_step(state: TrainState, batch: PromptBatch, rollouts: Rollouts, scores, valid):
     b, g = batch.tokens.shape[0], s.group_size

@@ -55,6 +55,7 @@ from tqdm.auto import tqdm
 from focal import components, evaluation, nonfinite, policy, sharding
 from focal.data.synthetic_source import prompt_sets, prompt_width
 from focal.host_step import TooManyInvalid
+from focal.iteration import policy_params
 from focal.metrics.rows import TokenCounter, train_row
 from focal.preemption import Preempted, StopRequest
 from focal.provenance import config_record
@@ -135,7 +136,8 @@ class Recorder:
       row["train/learning_rate"] = float(c.optimizer.learning_rate)  # constant (make_optimizer)
     if evaluate:
       row = row or {"step": done}
-      row.update(evaluation.evaluate_both(self.setup, state_fn().params, self.eval_rng, done))
+      row.update(evaluation.evaluate_both(self.setup, policy_params(state_fn()), self.eval_rng,
+                                            done))
       self.final = row
     if row is not None:
       self.writer.write(row)
@@ -266,7 +268,7 @@ def _train(configs, setups, run_dirs, changes, mesh, progress, locked, stop, opt
 def _loop(config, replicas, recorders, state, start: int, progress: bool, stop: StopRequest):
   if start == 0:
     for i, rec in enumerate(recorders):
-      rec.begin(replicas.take(state, i).params)
+      rec.begin(policy_params(replicas.take(state, i)))
   n = len(recorders)
   desc = f"train {_label(config)}" + (f" x{n} seeds" if n > 1 else "")
   bar = tqdm(range(start, config.total_steps), desc=desc, initial=start,

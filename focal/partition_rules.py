@@ -43,6 +43,11 @@ TENSOR_RULES: Rules = (
     (r"layers/mlp/(gate|up)_proj/kernel", P(None, "tensor")),
     (r"layers/mlp/down_proj/kernel", P("tensor", None)),
     (r".*norm/scale", P()),
+    # LoRA adapters (focal.models.lora): x A B splits like x W. Column-parallel W: B's output
+    # dim over 'tensor'; row-parallel W: A's input dim; the rank dim is never split.
+    (r"layers/(attn/(q|k|v)_proj|mlp/(gate|up)_proj)/lora_b", P(None, "tensor")),
+    (r"layers/(attn/o_proj|mlp/down_proj)/lora_a", P("tensor", None)),
+    (r"layers/.*/lora_(a|b)", P()),
 )
 
 # Replicates everything, then lets the FSDP pass shard it: pure FSDP.

@@ -61,6 +61,13 @@ def check_model(config) -> None:
                      f"{m['logits_chunk']!r}")
   if not m["checkpoint"]:
     scales.get_scale(m["scale"])
+  lora_config(config)
+
+
+def lora_config(config):
+  """The run's `model.lora` (focal.models.lora.LoRAConfig; rank 0 for a run saved without it)."""
+  from focal.models.lora import from_fields
+  return from_fields(model_fields(config).get("lora"))
 
 
 @dataclasses.dataclass(frozen=True)

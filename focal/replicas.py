@@ -90,6 +90,10 @@ class StackedSeeds:
   shard. (Sharding the seeds along `data` instead would need S to be a multiple of `data`
   and take `data` away from the batch rows.) On a one-device mesh the program and its
   numbers are those of `jax.jit(jax.vmap(train_step))`, bit for bit.
+
+  With LoRA, seeds whose frozen base is the same (a checkpoint's: only the adapters depend on
+  the seed) share one copy of it, unstacked and unmapped; bases that differ (a scale's
+  warm start depends on the seed) are stacked like everything else.
   """
 
   def __init__(self, config, setups: Sequence, mesh=None):
@@ -103,23 +107,34 @@ class StackedSeeds:
     self.batch_size = config.data.prompts_per_step
     self.seed_sh = sharding.state_shardings(setups[0].state, self.mesh,
                                             ref_memory_kind=ref_memory_kind(config))
+    self.shared_base = same_base([s.state for s in setups])
     self.state_sh = seed_axis(self.seed_sh)
+    axes = 0
+    if self.shared_base:
+      self.state_sh = self.state_sh.replace(base=self.seed_sh.base)
+      axes = setups[0].state.replace(**{k: 0 for k in vars(setups[0].state) if k != "base"},
+                                     base=None)
     self.rows = distributed.process_rows(sharding.batch_dim_sharding(self.mesh), self.batch_size)
     first, _ = self.sources[0].batch(0)
     self.batch_sh = seed_axis(sharding.batch_shardings(
         distributed.process_slice(first, self.rows), self.mesh, batch_size=self.batch_size))
-    self._step = jax.jit(jax.vmap(setups[0].engine.train_step),
+    self._step = jax.jit(jax.vmap(setups[0].engine.train_step, in_axes=(axes, 0),
+                                  out_axes=(axes, 0)),
                          in_shardings=(self.state_sh, self.batch_sh),
                          out_shardings=(self.state_sh, sharding.replicated(self.mesh)),
                          donate_argnums=(0,))
-    self._stack = jax.jit(_stack, out_shardings=self.state_sh)
+    self._stack = jax.jit(_stack, out_shardings=self._unshared(self.state_sh))
 
   def restore_target(self, state):
     # Each seed's checkpoint restores onto one run's shardings, as `ShardedRun` places it.
     return sharding.put(state, self.seed_sh)
 
+  def _unshared(self, state):
+    return state.replace(base=None) if self.shared_base else state
+
   def combine(self, states):
-    return self._stack(list(states))
+    stacked = self._stack([self._unshared(s) for s in states])
+    return stacked.replace(base=states[0].base) if self.shared_base else stacked
 
   def batch(self, step: int):
     """The seeds' batches of `step` as one [S, B, ...] array tree, and each seed's rows."""
@@ -138,12 +153,24 @@ class StackedSeeds:
     return state, metrics, idxs
 
   def take(self, tree, i: int):
+    if self.shared_base and hasattr(tree, "base"):
+      return _take(tree.replace(base=None), i).replace(base=tree.base)
     return _take(tree, i)
 
 
 def ref_memory_kind(config) -> str:
   """Where the reference policy waits between uses (configs/base.py `mesh.ref_memory_kind`)."""
   return config.mesh.get("ref_memory_kind", "device")
+
+
+def same_base(states) -> bool:
+  """Whether the states hold LoRA bases that are all equal (then one copy serves them all)."""
+  bases = [getattr(s, "base", None) for s in states]
+  if bases[0] is None:
+    return False
+  return all(b is bases[0] or jax.tree.all(jax.tree.map(
+      lambda x, y: x.shape == y.shape and bool(jnp.array_equal(x, y)), b, bases[0]))
+      for b in bases[1:])
 
 
 def seed_axis(shardings):

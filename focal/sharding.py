@@ -130,15 +130,20 @@ def state_shardings(state, mesh, rules: Rules = TENSOR_RULES,
   structure = jax.tree.structure(state.params)
   ref_sh = None
   if state.ref_params is not None:
-    ref_sh = params_sh if ref_memory_kind == "device" else jax.tree.map(
-        lambda s: s.with_memory_kind(ref_memory_kind), params_sh)
+    ref_sh = named(mesh, param_specs(state.ref_params, mesh, rules, fsdp_min_size, strict))
+    if ref_memory_kind != "device":
+      ref_sh = jax.tree.map(lambda s: s.with_memory_kind(ref_memory_kind), ref_sh)
+  base_sh = None  # LoRA's frozen base: laid out like the parameters it holds
+  if state.base is not None:
+    base_sh = named(mesh, param_specs(state.base, mesh, rules, fsdp_min_size, strict))
   return state.replace(
       step=rep,
       params=params_sh,
       opt_state=mirror_params(state.opt_state, structure, params_sh, rep),
       ref_params=ref_sh,
       agg_state=jax.tree.map(lambda _: rep, state.agg_state),
-      rng=rep)
+      rng=rep,
+      base=base_sh)
 
 
 def batch_size_multiple(mesh) -> int:

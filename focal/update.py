@@ -21,6 +21,7 @@ import optax
 from focal import grpo, microbatch
 from focal.batch import PromptBatch, Rollouts
 from focal.metrics.step import token_mean
+from focal.models import lora
 from focal.models.transformer import grouped_response_logprobs, token_logprobs
 
 
@@ -73,6 +74,19 @@ def to_device(tree):
   return jax.device_put(tree, jax.memory.Space.Device)
 
 
+def reference_params(state):
+  """The KL term's reference policy: the stored frozen copy, or with LoRA the base itself with
+  the adapters off (beta > 0 costs no second copy of the model); embeddings that train beside
+  the adapters (model.lora.train_embeddings) come from `ref_params`, their initial values."""
+  if state.base is None:
+    if state.ref_params is None:
+      raise ValueError("grpo.beta > 0 needs a reference policy, and this train state holds none "
+                       "(init_train_state(..., reference=False))")
+    return to_device(state.ref_params)
+  ref = lora.adapters_off(lora.combine(state.base, state.params))
+  return ref if state.ref_params is None else lora.combine(ref, to_device(state.ref_params))
+
+
 def policy_update(graphdef, tx, s, state, batch: PromptBatch, rollouts: Rollouts, adv, perm_rng,
                   batch_shards: int = 1):
   """(params, opt_state, per-update metrics) after the updates on rollouts with advantages
@@ -94,13 +108,12 @@ def policy_update(graphdef, tx, s, state, batch: PromptBatch, rollouts: Rollouts
   single_pass = s.mu == 1 and s.num_minibatches == 1
   lay = microbatch.layout(b, g, micro, "grpo.micro_batch_size", batch_shards)
   passes = functools.partial(logprobs_in_chunks, graphdef, batch, rollouts, lay, s.temperature)
-  old_logp = None if single_pass else jax.lax.stop_gradient(passes(state.params))
+  # With LoRA the optimizer sees the adapters alone; the model reads them on the frozen base.
+  full = functools.partial(lora.combine, state.base)
+  old_logp = None if single_pass else jax.lax.stop_gradient(passes(full(state.params)))
   ref_logp = None
   if s.beta:
-    if state.ref_params is None:
-      raise ValueError("grpo.beta > 0 needs a reference policy, and this train state holds none "
-                       "(init_train_state(..., reference=False))")
-    ref_logp = jax.lax.stop_gradient(passes(to_device(state.ref_params)))
+    ref_logp = jax.lax.stop_gradient(passes(reference_params(state)))
   # Each mini-batch carries its share of the batch's tokens, so token_mean over mini-batches
   # weighs every token of the rollout batch alike.
   num_tokens = jnp.sum(rollouts.mask).astype(jnp.float32) / s.num_minibatches
@@ -110,9 +123,9 @@ def policy_update(graphdef, tx, s, state, batch: PromptBatch, rollouts: Rollouts
     def loss_fn(params):
       # The entropy comes from the loss's own log-softmax: a diagnostic (aux), not in the loss.
       logp, entropy = grouped_response_logprobs(
-          graphdef, params, x.prompt_tokens, x.prompt_mask, x.tokens, x.mask, group,
+          graphdef, full(params), x.prompt_tokens, x.prompt_mask, x.tokens, x.mask, group,
           temperature=s.temperature, with_entropy=True) if group > 1 else response_logprobs(
-          graphdef, params, x.prompt_tokens, x.prompt_mask, Rollouts(x.tokens, x.mask),
+          graphdef, full(params), x.prompt_tokens, x.prompt_mask, Rollouts(x.tokens, x.mask),
           temperature=s.temperature, with_entropy=True)
       old = jax.lax.stop_gradient(logp) if x.old is None else x.old
       loss, metrics = grpo.grpo_loss(

@@ -22,8 +22,9 @@ from configs import base  # noqa: E402
 from focal import distributed, evaluation, loop, preemption, replicas  # noqa: E402
 
 
-def config(sparse: bool = False):
+def config(sparse: bool = False, lora: bool = False):
   c = base.get_config("tiny")
+  c.model.lora.rank = 4 if lora else 0  # --lora: adapters on the warm-started base
   c.warm_start.cache_dir = ""
   c.total_steps = 5
   c.eval_every = 5
@@ -74,7 +75,7 @@ def _signal_at(signame: str, where: str, step: int) -> None:
 
 def main(argv) -> None:
   workdir, kill = argv[0], argv[1] if len(argv) > 1 else "none"
-  sparse = "--sparse" in argv
+  sparse, lora = "--sparse" in argv, "--lora" in argv
   target = int(argv[argv.index("--process") + 1]) if "--process" in argv else None
   distributed.maybe_initialize()
   import jax
@@ -85,7 +86,7 @@ def main(argv) -> None:
   elif kill != "none":
     where, step = kill.split(":")
     _kill_around_saves(where, int(step))
-  c = config(sparse)
+  c = config(sparse, lora)
   if jax.process_count() > 1:
     c.mesh.shape = (jax.process_count(), 1, 1)  # a multi-process run uses every device
   try:

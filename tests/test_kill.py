@@ -26,11 +26,11 @@ def _run(workdir, kill="none", *flags, timeout=900):
                         text=True, timeout=timeout)
 
 
-def _params(workdir):
+def _params(workdir, lora: bool = False):
   sys.path.insert(0, HERE)
   from kill_runner import config
   from focal import components
-  setup = components.build(config(), progress=False)
+  setup = components.build(config(lora=lora), progress=False)
   ckpt = RunDir(workdir).checkpointer(keep=None, async_save=False)
   try:
     state, meta = ckpt.restore(setup.state)
@@ -69,6 +69,24 @@ def test_killed_and_rerun_equals_uninterrupted(tmp_path, uninterrupted, kill):
   out = _run(workdir)
   assert out.returncode == 0, out.stderr[-3000:]
   _assert_same(workdir, uninterrupted)
+
+
+@pytest.mark.slow
+def test_a_lora_run_killed_in_a_save_and_rerun_equals_uninterrupted(tmp_path):
+  """Adapters on the warm-started base: kill -9 while step 2's checkpoint is written, rerun;
+  the log and the adapters equal an uninterrupted run's (the base is rebuilt, not restored)."""
+  whole, workdir = str(tmp_path / "whole"), str(tmp_path / "run")
+  out = _run(whole, "none", "--lora")
+  assert out.returncode == 0, out.stderr[-3000:]
+  out = _run(workdir, "in_save:2", "--lora")
+  assert out.returncode == -signal.SIGKILL, out.stderr[-3000:]
+  out = _run(workdir, "none", "--lora")
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert _rows(workdir) == _rows(whole)
+  (step, params), (step_ref, params_ref) = _params(workdir, True), _params(whole, True)
+  assert step == step_ref == 5 and len(params) == 2 * 7  # A and B of 7 projections
+  for x, y in zip(params, params_ref):
+    np.testing.assert_array_equal(x, y)
 
 
 @pytest.mark.slow

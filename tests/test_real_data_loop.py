@@ -78,14 +78,20 @@ def test_rubric_jsonl_with_rules_trains_evaluates_and_exports(tmp_path, checkpoi
     loop.run(config, workdir, progress=False)
 
 
+def healthbench_config(tmp_path, checkpoint, server):
+  """real_config on HealthBench's tiny file, judged by `server` (a coin_judge ChatServer)."""
+  config = real_config(tmp_path, checkpoint, "healthbench",
+                       os.path.join(DATA, "healthbench_tiny.jsonl"), "judge")
+  config.grader.judge.base_url = server.url
+  config.grader.judge.model = "coin"
+  config.grader.judge.cache_path = str(tmp_path / "verdicts.sqlite")
+  return config
+
+
 def test_healthbench_with_a_judge_reports_the_official_score(tmp_path, checkpoint):
   server = ChatServer(coin_judge, models=("coin",)).start()
   try:
-    config = real_config(tmp_path, checkpoint, "healthbench",
-                         os.path.join(DATA, "healthbench_tiny.jsonl"), "judge")
-    config.grader.judge.base_url = server.url
-    config.grader.judge.model = "coin"
-    config.grader.judge.cache_path = str(tmp_path / "verdicts.sqlite")
+    config = healthbench_config(tmp_path, checkpoint, server)
     final = loop.run(config, str(tmp_path / "run"), progress=False)
   finally:
     server.close()

@@ -86,6 +86,14 @@ HEALTHBENCH_TRAIN = (
     "--config.grader.judge.model=gpt-5.4-nano "
     "--config.eval.judge.base_url=https://api.openai.com/v1 --config.eval.judge.model=gpt-5.4-mini "
     "--config.mesh.shape=(1,8,1) --workdir=runs/pow3r_healthbench")
+HEALTHBENCH_LORA_TRAIN = (
+    "python -m experiments.train --config=configs/paper/pow3r_healthbench.py:lora "
+    "--config.model.checkpoint=/ckpts/Qwen3-4B-Instruct "
+    "--config.data.path=/data/healthbench/2025-05-07-06-14-12_oss_eval.jsonl "
+    "--config.grader.judge.base_url=https://api.openai.com/v1 "
+    "--config.grader.judge.model=gpt-5.4-nano "
+    "--config.eval.judge.base_url=https://api.openai.com/v1 --config.eval.judge.model=gpt-5.4-mini "
+    "--workdir=runs/pow3r_healthbench_lora")
 MULTI_HOST_ENV = "FOCAL_COORDINATOR=node0:1234 FOCAL_NUM_PROCESSES=2"
 RUNS = {
     "jax_devices": Run(SCALING, ("python -c import jax; print(jax.devices())",), devices=8,
@@ -143,6 +151,11 @@ RUNS = {
     "pow3r_healthbench_train": Run("configs/paper/pow3r_healthbench.py", (HEALTHBENCH_TRAIN,),
                                    devices=8, shrink=JUDGED, judge=True, checkpoint=True,
                                    data="healthbench_tiny.jsonl"),
+    "pow3r_healthbench_lora_train": Run(
+        "configs/paper/pow3r_healthbench.py", (HEALTHBENCH_LORA_TRAIN,), devices=8, judge=True,
+        checkpoint=True, data="healthbench_tiny.jsonl",
+        shrink=JUDGED + ("--config.grpo.micro_batch_size=0",
+                         "--config.grpo.rollout_micro_batch_size=0")),
     "pow3r_healthbench_sweep": Run("configs/paper/pow3r_healthbench.py", (
         "python -m experiments.sweep --config=configs/paper/pow3r_healthbench.py",),
         same_flags_as=HEALTHBENCH_TRAIN, devices=8, judge=True, checkpoint=True,
@@ -170,6 +183,13 @@ NOT_RUN = {
     (SCALING, "python -m experiments.plan --config=configs/paper/pow3r_healthbench.py "
               "--topology=v5p-16 --config.model.checkpoint=configs/checkpoints/qwen3-8b "
               "--config.mesh.shape=(1,8,1) --json=plan.json"): PLAN_NOT_RUN,
+    (SCALING, "python -m benchmarks.lora_rollout --scales small base --ranks 8 32 --length 64 "
+              "--batch 16"):
+        "a timing benchmark (minutes, figures only); tests/test_lora.py checks the merge it times",
+    ("configs/paper/pow3r_healthbench.py",
+     "python -m experiments.plan --config=configs/paper/pow3r_healthbench.py:lora "
+     "--topology=v5e-8 --config.model.checkpoint=configs/checkpoints/qwen3-4b "
+     "--config.mesh.shape=(1,8,1)"): PLAN_NOT_RUN,
 }
 
 

@@ -35,17 +35,25 @@ class RMSNorm(nnx.Module):
 
 
 class Linear(nnx.Module):
-  """x @ kernel (+ bias); kernel is [in, out], cast to the input's dtype for the matmul."""
+  """x @ kernel (+ bias) (+ lora_scale * (x @ lora_a) @ lora_b); kernel is [in, out], cast to
+  the input's dtype for the matmul. The low-rank adapter (lora_a [in, r], lora_b [r, out]) is
+  absent unless focal.models.lora attaches one."""
 
   def __init__(self, d_in: int, d_out: int, *, bias: bool, rngs: nnx.Rngs,
                param_dtype=jnp.float32):
     self.kernel = normal_param(rngs, (d_in, d_out), param_dtype)
     self.bias = nnx.Param(jnp.zeros((d_out,), param_dtype)) if bias else None
+    self.lora_a = nnx.data(None)  # data, not static: an adapter may be attached later
+    self.lora_b = nnx.data(None)
+    self.lora_scale = 0.0
 
   def __call__(self, x: jax.Array) -> jax.Array:
     y = dot_2d(x, self.kernel[...].astype(x.dtype))
     if self.bias is not None:
       y = y + self.bias[...].astype(x.dtype)
+    if self.lora_a is not None:
+      low = dot_2d(x, self.lora_a[...].astype(x.dtype))
+      y = y + self.lora_scale * dot_2d(low, self.lora_b[...].astype(x.dtype))
     return y
 
 

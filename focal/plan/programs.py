@@ -28,6 +28,7 @@ import jax.numpy as jnp
 
 from focal import evaluation, sampling, sharding
 from focal.batch import Rollouts
+from focal.iteration import policy_params
 from focal.plan import flops as flops_lib
 from focal.plan.chips import GIB, Slice, devices
 from focal.plan.setup import abstract_setup
@@ -101,7 +102,7 @@ def evaluate_program(setup, state, eval_rows: int):
   without it), sampled at eval.temperature, rows split over the batch axes when they divide."""
   s, c = setup.settings, setup.config.eval
   rows = min(s.rollout_micro_batch_size or eval_rows, eval_rows)
-  params = state.params
+  params = policy_params(state)
   rows_sh, cols_sh = evaluation.row_shardings(params, rows)
   mesh = jax.tree.leaves(params)[0].sharding.mesh
   rows_sh = rows_sh or sharding.replicated(mesh)
@@ -191,9 +192,16 @@ def compile_programs(config, spec: Slice, num_prompts: int, max_criteria: int,
   facts = {"mesh": shape, "batch_shards": shape[0] * shape[1],
            "prompts": setup.source.batch_size, "prompt_tokens": setup.source.width,
            "rollouts": setup.source.batch_size * setup.settings.group_size,
-           "params": sum(math.prod(x.shape) for x in jax.tree.leaves(setup.state.params)),
+           "params": _count(policy_params(setup.state)),
            "state_gib": {k: per_chip_bytes(getattr(setup.state, k), getattr(state_sh, k),
                                            None) / GIB
-                         for k in ("params", "opt_state", "ref_params")},
+                         for k in ("params", "opt_state", "ref_params")
+                         + (("base",) if setup.state.base is not None else ())},
            "ref_memory_kind": config.mesh.get("ref_memory_kind", "device")}
+  if setup.state.base is not None:  # LoRA: what the optimizer sees
+    facts["trainable"] = _count(setup.state.params)
   return programs, facts
+
+
+def _count(tree) -> int:
+  return sum(math.prod(x.shape) for x in jax.tree.leaves(tree))

@@ -77,7 +77,9 @@ class Plan:
     lines = [f"{self.spec.name}: {self.spec.chips} x TPU {chip.name}, {chip.hbm_gib:g} GiB HBM "
              f"per chip ({self.usable_gib:.1f} GiB usable with {self.headroom:.0%} headroom), "
              f"mesh {tuple(f['mesh'])}",
-             f"run: {f['params'] / 1e9:.2f}B parameters, {f['prompts']} prompts x "
+             f"run: {f['params'] / 1e9:.2f}B parameters"
+             + (f" ({f['trainable'] / 1e6:.1f}M trainable: LoRA)" if "trainable" in f else "")
+             + f", {f['prompts']} prompts x "
              f"{f['rollouts'] // f['prompts']} rollouts, prompts {f['prompt_tokens']} tokens; "
              + ", ".join(f"grpo.{k}={v}" for k, v in self.settings.items()),
              "state per chip: " + ", ".join(

@@ -76,8 +76,10 @@ def abstract_setup(config, num_prompts: int, max_criteria: int) -> components.Se
     grader, eos = components.make_grader(config, source), scales.EOS_ID
   settings = components.grpo_settings(config, eos, pad_id=0)
   graphdef, params = abstract_model(model_cfg)
+  graphdef, base, params = components.attach_adapters(config, graphdef, params)
   tx, aggregator, engine = components.run_engine(config, graphdef, settings, grader)
-  state = jax.eval_shape(lambda p: components.initial_state(
-      config, settings, p, tx, aggregator, source.num_prompts, source.max_criteria), params)
+  state = jax.eval_shape(lambda p, b: components.initial_state(
+      config, settings, p, tx, aggregator, source.num_prompts, source.max_criteria, b),
+      params, base)
   return components.Setup(config, source, graphdef, engine, state, settings,
                           np.zeros((0,), np.float32), grader, grader)
