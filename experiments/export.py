@@ -8,10 +8,11 @@ the checkpoint's parameters alone are restored (no optimizer, no grader, so a ju
 with its judge down); `focal.models.hf_export.export_checkpoint` writes them: a byte-vocabulary
 policy with a byte-level tokenizer.json and a chat template that renders a user prompt as BOS +
 its bytes (what training fed it); a policy trained from an HF checkpoint (config
-`model.checkpoint`) with that checkpoint's tokenizer files. A LoRA run (`model.lora.rank` > 0) is written with its adapters merged into the kernels
-(W + (alpha / r) A B): a standard checkpoint of the trained policy. `--peft_out=DIR` also writes
-the adapters alone in peft's layout (focal.models.peft_export), on the run's `model.checkpoint`,
-or for a scale's warm-started base on its export, written to DIR/base.
+`model.checkpoint`) with that checkpoint's tokenizer files. A LoRA run (`model.lora.rank` > 0)
+is written with its adapters merged into the kernels (W + (alpha / r) A B): a standard
+checkpoint of the trained policy. `--peft_out=DIR` also writes the adapters alone in peft's
+layout (focal.models.peft_export), on the run's `model.checkpoint`, or for a scale's
+warm-started base on its export, written to DIR/base.
 `AutoModelForCausalLM.from_pretrained(HF_DIR)` then loads it.
 """
 import sys

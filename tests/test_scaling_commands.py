@@ -18,6 +18,7 @@ test_every_documented_command_is_covered fails on a documented command missing h
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import glob
 import importlib.util
@@ -451,8 +452,26 @@ def stand_in_values(run: Run, tmp_path) -> dict:
     from chat_checkpoint import make_chat_checkpoint
     values["checkpoint"] = make_chat_checkpoint(str(tmp_path / "qwen3-tiny"))
   if run.data:
-    values["data"] = os.path.join(DATA, run.data)
+    values["data"] = varied_copies(os.path.join(DATA, run.data), str(tmp_path / run.data))
   return values
+
+
+def varied_copies(path: str, out: str, copies: int = 4) -> str:
+  """`out`: every record of the fixture `path` `copies` times, each copy's prompt (and id)
+  made distinct, so that half of them still fill a step of data.prompts_per_step=8 distinct
+  prompts (a run refuses a batch larger than its training set)."""
+  with open(path) as f:
+    records = [json.loads(line) for line in f if line.strip()]
+  with open(out, "w") as f:
+    for i in range(copies):
+      for r in map(copy.deepcopy, records):
+        if "question" in r:  # RaR
+          r["question"] += f" (variant {i})"
+        else:  # HealthBench
+          r["prompt"][-1]["content"] += f" (variant {i})"
+          r["prompt_id"] = f"{r['prompt_id']}-{i}"
+        f.write(json.dumps(r) + "\n")
+  return out
 
 
 @pytest.mark.parametrize("name", [

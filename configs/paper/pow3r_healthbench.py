@@ -71,7 +71,7 @@ def get_config(arg=None):
     raise ValueError(f"unknown variant {arg!r}; choose None, 'lora' or 'smoke'")
   c = base.get_config("tiny" if arg == "smoke" else None)
   c.model.dtype = "bfloat16"  # compute; parameters stay float32 (model.param_dtype)
-  c.model.remat = "block"  # keep each layer's input only: a 4B learn step fits a v5p chip (docs/SCALING.md)
+  c.model.remat = "block"  # keep each layer's input only: a 4B learn step fits a v5p chip
   c.data.source = "healthbench"
   c.data.eval_fraction = 0.1  # held out by a hash of each prompt (or give data.eval_path)
   c.data.max_eval_prompts = 500  # evaluation cost: 500 prompts x (1 greedy + 4 sampled) x ~10 criteria
@@ -91,8 +91,8 @@ def get_config(arg=None):
   c.grpo.temperature = 1.0
   c.grpo.max_new_tokens = 1024
   c.grpo.beta = 0.1
-  c.grpo.micro_batch_size = 32  # rollouts per forward/backward, summed into one update (the plan's fit)
-  c.grpo.rollout_micro_batch_size = 512  # rows per sampler call: a step's rollouts, or 512 eval rows
+  c.grpo.micro_batch_size = 32  # rollouts per forward/backward, summed into one update
+  c.grpo.rollout_micro_batch_size = 128  # rows per sampler call: the most evaluation fits
   c.grpo.eps_low = c.grpo.eps_high = 0.2
   c.optimizer.learning_rate = 1e-6
   c.optimizer.grad_clip = 0.5
