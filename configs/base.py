@@ -127,6 +127,7 @@ def shrink_real_data_smoke(c: ml_collections.ConfigDict) -> ml_collections.Confi
   c.data.prompts_per_step = 2
   c.grpo.group_size = 2
   c.grpo.max_new_tokens = 8
+  c.grpo.micro_batch_size = c.grpo.rollout_micro_batch_size = 0  # a shrunk batch is one pass
   c.model.dtype = "float32"
   c.grader.judge.cache_path = c.eval.judge.cache_path = ""
   c.total_steps = c.eval_every = 2

@@ -53,7 +53,9 @@ JUDGED = (f"--config.total_steps={STEPS}", f"--config.eval_every={STEPS}",
           f"--config.checkpoint_every={STEPS}", "--config.log_every=1",
           "--config.data.max_prompt_tokens=256", "--config.data.eval_fraction=0.5",
           "--config.data.prompts_per_step=8", "--config.grpo.group_size=2",
-          "--config.grpo.max_new_tokens=8", "--config.eval.num_samples=1")
+          "--config.grpo.max_new_tokens=8", "--config.eval.num_samples=1",
+          # the presets' memory settings, scaled to 16 rollouts: two micro-batches of 8
+          "--config.grpo.micro_batch_size=8", "--config.grpo.rollout_micro_batch_size=16")
 TO_TINY = (("--only=model=base", "--only=model=tiny"),)
 
 

@@ -14,6 +14,10 @@ GRPO settings (G=16, KL 0.1, clip 0.2, grad-norm clip 0.5) for comparability:
       --config.grader.judge.model=Qwen/Qwen3-32B \
       --config.mesh.shape='(1,8,1)' --workdir=runs/focal_rar
 
+Slice: not planned here (no Qwen2.5-7B config.json is shipped); its shapes (1024-token prompts)
+are smaller than pow3r_healthbench's at the same memory settings, which fit Qwen3-8B on a
+v5p-16 (docs/SCALING.md). experiments.plan with the checkpoint's directory says for certain.
+
 What to expect (the paper's claim; not run here): Focal above the strongest static aggregation
 (weighted sum, category-balanced) on held-out mean rubric reward. On this repository's
 synthetic grid it is not (docs/RESULTS.md §4: 4 wins of 18, none clear of seed noise), and in

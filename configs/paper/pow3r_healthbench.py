@@ -25,6 +25,10 @@ completion, and the same reward plateau in 2.5-4x fewer steps (steps_to_* in the
 summary). The learning rate below is a common choice for GRPO on 4-8B instruct models, not the
 paper's (which its text does not give).
 
+Slices, as compiled by experiments.plan for each without a TPU (docs/SCALING.md, "What fits
+where"): at the settings below Qwen3-4B fits a v5p-8 with --config.mesh.shape='(1,4,1)' and
+Qwen3-8B a v5p-16 with '(1,8,1)' (rollout, learn and evaluation, per chip under 90% of HBM).
+
 The accessible slice (`:lora`): the same recipe and batch on a v5e-8 (a Colab or Kaggle TPU, 16
 GiB per chip) with rank-32 adapters (alpha 64) on every attention and MLP projection of a frozen
 bfloat16 Qwen3-4B, which is also the KL reference (no second copy); micro-batches of
