@@ -220,7 +220,7 @@ def shared_prefix_decode() -> bool:
   CPU the models are small and a step is ~100 small XLA ops, each a hand-off to the thread pool:
   there each row's first decode chunk starts with a copy of its prompt's cache, made once per
   `sample` call, so the steps of the first bucket attend over one segment (2 x 11 fewer ops per
-  step at the peers' 0.11M shape, docs/PERFORMANCE.md).
+  step at the peers' 0.11M shape, docs/PERFORMANCE.md section 6).
   """
   return target_platform() != "cpu"
 
