@@ -31,7 +31,8 @@ import numpy as np
 from flax import nnx
 
 from focal.models.attention import target_platform
-from focal.models.kv_cache import KVCache, init_cache, positions_from_mask, unstack
+from focal.models.kv_cache import (KVCache, init_cache, positions_from_mask, repeat_rows,
+                                   unstack)
 
 
 class SampleOutput(NamedTuple):
@@ -211,10 +212,25 @@ def per_layer_decode() -> bool:
   return target_platform() == "cpu"
 
 
+def shared_prefix_decode() -> bool:
+  """Whether decode steps attend over each prompt's prefix cache shared by its G rows.
+
+  Shared, the prefix is a second key segment that every step merges with the generated tokens'
+  (focal.models.attention): one copy per prompt, what a large model's rollouts need on TPU. On
+  CPU the models are small and a step is ~100 small XLA ops, each a hand-off to the thread pool:
+  there each row's first decode chunk starts with a copy of its prompt's cache, made once per
+  `sample` call, so the steps of the first bucket attend over one segment (2 x 11 fewer ops per
+  step at the peers' 0.11M shape, docs/PERFORMANCE.md section 6).
+  """
+  return target_platform() != "cpu"
+
+
 @functools.partial(jax.jit, static_argnames=("graphdef", "max_new_tokens", "top_k", "top_p",
-                                             "greedy", "group_size", "per_layer"))
+                                             "greedy", "group_size", "per_layer",
+                                             "share_prefix"))
 def _sample_jit(graphdef, state, prompt_tokens, prompt_mask, rng, temperature, eos_id, pad_id,
-                uniforms, *, max_new_tokens, top_k, top_p, greedy, group_size, per_layer):
+                uniforms, *, max_new_tokens, top_k, top_p, greedy, group_size, per_layer,
+                share_prefix):
   model = nnx.merge(graphdef, state)
   cfg = model.cfg
   b, p = prompt_tokens.shape
@@ -241,10 +257,16 @@ def _sample_jit(graphdef, state, prompt_tokens, prompt_mask, rng, temperature, e
   emit = functools.partial(_emit, uniforms=uniforms, temperature=temperature, top_k=top_k,
                            top_p=top_p, greedy=greedy, eos_id=eos_id, pad_id=pad_id)
   # The generated tokens' cache: one chunk per bucket, all allocated here, written in place.
+  # Unshared, the first chunk starts with the prompt's slots (`shared_prefix_decode`).
   ends = decode_buckets(max_new_tokens)
   starts = [0] + ends[:-1]
   chunks = tuple(init_cache(cfg, n, end - start, per_layer=layers is not None)
                  for start, end in zip(starts, ends))
+  shift = [0] * len(ends)  # slot of generated token `start` in each chunk
+  context = (prefix,)
+  if not share_prefix:
+    chunks = (repeat_rows(prefix, group_size, ends[0]),) + chunks[1:]
+    shift[0], context = p, ()
   # Left padding puts every row's last prompt token in the last column.
   carry = emit(_Loop(jnp.int32(0), logits, chunks, jnp.zeros((n,), bool), empty))
   carry = (carry[0]._replace(step=jnp.int32(1)),) + carry[1:]
@@ -255,8 +277,8 @@ def _sample_jit(graphdef, state, prompt_tokens, prompt_mask, rng, temperature, e
     # column `step`; it attends over the prompt, the full chunks before j and chunk j.
     prev = loop.step - 1
     h, chunk = model.hidden(token[:, None], (prompt_len + prev)[:, None], active[:, None],
-                            context=(prefix, *loop.cache[:j]), cache=loop.cache[j],
-                            cache_index=prev - starts[j], layers=layers)
+                            context=(*context, *loop.cache[:j]), cache=loop.cache[j],
+                            cache_index=prev - starts[j] + shift[j], layers=layers)
     cache = loop.cache[:j] + (chunk,) + loop.cache[j + 1:]
     loop, token, active = emit(loop._replace(logits=model.logits(h[:, 0]), cache=cache))
     return loop._replace(step=loop.step + 1), token, active
@@ -309,4 +331,5 @@ def sample(graphdef, state, prompt_tokens, prompt_mask, rng, *, max_new_tokens: 
                      jnp.asarray(prompt_mask, bool), rng, jnp.float32(temperature),
                      stop_array(eos_id), jnp.int32(pad_id), uniforms,
                      max_new_tokens=max_new_tokens, top_k=int(top_k), top_p=float(top_p),
-                     greedy=greedy, group_size=int(group_size), per_layer=per_layer_decode())
+                     greedy=greedy, group_size=int(group_size), per_layer=per_layer_decode(),
+                     share_prefix=shared_prefix_decode())

@@ -241,11 +241,13 @@ def test_decode_buckets_double_up_to_the_cap():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("per_layer", [True, False])
-def test_decoding_across_buckets_matches_full_recomputation(per_layer, monkeypatch):
+@pytest.mark.parametrize("per_layer,share_prefix", [(True, False), (False, True), (True, True)])
+def test_decoding_across_buckets_matches_full_recomputation(per_layer, share_prefix, monkeypatch):
   """70 new tokens cross the first bucket (64): the second bucket's steps attend over the first
-  bucket's cache chunk and their own; for the per-layer (CPU) and scanned (TPU) decode alike."""
+  bucket's cache chunk and their own; for the per-layer (CPU) and scanned (TPU) decode alike,
+  with the prompt's cache shared (TPU) or copied into the first chunk (CPU)."""
   monkeypatch.setattr(sampling, "per_layer_decode", lambda: per_layer)
+  monkeypatch.setattr(sampling, "shared_prefix_decode", lambda: share_prefix)
   cfg = dataclasses.replace(CFG, max_seq_len=80)
   graphdef, state = init_model(cfg, 2)
   tokens, mask = left_pad(PROMPTS, pad_id=PAD)
@@ -257,17 +259,20 @@ def test_decoding_across_buckets_matches_full_recomputation(per_layer, monkeypat
   np.testing.assert_allclose(out.logprobs_t1, ref, atol=1e-5)
 
 
-def test_scanned_decode_equals_per_layer_decode(model, monkeypatch):
-  """Decode steps scanning the stacked weights and caches (as on TPU) sample what the per-layer
-  steps (CPU) sample, from the same shared prompt prefixes."""
+def test_scanned_shared_decode_equals_per_layer_copied_decode(model, monkeypatch):
+  """Decode steps scanning the stacked weights and caches over prompt prefixes shared by their
+  group (as on TPU) sample what the per-layer steps over rows that start with a copy of their
+  prompt's cache (CPU) sample; so do the two other combinations."""
   graphdef, state = model
   tokens, mask = left_pad(PROMPTS, pad_id=PAD)
   kw = dict(max_new_tokens=6, temperature=0.9, eos_id=EOS, pad_id=PAD, group_size=2)
-  per_layer = sample(graphdef, state, tokens, mask, jax.random.key(11), **kw)
-  monkeypatch.setattr(sampling, "per_layer_decode", lambda: False)
-  scanned = sample(graphdef, state, tokens, mask, jax.random.key(11), **kw)
-  np.testing.assert_array_equal(scanned.tokens, per_layer.tokens)
-  np.testing.assert_allclose(scanned.logprobs, per_layer.logprobs, atol=1e-5)
+  cpu = sample(graphdef, state, tokens, mask, jax.random.key(11), **kw)
+  for per_layer, shared in [(False, True), (True, True), (False, False)]:
+    monkeypatch.setattr(sampling, "per_layer_decode", lambda: per_layer)
+    monkeypatch.setattr(sampling, "shared_prefix_decode", lambda: shared)
+    other = sample(graphdef, state, tokens, mask, jax.random.key(11), **kw)
+    np.testing.assert_array_equal(other.tokens, cpu.tokens)
+    np.testing.assert_allclose(other.logprobs, cpu.logprobs, atol=1e-5)
 
 
 def test_group_size_samples_like_repeated_prompts(model):

@@ -43,6 +43,16 @@ def unstack(cache: KVCache) -> KVCache:
   return KVCache(tuple(cache.k), tuple(cache.v), cache.mask)
 
 
+def repeat_rows(cache: KVCache, repeats: int, slots: int) -> KVCache:
+  """Each row of `cache` repeated `repeats` times (prompt-major) and followed by `slots` empty
+  slots: a prompt's prefix as the front of its G rows' own cache (stacked or per-layer)."""
+  grow = lambda x: jnp.pad(jnp.repeat(x, repeats, axis=-4), [(0, 0)] * (x.ndim - 2)
+                           + [(0, slots), (0, 0)])
+  kv = lambda xs: tuple(map(grow, xs)) if isinstance(xs, tuple) else grow(xs)
+  mask = jnp.pad(jnp.repeat(cache.mask, repeats, axis=0), ((0, 0), (0, slots)))
+  return KVCache(kv(cache.k), kv(cache.v), mask)
+
+
 def positions_from_mask(attention_mask: jax.Array) -> jax.Array:
   """[B, T] bool -> [B, T] int32 positions: 0 at each row's first real token, counting real tokens.
 
