@@ -505,3 +505,26 @@ def test_gd2po_criterion_without_any_valid_verdict_is_as_if_absent(seed):
   a, _ = run("gd2po", rewards, scores, valid, rubric, weights="equal")
   b, _ = run("gd2po", rewards, cut(scores), cut(valid), absent, weights="equal")
   np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_gd2po_an_invalid_verdict_adds_nothing_to_its_rollout():
+  # Criterion 0 is live (verdicts 1, 0, 0.5 judged); rollout 3's verdict is invalid and carries
+  # a stray score of 1: its advantage must be 0, not (1 - 0.5) / sigma.
+  from focal.advantages.gd2po import gd2po_parts
+  rubric = RubricBatch.from_lists([[{"weight": 1}, {"weight": 1}]])
+  scores = jnp.float32([[[1, 1], [0, 0], [0.5, 1], [1, 0]]])
+  valid = jnp.array([[[True, True], [True, True], [True, True], [False, True]]])
+  parts = gd2po_parts(scores, valid, rubric, variant="hard", tau=0.8, weights="rubric",
+                      eps=1e-6, sign_eps=1e-8, ratio_eps=1e-8, pitfall_mode="flip",
+                      zero_std_tol=1e-6)
+  assert bool(parts["live"][0, 0])
+  assert float(parts["c"][0, 3, 0]) == 0.0 and float(parts["c"][0, 0, 0]) > 0.0
+
+
+def test_gd2po_a_single_live_criterion_is_not_a_zero_variance_group():
+  # One criterion, normalised weight exactly 1: the group has signal.
+  rubric = RubricBatch.from_lists([[{"weight": 3}]])
+  scores = jnp.float32([[[1], [0], [1], [0]]])
+  rewards = jnp.float32([[1, 0, 1, 0]])
+  _, metrics = adv_lib.make_estimator("gd2po")(rewards, scores, jnp.ones((1, 4, 1), bool), rubric)
+  assert float(metrics["zero_variance_groups"]) == 0.0

@@ -57,6 +57,7 @@ _LISTED = {
     "focal/aggregators/static.py": (["tests/test_static.py", "tests/test_metrics.py"], None),
     "focal/aggregators/focal_reward.py": (["tests/test_focal_reward.py",
                                            "tests/test_pow3r_focal.py"], None),
+    "focal/aggregators/focal_variants.py": (["tests/test_focal_reward.py"], None),
     "focal/aggregators/pow3r.py": (["tests/test_pow3r.py", "tests/test_pow3r_focal.py"], None),
     "focal/aggregators/pow3r_focal.py": (["tests/test_pow3r_focal.py"], None),
     "focal/aggregators/prompt_state.py": (["tests/test_prompt_state.py", "tests/test_pow3r.py",
