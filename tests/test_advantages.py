@@ -521,10 +521,11 @@ def test_gd2po_an_invalid_verdict_adds_nothing_to_its_rollout():
   assert float(parts["c"][0, 3, 0]) == 0.0 and float(parts["c"][0, 0, 0]) > 0.0
 
 
-def test_gd2po_a_single_live_criterion_is_not_a_zero_variance_group():
-  # One criterion, normalised weight exactly 1: the group has signal.
-  rubric = RubricBatch.from_lists([[{"weight": 3}]])
-  scores = jnp.float32([[[1], [0], [1], [0]]])
-  rewards = jnp.float32([[1, 0, 1, 0]])
-  _, metrics = adv_lib.make_estimator("gd2po")(rewards, scores, jnp.ones((1, 4, 1), bool), rubric)
-  assert float(metrics["zero_variance_groups"]) == 0.0
+def test_gd2po_zero_variance_groups_are_counted_per_prompt():
+  # Prompt 0: one criterion, normalised weight exactly 1, verdicts that differ (signal);
+  # prompt 1: the same verdict everywhere (no signal). Half the groups have none.
+  rubric = RubricBatch.from_lists([[{"weight": 3}], [{"weight": 3}]])
+  scores = jnp.float32([[[1], [0], [1], [0]], [[1], [1], [1], [1]]])
+  rewards = scores[..., 0]
+  _, metrics = adv_lib.make_estimator("gd2po")(rewards, scores, jnp.ones((2, 4, 1), bool), rubric)
+  assert float(metrics["zero_variance_groups"]) == 0.5

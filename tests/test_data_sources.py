@@ -90,6 +90,8 @@ def test_a_rubric_source_without_a_path_and_the_programmatic_grader_are_refused(
   with pytest.raises(ValueError, match="data.source=rar has no programmatic grader"):
     components.validate(c)
   c.grader.kind, c.warm_start.steps = "judge", 10
+  c.grader.judge.base_url = "http://127.0.0.1:9/v1"  # a judge block is checked; never contacted
+  c.grader.judge.model = "judge"
   with pytest.raises(ValueError, match="warm_start.steps > 0 imitates"):
     components.validate(c)
 
