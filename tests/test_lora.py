@@ -249,8 +249,8 @@ def test_a_lora_run_checkpoints_only_what_it_trains(lora_run):
 def test_the_merged_export_has_the_trained_policy_logits(lora_run, tmp_path):
   """experiments.export folds the adapters into the kernels: a standard checkpoint whose
   logits are the trained base + adapters' (the base rebuilt from the run's config)."""
-  from experiments.export import export_run
   from focal import evaluation
+  from focal.eval_build import export_run
   from focal.models.pretrained import load_pretrained
   config, workdir, _ = lora_run
   step, files = export_run(workdir, str(tmp_path / "hf"), peft_out=str(tmp_path / "peft"))
