@@ -65,7 +65,8 @@ def test_logits_match_transformers(fixture):
 
 
 @pytest.mark.parametrize("fixture,change", [("hf_tiny_llama3", {"rope_scaling": None}),
-                                             ("hf_tiny_qwen3", {"qk_norm": False})])
+                                             ("hf_tiny_qwen3", {"qk_norm": False,
+                                                                "family": "llama"})])
 def test_parity_needs_the_feature(fixture, change):
   """Without Llama 3 scaling or Qwen3's q/k norms the logits are far off: parity is not vacuous."""
   directory = os.path.join(DATA, fixture)

@@ -55,6 +55,10 @@ class ModelConfig:
   decode steps always use 'xla'.
   `logits_chunk` is how many positions the log-prob pass sends through the LM head at once
   (0: as many as make about 2^26 logits), so [N, L, V] float32 logits never exist together.
+
+  `family` names the Hugging Face family (focal.models.families) the model is read as and
+  exported as; '' (a scale) exports as the family its features imply. Like the compute fields it
+  changes no parameter and no result, so two configs that differ only in it are equal.
   """
   vocab_size: int
   d_model: int
@@ -75,6 +79,7 @@ class ModelConfig:
   remat: str = "none"
   attention: str = "auto"
   logits_chunk: int = 0
+  family: str = dataclasses.field(default="", compare=False)
 
   def __post_init__(self):
     for field in ("dtype", "param_dtype"):

@@ -1,7 +1,8 @@
-"""Hugging Face `config.json` <-> ModelConfig, for the Llama 3.x, Qwen2/2.5 and Qwen3 families.
+"""Hugging Face `config.json` <-> ModelConfig, for the registered families (focal.models.families:
+Llama 3.x, Qwen2/2.5, Qwen3, and any other registered one).
 
-The family comes from `model_type` (or, without one, `architectures[0]`); the two must agree when
-both are given. Anything the transformer does not implement (sliding-window layers, a RoPE type
+The family comes from `model_type` (or, without one, `architectures[0]`) through the family
+registry; the two must agree when both are given. Anything the transformer does not implement (sliding-window layers, a RoPE type
 other than default/llama3, partial rotary, biases outside q/k/v, quantisation, another
 activation) is a ValueError naming the field, never a silently different model.
 
@@ -11,34 +12,14 @@ both spellings; exports are checked against transformers 5 (tests/data/hf_export
 """
 from __future__ import annotations
 
+from focal.models import families
+from focal.models.families import Family
 from focal.models.transformer import ModelConfig, RopeScaling
 
-# model_type -> the architecture class transformers instantiates for it.
-ARCHITECTURES = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM",
-                 "qwen3": "Qwen3ForCausalLM"}
 _REQUIRED = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
              "intermediate_size")
 _LLAMA3_KEYS = ("factor", "low_freq_factor", "high_freq_factor",
                 "original_max_position_embeddings")
-
-
-def model_family(hf: dict) -> str:
-  """'llama', 'qwen2' or 'qwen3' from config.json's model_type / architectures."""
-  by_arch = {arch: family for family, arch in ARCHITECTURES.items()}
-  archs = hf.get("architectures") or []
-  model_type = hf.get("model_type")
-  if model_type is not None and model_type not in ARCHITECTURES:
-    raise ValueError(f"unsupported model_type {model_type!r} (config.json field 'model_type'); "
-                     f"supported: {', '.join(ARCHITECTURES)}")
-  if archs and archs[0] not in by_arch:
-    raise ValueError(f"unsupported architecture {archs[0]!r} (config.json field "
-                     f"'architectures'); supported: {', '.join(by_arch)}")
-  if archs and model_type is not None and by_arch[archs[0]] != model_type:
-    raise ValueError(f"config.json says model_type {model_type!r} but architectures "
-                     f"{archs[0]!r}")
-  if model_type is None and not archs:
-    raise ValueError("config.json has neither 'model_type' nor 'architectures'")
-  return model_type or by_arch[archs[0]]
 
 
 def _rope(hf: dict) -> tuple[float, RopeScaling | None]:
@@ -65,7 +46,7 @@ def _rope(hf: dict) -> tuple[float, RopeScaling | None]:
       original_max_position_embeddings=int(params["original_max_position_embeddings"]))
 
 
-def _check_features(hf: dict, family: str) -> None:
+def _check_features(hf: dict, family: Family) -> None:
   """ValueError naming the first config feature the transformer does not implement."""
   act = hf.get("hidden_act", "silu")
   if act != "silu":
@@ -74,9 +55,9 @@ def _check_features(hf: dict, family: str) -> None:
     raise ValueError("quantized checkpoints are not supported (field 'quantization_config')")
   if hf.get("mlp_bias", False):
     raise ValueError("MLP bias is not supported (field 'mlp_bias')")
-  if family != "qwen2" and hf.get("attention_bias", False):
-    raise ValueError(f"{family} attention_bias=True (a bias on o_proj too) is not supported "
-                     "(field 'attention_bias')")
+  if family.attention_bias_field and hf.get("attention_bias", False):
+    raise ValueError(f"{family.model_type} attention_bias=True (a bias on o_proj too) is not "
+                     "supported (field 'attention_bias')")
   sliding = [t for t in hf.get("layer_types") or [] if t != "full_attention"]
   windowed = hf.get("use_sliding_window", False) and hf.get("sliding_window") is not None
   # As in transformers: with the window on, layers from max_window_layers (default 28) slide.
@@ -87,19 +68,18 @@ def _check_features(hf: dict, family: str) -> None:
 
 def config_from_hf(hf: dict, *, dtype: str = "float32", param_dtype: str = "float32",
                    **compute) -> ModelConfig:
-  """Translate a Llama/Qwen2/Qwen3 `config.json` dict into a ModelConfig.
+  """Translate a registered family's `config.json` dict into a ModelConfig of that family.
 
   compute: how to compute it (ModelConfig's remat, attention, logits_chunk), which config.json
   does not hold.
   """
-  family = model_family(hf)
+  family = families.from_hf(hf)
   missing = [field for field in _REQUIRED if field not in hf]
   if missing:
     raise ValueError(f"config.json is missing field(s) {missing}")
   _check_features(hf, family)
   n_heads = hf["num_attention_heads"]
-  # Qwen3Config defaults head_dim to 128; the others derive it from the width.
-  default_head_dim = 128 if family == "qwen3" else hf["hidden_size"] // n_heads
+  default_head_dim = family.default_head_dim or hf["hidden_size"] // n_heads
   theta, scaling = _rope(hf)
   return ModelConfig(
       vocab_size=hf["vocab_size"],
@@ -112,21 +92,15 @@ def config_from_hf(hf: dict, *, dtype: str = "float32", param_dtype: str = "floa
       rope_theta=theta,
       rms_eps=float(hf.get("rms_norm_eps", 1e-6)),
       tie_embeddings=bool(hf.get("tie_word_embeddings", False)),
-      qkv_bias=family == "qwen2",
+      qkv_bias=family.qkv_bias,
       dtype=dtype,
       max_seq_len=int(hf.get("max_position_embeddings", 2048)),
-      qk_norm=family == "qwen3",
+      qk_norm=family.qk_norm,
       rope_scaling=scaling,
       param_dtype=param_dtype,
+      family=family.model_type,
       **compute,
   )
-
-
-def family_of(config: ModelConfig) -> str:
-  """The HF family that implements `config` exactly."""
-  if config.qkv_bias and config.qk_norm:
-    raise ValueError("no Hugging Face family has both q/k/v biases and q/k norms")
-  return "qwen2" if config.qkv_bias else "qwen3" if config.qk_norm else "llama"
 
 
 def config_to_hf(config: ModelConfig, **token_ids) -> dict:
@@ -134,7 +108,7 @@ def config_to_hf(config: ModelConfig, **token_ids) -> dict:
 
   token_ids: bos_token_id, eos_token_id, pad_token_id (ints or None) to record.
   """
-  family = family_of(config)
+  family = families.of_config(config)
   rope = {"rope_type": "default", "rope_theta": config.rope_theta}
   scaling = None
   if config.rope_scaling is not None:
@@ -145,7 +119,7 @@ def config_to_hf(config: ModelConfig, **token_ids) -> dict:
                    config.rope_scaling.original_max_position_embeddings}
     rope = {**scaling, "rope_theta": config.rope_theta}
   hf = {
-      "architectures": [ARCHITECTURES[family]], "model_type": family,
+      "architectures": [family.architectures[0]], "model_type": family.model_type,
       "vocab_size": config.vocab_size, "hidden_size": config.d_model,
       "num_hidden_layers": config.n_layers, "num_attention_heads": config.n_heads,
       "num_key_value_heads": config.n_kv_heads, "head_dim": config.head_dim,
@@ -155,11 +129,6 @@ def config_to_hf(config: ModelConfig, **token_ids) -> dict:
       "rope_theta": config.rope_theta, "rope_scaling": scaling, "rope_parameters": rope,
       "torch_dtype": config.param_dtype, "dtype": config.param_dtype, "use_cache": True,
   }
-  if family == "llama":
-    hf.update(attention_bias=False, mlp_bias=False)
-  else:
-    hf.update(use_sliding_window=False, sliding_window=None, max_window_layers=config.n_layers)
-  if family == "qwen3":
-    hf.update(attention_bias=False)
+  hf.update(family.config_fields(config))
   hf.update({k: v for k, v in token_ids.items() if v is not None})
   return hf

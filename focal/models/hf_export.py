@@ -3,9 +3,10 @@
     export_checkpoint("hf_out", config, params)                      # a byte-vocabulary policy
     export_checkpoint("hf_out", config, params, source="ckpts/qwen")  # trained from a checkpoint
 
-The directory gets config.json (architectures/model_type from `hf_config.config_to_hf`),
-model.safetensors (or shards plus model.safetensors.index.json), tokenizer.json,
-tokenizer_config.json (with the chat template) and generation_config.json. A byte-vocabulary
+The directory gets config.json (from `hf_config.config_to_hf`: the architecture and model_type
+of `config.family`, or for a config naming none of the family its features imply;
+focal.models.families), model.safetensors (or shards plus model.safetensors.index.json),
+tokenizer.json, tokenizer_config.json (with the chat template) and generation_config.json. A byte-vocabulary
 policy (focal.models.scales: 260 ids) gets the byte tokenizer of `hf_byte_tokenizer`; a policy
 trained from an HF checkpoint gets that checkpoint's tokenizer files and config.json, after a
 check that the config still describes the policy's architecture.
@@ -26,10 +27,11 @@ import jax
 import ml_dtypes
 import numpy as np
 
-from focal.models import hf_byte_tokenizer
+from focal.models import families, hf_byte_tokenizer
 from focal.models.config import COMPUTE_FIELDS
 from focal.models.hf_config import config_from_hf, config_to_hf
-from focal.models.hf_import import CONFIG_FILE, hf_tensors, param_path
+from focal.models.families.layout import Layout, hf_tensors
+from focal.models.hf_import import CONFIG_FILE, param_path
 from focal.models.safetensors_io import write_checkpoint
 from focal.models.scales import BOS_ID, BYTE_VOCAB_SIZE, EOS_ID, PAD_ID
 from focal.models.transformer import ModelConfig
@@ -44,7 +46,7 @@ FILE_DTYPES = {"float32": np.float32, "bfloat16": ml_dtypes.bfloat16}
 _FREE_FIELDS = ("param_dtype", "max_seq_len") + COMPUTE_FIELDS
 
 
-def _tensor_specs(params, file_dtype, n_layers: int):
+def _tensor_specs(params, file_dtype, n_layers: int, layout: Layout):
   """{HF name: (dtype, shape)} and {HF name: fetch()} for every parameter, sorted by name.
 
   A stacked layer parameter gives one tensor per layer; fetching one gathers only that layer.
@@ -52,7 +54,7 @@ def _tensor_specs(params, file_dtype, n_layers: int):
   specs, fetchers = {}, {}
 
   def visit(key_path, leaf):
-    names, transpose, stacked = hf_tensors(param_path(key_path), n_layers)
+    names, transpose, stacked = hf_tensors(param_path(key_path), n_layers, layout)
     shape = leaf.shape[1:] if stacked else leaf.shape
     for layer, name in enumerate(names):
       specs[name] = (file_dtype, shape[::-1] if transpose else shape)
@@ -126,7 +128,8 @@ def export_checkpoint(out_dir: str, config: ModelConfig, params, *, source: str 
     hf = _source_config(source, config)
   hf.update(torch_dtype=dtype, dtype=dtype)
   partial = _prepare(out_dir, overwrite)
-  specs, fetchers = _tensor_specs(params, np.dtype(FILE_DTYPES[dtype]), config.n_layers)
+  specs, fetchers = _tensor_specs(params, np.dtype(FILE_DTYPES[dtype]), config.n_layers,
+                                  families.of_config(config).tensors)
   files = write_checkpoint(partial, specs, lambda name: fetchers[name](),
                            max_shard_bytes=max_shard_bytes, metadata={"format": "pt"})
   with open(os.path.join(partial, CONFIG_FILE), "w") as f:

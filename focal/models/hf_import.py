@@ -1,9 +1,11 @@
-"""Load Llama 3.x / Qwen2 / Qwen3 Hugging Face checkpoints into the NNX Transformer, sharded.
+"""Load Hugging Face checkpoints of the registered families (Llama 3.x, Qwen2, Qwen3, ...:
+focal.models.families) into the NNX Transformer, sharded.
 
 `load_hf_checkpoint(directory, mesh=...)` reads config.json (see `hf_config`), builds the
 model's abstract state, and fills every parameter with `jax.make_array_from_callback`: each
-device's block is read from the safetensors file(s) tensor by tensor, cast to the parameter
-dtype and placed with the NamedSharding that `focal.partition_rules.param_specs` gives it. A
+device's block is read from the safetensors file(s) tensor by tensor (named by the family's
+tensor layout), cast to the parameter dtype and placed with the NamedSharding that
+`focal.partition_rules.param_specs` gives it under the family's partition rules. A
 layer parameter is stacked over the layers (focal.models.transformer): its block is filled
 from the layers' tensors one after the other. Host memory thus holds at most one block (plus a
 16 MB read buffer) beyond the placed result.
@@ -17,48 +19,15 @@ import os
 import jax
 import numpy as np
 
+from focal.models import families
+from focal.models.families.layout import LLAMA_LAYOUT, Layout, hf_tensors
 from focal.models.hf_config import config_from_hf
 from focal.models.safetensors_io import TensorInfo, index_directory, read_tensor
 from focal.models.transformer import ModelConfig, abstract_model
-from focal.partition_rules import named, param_specs
+from focal.partition_rules import TENSOR_RULES, Rules, named, param_specs
 from focal.tokenizers import read_json
 
 CONFIG_FILE = "config.json"
-
-
-def hf_tensor_name(path: tuple, layer: int | None = None) -> tuple[str, bool]:
-  """Our parameter path -> (HF name, transposed).
-
-  A layer parameter ('layers', 'attn', 'q_proj', 'kernel') is stacked over the layers: `layer`
-  picks the HF tensor of one of them (model.layers.{layer}.self_attn.q_proj.weight).
-  """
-  if path == ("embed",):
-    return "model.embed_tokens.weight", False
-  if path == ("lm_head",):
-    return "lm_head.weight", True
-  if path == ("final_norm", "scale"):
-    return "model.norm.weight", False
-  if path[0] != "layers" or layer is None:
-    raise ValueError(f"no Hugging Face tensor for parameter {path} (layer {layer})")
-  rest = list(path[1:])
-  prefix = f"model.layers.{layer}."
-  if rest == ["attn_norm", "scale"]:
-    return prefix + "input_layernorm.weight", False
-  if rest == ["mlp_norm", "scale"]:
-    return prefix + "post_attention_layernorm.weight", False
-  module, part, kind = rest  # e.g. attn/q_proj/kernel, attn/q_norm/scale, mlp/up_proj/kernel
-  group = "self_attn" if module == "attn" else "mlp"
-  return f'{prefix}{group}.{part}.{"bias" if kind == "bias" else "weight"}', kind == "kernel"
-
-
-def hf_tensors(path: tuple, n_layers: int) -> tuple[list[str], bool, bool]:
-  """(HF names, transposed, stacked) of a parameter: one name, or one per layer for a stacked
-  layer parameter (its leading axis)."""
-  if path[0] == "layers":
-    names = [hf_tensor_name(path, i)[0] for i in range(n_layers)]
-    return names, hf_tensor_name(path, 0)[1], True
-  name, transpose = hf_tensor_name(path)
-  return [name], transpose, False
 
 
 def param_path(key_path) -> tuple:
@@ -83,12 +52,12 @@ def read_config(directory: str, *, dtype: str = "float32", param_dtype: str = "f
   return config_from_hf(read_json(path), dtype=dtype, param_dtype=param_dtype, **compute)
 
 
-def param_shardings(abstract_state, mesh=None):
+def param_shardings(abstract_state, mesh=None, rules: Rules = TENSOR_RULES):
   """NamedShardings from `focal.partition_rules.param_specs` on `mesh`; the default device if None."""
   if mesh is None:
     device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
     return jax.tree.map(lambda _: device, abstract_state)
-  return named(mesh, param_specs(abstract_state, mesh))
+  return named(mesh, param_specs(abstract_state, mesh, rules))
 
 
 def _unused(tensors: dict[str, TensorInfo], used: set[str], config: ModelConfig) -> list[str]:
@@ -98,13 +67,13 @@ def _unused(tensors: dict[str, TensorInfo], used: set[str], config: ModelConfig)
                 if n not in ignorable and not n.endswith("rotary_emb.inv_freq"))
 
 
-def hf_shapes(abstract, n_layers: int) -> dict[str, tuple[int, ...]]:
+def hf_shapes(abstract, n_layers: int, layout: Layout = LLAMA_LAYOUT) -> dict[str, tuple[int, ...]]:
   """{HF tensor name: shape as stored} of every tensor a model state (or its abstract state)
-  corresponds to, in the state's order."""
+  corresponds to, in the state's order; `layout`: the family's (`Family.tensors`)."""
   shapes = {}
 
   def visit(key_path, leaf):
-    names, transpose, stacked = hf_tensors(param_path(key_path), n_layers)
+    names, transpose, stacked = hf_tensors(param_path(key_path), n_layers, layout)
     shape = tuple(leaf.shape[1:] if stacked else leaf.shape)
     for name in names:
       shapes[name] = shape[::-1] if transpose else shape
@@ -115,7 +84,7 @@ def hf_shapes(abstract, n_layers: int) -> dict[str, tuple[int, ...]]:
 
 def _check_tensors(abstract, tensors: dict[str, TensorInfo], config: ModelConfig) -> None:
   """Every parameter's tensor present with its shape, and no tensor left over; before any read."""
-  expected = hf_shapes(abstract, config.n_layers)
+  expected = hf_shapes(abstract, config.n_layers, families.of_config(config).tensors)
   for name, shape in expected.items():
     if name not in tensors:
       raise ValueError(f"checkpoint is missing tensor {name!r}")
@@ -148,21 +117,22 @@ def place_tensors(config: ModelConfig, tensors: dict[str, TensorInfo], mesh=None
 
   Raises ValueError naming a missing, misshaped or unused tensor before reading any.
   """
+  family = families.of_config(config)
   graphdef, abstract = abstract_model(config)
   _check_tensors(abstract, tensors, config)
 
   def load(key_path, leaf, sharding):
-    names, transpose, stacked = hf_tensors(param_path(key_path), config.n_layers)
+    names, transpose, stacked = hf_tensors(param_path(key_path), config.n_layers, family.tensors)
     read = _reader([tensors[n] for n in names], transpose, stacked, leaf.dtype)
     return jax.make_array_from_callback(leaf.shape, sharding, read)
 
-  return graphdef, jax.tree_util.tree_map_with_path(load, abstract,
-                                                    param_shardings(abstract, mesh))
+  shardings = param_shardings(abstract, mesh, family.partition_rules)
+  return graphdef, jax.tree_util.tree_map_with_path(load, abstract, shardings)
 
 
 def load_hf_checkpoint(directory: str, *, dtype: str = "float32", param_dtype: str = "float32",
                        mesh=None, tokenizer_vocab_size: int | None = None, **compute):
-  """Load a Llama/Qwen2/Qwen3 HF checkpoint directory: returns (config, graphdef, state).
+  """Load a registered family's HF checkpoint directory: returns (config, graphdef, state).
 
   dtype: compute dtype; param_dtype: storage dtype of the parameters ('float32' or
   'bfloat16'). mesh: a ('data', 'fsdp', 'tensor') Mesh to shard onto (None: the default device).

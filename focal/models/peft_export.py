@@ -19,8 +19,10 @@ import shutil
 import jax
 import numpy as np
 
+from focal.models import families
+from focal.models.families.layout import LLAMA_LAYOUT, Layout, hf_tensors
 from focal.models.hf_export import _prepare
-from focal.models.hf_import import hf_tensors, param_path
+from focal.models.hf_import import param_path
 from focal.models.lora import LoRAConfig
 from focal.models.safetensors_io import save_arrays
 from focal.models.transformer import ModelConfig
@@ -30,14 +32,15 @@ ADAPTER_CONFIG = "adapter_config.json"
 _FACTORS = {"lora_a": "lora_A", "lora_b": "lora_B"}
 
 
-def adapter_tensors(params, n_layers: int) -> dict[str, np.ndarray]:
-  """{peft name: float32 array} of every adapter factor in `params` (one per layer)."""
+def adapter_tensors(params, n_layers: int, layout: Layout = LLAMA_LAYOUT) -> dict[str, np.ndarray]:
+  """{peft name: float32 array} of every adapter factor in `params` (one per layer), named
+  after the adapted weights' HF names in `layout` (the family's `Family.tensors`)."""
   out = {}
   for key_path, leaf in jax.tree_util.tree_leaves_with_path(params):
     path = param_path(key_path)
     if path[-1] not in _FACTORS:
       continue
-    names, _, stacked = hf_tensors(path[:-1] + ("kernel",), n_layers)
+    names, _, stacked = hf_tensors(path[:-1] + ("kernel",), n_layers, layout)
     for layer, name in enumerate(names):
       arr = np.asarray(jax.device_get(leaf[layer] if stacked else leaf), np.float32)
       stem = name[:-len(".weight")]
@@ -66,7 +69,7 @@ def export_adapters(out_dir: str, config: ModelConfig, params, lora: LoRAConfig,
   if lora.train_embeddings:
     raise ValueError("model.lora.train_embeddings trained the embedding too, which peft's "
                      "adapter files do not hold here: export the merged checkpoint instead")
-  tensors = adapter_tensors(params, config.n_layers)
+  tensors = adapter_tensors(params, config.n_layers, families.of_config(config).tensors)
   if not tensors:
     raise ValueError("no adapter in the parameters")
   partial = _prepare(out_dir, overwrite)
