@@ -1,5 +1,8 @@
 """Decoder-only transformer models (Llama 3.x / Qwen2 / Qwen3), scales and Hugging Face I/O.
 
+The Hugging Face families a checkpoint may belong to are registered records
+(`focal.models.families`): config.json names, fixed features, tensor names, partition rules.
+
 HF checkpoints: `focal.models.pretrained.load_pretrained` (weights, tokenizer, chat template,
 stop ids), `focal.models.hf_import.load_hf_checkpoint` (weights only, sharded),
 `focal.models.hf_export.export_checkpoint`. They are not re-exported here because they import

@@ -2,9 +2,10 @@
 Llama 3.x, Qwen2/2.5, Qwen3, and any other registered one).
 
 The family comes from `model_type` (or, without one, `architectures[0]`) through the family
-registry; the two must agree when both are given. Anything the transformer does not implement (sliding-window layers, a RoPE type
-other than default/llama3, partial rotary, biases outside q/k/v, quantisation, another
-activation) is a ValueError naming the field, never a silently different model.
+registry; the two must agree when both are given. Anything the transformer does not implement
+(sliding-window layers, a RoPE type other than default/llama3, partial rotary, biases outside
+q/k/v, quantisation, another activation) is a ValueError naming the field, never a silently
+different model.
 
 Both RoPE spellings are read: transformers<5 writes `rope_theta` and `rope_scaling`,
 transformers>=5 writes `rope_parameters` ({rope_type, rope_theta, ...}). `config_to_hf` writes

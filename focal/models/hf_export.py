@@ -6,10 +6,10 @@
 The directory gets config.json (from `hf_config.config_to_hf`: the architecture and model_type
 of `config.family`, or for a config naming none of the family its features imply;
 focal.models.families), model.safetensors (or shards plus model.safetensors.index.json),
-tokenizer.json, tokenizer_config.json (with the chat template) and generation_config.json. A byte-vocabulary
-policy (focal.models.scales: 260 ids) gets the byte tokenizer of `hf_byte_tokenizer`; a policy
-trained from an HF checkpoint gets that checkpoint's tokenizer files and config.json, after a
-check that the config still describes the policy's architecture.
+tokenizer.json, tokenizer_config.json (with the chat template) and generation_config.json. A
+byte-vocabulary policy (focal.models.scales: 260 ids) gets the byte tokenizer of
+`hf_byte_tokenizer`; a policy trained from an HF checkpoint gets that checkpoint's tokenizer
+files and config.json, after a check that the config still describes the policy's architecture.
 
 Tensors are written one at a time (each gathered to the host, transposed to HF's [out, in] and
 cast), so host memory holds one tensor beyond the policy. Everything is written to

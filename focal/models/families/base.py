@@ -83,6 +83,10 @@ def register(family: Family) -> Family:
   return FAMILIES.register(family.model_type, family)
 
 
+def _listing() -> str:
+  return ", ".join(f"{n} ({', '.join(get(n).architectures)})" for n in names())
+
+
 def from_hf(hf: dict) -> Family:
   """The family config.json names by model_type (or, without one, architectures[0]); the two
   must agree when both are given."""
@@ -91,10 +95,10 @@ def from_hf(hf: dict) -> Family:
   known = by_architecture()
   if model_type is not None and model_type not in names():
     raise ValueError(f"unsupported model_type {model_type!r} (config.json field 'model_type'); "
-                     f"registered model families: {', '.join(names())}")
+                     f"registered model families: {_listing()}")
   if archs and archs[0] not in known:
     raise ValueError(f"unsupported architecture {archs[0]!r} (config.json field "
-                     f"'architectures'); registered: {', '.join(known)}")
+                     f"'architectures'); registered model families: {_listing()}")
   if archs and model_type is not None and known[archs[0]].model_type != model_type:
     raise ValueError(f"config.json says model_type {model_type!r} but architectures "
                      f"{archs[0]!r}")
