@@ -88,7 +88,7 @@ def test_every_family_round_trips_a_tiny_model(tmp_path):
   for name in families.names():
     family = families.get(name)
     config = tiny_config(family)
-    _, params = seeded_params(config)
+    params = jax.tree.map(np.asarray, seeded_params(config)[1])  # host arrays: nothing to compile
     out = str(tmp_path / name)
     export_checkpoint(out, config, params)
     with open(f"{out}/config.json") as f:

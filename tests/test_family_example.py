@@ -23,11 +23,11 @@ families.register(families.Family(
 def test_a_new_family_exports_as_itself_and_round_trips(tmp_path):
   config = ModelConfig(vocab_size=260, d_model=16, n_layers=2, n_heads=2, n_kv_heads=1,
                        head_dim=8, d_ff=24, family="tiny_family")
-  _, params = seeded_params(config)
-  export_checkpoint(str(tmp_path), config, params)
-  hf = json.loads((tmp_path / "config.json").read_text())
+  params = jax.tree.map(np.asarray, seeded_params(config)[1])  # a tiny random model, on the host
+  export_checkpoint(str(tmp_path / "tiny"), config, params)
+  hf = json.loads((tmp_path / "tiny" / "config.json").read_text())
   assert (hf["architectures"], hf["model_type"]) == (["TinyFamilyForCausalLM"], "tiny_family")
-  loaded_config, _, loaded = load_hf_checkpoint(str(tmp_path))
+  loaded_config, _, loaded = load_hf_checkpoint(str(tmp_path / "tiny"))
   assert loaded_config.family == "tiny_family" and loaded_config == config
   jax.tree.map(np.testing.assert_array_equal, params, loaded)
   # A Llama-featured config that names no family still exports as Llama.
