@@ -16,6 +16,7 @@ from focal.models.hf_export import export_checkpoint
 from focal.models.hf_import import hf_shapes, load_hf_checkpoint, param_path
 from focal.models.transformer import abstract_model
 from focal.partition_rules import param_specs
+from focal.registry import Kinds
 from hf_export_models import seeded_params
 
 TINY = dict(vocab_size=260, d_model=16, n_layers=2, n_heads=2, n_kv_heads=1, head_dim=8,
@@ -81,6 +82,13 @@ def test_a_config_is_checked_against_its_family():
   # Without a family, a config is the inferred family of its features (what scales export as).
   assert families.of_config(ModelConfig(**TINY, qk_norm=True)).model_type == "qwen3"
   assert ModelConfig(**TINY, family="llama") == ModelConfig(**TINY)  # the same computation
+
+
+def test_features_no_family_is_inferred_from_must_be_named(monkeypatch):
+  monkeypatch.setattr(families.base, "FAMILIES", Kinds("model family", "model family"))
+  families.register(families.Family(model_type="solo", architectures=("SoloForCausalLM",)))
+  with pytest.raises(ValueError, match="name one in ModelConfig.family: solo"):
+    families.of_config(ModelConfig(**TINY))
 
 
 def test_every_family_round_trips_a_tiny_model(tmp_path):

@@ -116,8 +116,12 @@ def of_config(config: ModelConfig) -> Family:
       raise ValueError(f"model family {family.model_type!r} has {family.features()}, the "
                        f"config {wanted}")
     return family
-  inferred = [get(n) for n in names() if get(n).infer and get(n).features() == wanted]
-  if not inferred:
-    raise ValueError(f"no registered model family has the features {wanted}; name one in "
-                     f"ModelConfig.family ({', '.join(names())})")
-  return inferred[0]
+  having = [get(n) for n in names() if get(n).features() == wanted]
+  inferred = [f for f in having if f.infer]
+  if inferred:
+    return inferred[0]
+  if having:
+    raise ValueError(f"no model family is inferred from the features {wanted}; name one in "
+                     f"ModelConfig.family: {', '.join(f.model_type for f in having)}")
+  raise ValueError(f"no registered model family has the features {wanted}; registered model "
+                   f"families: {_listing()}")
