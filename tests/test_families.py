@@ -8,6 +8,7 @@ import re
 import jax
 import numpy as np
 import pytest
+from jax.sharding import PartitionSpec as P
 
 from focal.models import families
 from focal.models.config import ModelConfig
@@ -15,7 +16,7 @@ from focal.models.families.layout import hf_tensors
 from focal.models.hf_export import export_checkpoint
 from focal.models.hf_import import hf_shapes, load_hf_checkpoint, param_path
 from focal.models.transformer import abstract_model
-from focal.partition_rules import param_specs
+from focal.partition_rules import param_specs, path_str
 from focal.registry import Kinds
 from hf_export_models import seeded_params
 
@@ -41,7 +42,11 @@ def test_every_record_is_complete():
       re.compile(pattern)
       assert isinstance(template, str) and isinstance(transposed, bool), (name, pattern)
     _, abstract = abstract_model(tiny_config(family))
-    param_specs(abstract, mesh, family.partition_rules)  # raises on an unplaced parameter
+    specs = param_specs(abstract, mesh, family.partition_rules)  # raises on an unplaced one
+    flat = {path_str(p): s for p, s in jax.tree_util.tree_leaves_with_path(
+        specs, is_leaf=lambda x: isinstance(x, P))}
+    for norm in ("q_norm", "k_norm") if family.qk_norm else ():  # tiny: replicated
+      assert flat[f"layers/attn/{norm}/scale"] == P(None, None), name
     # Every parameter (every layer of a stacked one) has its own HF tensor.
     count = sum(len(hf_tensors(param_path(p), TINY["n_layers"], family.tensors)[0])
                 for p, _ in jax.tree_util.tree_leaves_with_path(abstract))
