@@ -5,8 +5,8 @@ The Hugging Face families a checkpoint may belong to are registered records
 
 HF checkpoints: `focal.models.pretrained.load_pretrained` (weights, tokenizer, chat template,
 stop ids), `focal.models.hf_import.load_hf_checkpoint` (weights only, sharded),
-`focal.models.hf_export.export_checkpoint`. They are not re-exported here because they import
-`focal.sharding`, which imports this package.
+`focal.models.hf_export.export_checkpoint`. Import them from their own modules (they are not
+re-exported here).
 """
 from focal.models.scales import (BOS_ID, BYTE_VOCAB_SIZE, EOS_ID, PAD_ID, SCALES, UNK_ID,
                                  get_scale, param_count)
