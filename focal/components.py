@@ -20,19 +20,19 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import warnings
 from typing import Any
 
-import jax
 import ml_collections
 import numpy as np
 
-from focal import advantages, aggregators, policy, sharding, tracking
+from focal import advantages, aggregators, config_checks, policy, tracking
 from focal.aggregators import prompt_state
 from focal.data import sources as data_sources
 from focal.graders.judge.config import check_blocks as check_judge_blocks
 from focal.graders.stage import GRADER_KINDS, HostGrader, InJitGrader, RulesGrader, check_rules
-from focal.iteration import GRPOSettings, init_train_state, make_engine, make_optimizer
+from focal.config_checks import check_batch_fits
+from focal.iteration import GRPOSettings, make_engine, make_optimizer
+from focal.state_init import attach_adapters, batch_shards, initial_state, reference_fields
 
 # GRPOSettings fields that come from the tokenizer, not from the config.
 _TOKEN_FIELDS = ("eos_id", "pad_id")
@@ -198,103 +198,11 @@ def validate(config) -> None:
       and not data_sources.get(d.source).reference_responses):
     raise ValueError("warm_start.steps > 0 imitates the synthetic suite's reference responses; "
                      f"set it to 0 for data.source={d.source}")
-  _check_schedule(config)
-  _check_batch(config)
-  _check_precision(config)
+  config_checks.check_schedule(config)
+  config_checks.check_batch(config, grpo_settings(config, eos_id=None, pad_id=0))
+  config_checks.check_precision(config)
   optimizer(config)
   tracking.validate(config)
-
-
-def _check_schedule(config) -> None:
-  for field in ("total_steps", "eval_every", "log_every", "checkpoint_every", "keep_checkpoints"):
-    if not isinstance(config[field], int) or config[field] < 1:
-      raise ValueError(f"config.{field} must be an integer >= 1, got {config[field]!r}"
-                       + (" (0 would keep no checkpoint: a resume would lose the run)"
-                          if field == "keep_checkpoints" else ""))
-  steps = config.warm_start.steps
-  if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-    raise ValueError(f"config.warm_start.steps must be an integer >= 0 (0 = no warm start), "
-                     f"got {steps!r}")
-  e = config.eval
-  if e.num_samples < 1 or not e.temperature > 0:
-    raise ValueError(f"config.eval needs num_samples >= 1 and temperature > 0, got "
-                     f"{e.num_samples} and {e.temperature}")
-
-
-def _check_precision(config) -> None:
-  """bfloat16 parameters lose small updates: a weight w moves only by steps of at least about
-  |w| 2^-9, and an AdamW step is about the learning rate. At lr 1e-6, 2% of N(0, 0.02) weights
-  move at all (88% at 1e-4); the optimizer's own sums are float32 either way."""
-  lr = config.optimizer.learning_rate
-  lora = policy.lora_config(config)
-  if lora.rank and not lora.train_embeddings:
-    return  # only the adapters train, and they are float32 whatever model.param_dtype says
-  if (policy.model_fields(config)["param_dtype"] == "bfloat16" and isinstance(lr, float)
-      and lr < 1e-4):
-    warnings.warn(f"model.param_dtype=bfloat16 with optimizer.learning_rate={lr:g}: most "
-                  "updates round away in bfloat16 weights (2% of N(0, 0.02) weights move at "
-                  "1e-6); keep param_dtype=float32 to train, or raise the learning rate",
-                  stacklevel=3)
-
-
-def _check_batch(config) -> None:
-  """The GRPO settings, and every batch dimension against the mesh, before anything is built."""
-  settings = grpo_settings(config, eos_id=None, pad_id=0)
-  b = config.data.prompts_per_step
-  if b < 1:
-    raise ValueError(f"config.data.prompts_per_step must be >= 1, got {b}")
-  n = b * settings.group_size
-  if n % settings.num_minibatches:
-    raise ValueError(f"grpo.num_minibatches={settings.num_minibatches} does not divide the "
-                     f"{n} rollouts of a step (data.prompts_per_step x grpo.group_size)")
-  mini = n // settings.num_minibatches
-  for field, size, whole, of in (
-      ("micro_batch_size", settings.micro_batch_size, mini, "a mini-batch"),
-      ("rollout_micro_batch_size", settings.rollout_micro_batch_size, n, "a step")):
-    if size and whole % size:
-      raise ValueError(f"grpo.{field}={size} does not divide the {whole} rollouts of {of}")
-  shape = tuple(int(s) for s in config.mesh.shape)
-  if len(shape) != 3 or min(shape) < 1:
-    raise ValueError(f"config.mesh.shape must be three sizes >= 1 (data, fsdp, tensor), got "
-                     f"{shape}")
-  kind = config.mesh.get("ref_memory_kind", "device")
-  if kind not in sharding.REF_MEMORY_KINDS:
-    raise ValueError(f"config.mesh.ref_memory_kind must be one of {sharding.REF_MEMORY_KINDS}, "
-                     f"got {kind!r}")
-  n_dev, found = int(np.prod(shape)), jax.device_count()
-  if n_dev > found or (n_dev < found and jax.process_count() > 1):
-    raise ValueError(f"config.mesh.shape={shape} needs {n_dev} devices, found {found}"
-                     + (" (a multi-process run uses every device)" if n_dev < found else ""))
-  if n_dev < found:  # e.g. the default (1,1,1) on an 8-chip TPU: runs, on the first chip
-    warnings.warn(f"config.mesh.shape={shape} uses {n_dev} of the {found} devices; set "
-                  f"--config.mesh.shape to use them all (docs/SCALING.md)", stacklevel=2)
-  rows = shape[0] * shape[1]
-  if b % rows:
-    raise ValueError(f"config.data.prompts_per_step={b} is not a multiple of the mesh's "
-                     f"data x fsdp = {shape[0]} x {shape[1]} = {rows} (each device group takes "
-                     f"whole prompts); use a multiple of {rows}")
-
-
-def check_batch_fits(config, source) -> None:
-  """A step draws prompts_per_step distinct prompts: no more than the training set holds."""
-  b, n = config.data.prompts_per_step, source.size("train")
-  if b > n:
-    where = config.data.path or f"the synthetic task {config.task!r}"
-    raise ValueError(f"config.data.prompts_per_step={b} is larger than the training set ({n} "
-                     f"prompts in {where}): a step would repeat prompts within its batch; use "
-                     f"at most {n}, or more training prompts")
-
-
-def batch_shards(config) -> int:
-  """The devices a step's rows are split over: data x fsdp of `mesh.shape`."""
-  shape = tuple(int(x) for x in config.mesh.shape)
-  return shape[0] * shape[1]
-
-
-def reference_fields(config, settings: GRPOSettings) -> dict:
-  """How the run keeps its reference policy: not at all with beta = 0 (nothing reads it), else
-  in the compute dtype (the reference pass casts its weights to it anyway)."""
-  return {"reference": settings.beta > 0, "ref_dtype": policy.model_fields(config)["dtype"]}
 
 
 def run_engine(config, graphdef, settings: GRPOSettings, grader):
@@ -306,23 +214,6 @@ def run_engine(config, graphdef, settings: GRPOSettings, grader):
                        grader=grader.fn if grader.fused else None,
                        estimator_hparams=estimator_hparams, batch_shards=batch_shards(config))
   return tx, aggregator, engine
-
-
-def initial_state(config, settings: GRPOSettings, params, tx, aggregator, num_prompts: int,
-                  max_criteria: int, base=None):
-  """The run's first TrainState (works under jax.eval_shape on abstract parameters); with LoRA,
-  `params` are the trainable adapters and `base` the frozen rest (`attach_adapters`)."""
-  return init_train_state(params, tx, aggregator, num_prompts=num_prompts,
-                          max_criteria=max_criteria, rng=jax.random.key(config.seed + 1),
-                          base=base, **reference_fields(config, settings))
-
-
-def attach_adapters(config, graphdef, params):
-  """(graphdef, base, trainable) of the run's policy: with `model.lora.rank` > 0, adapters
-  drawn from the seed beside the loaded (or warm-started) policy, which becomes the frozen base;
-  else (graphdef, None, params)."""
-  from focal.models import lora
-  return lora.attach(policy.lora_config(config), graphdef, params, jax.random.key(config.seed + 2))
 
 
 @dataclasses.dataclass
