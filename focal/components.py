@@ -10,10 +10,12 @@ states only what its preset changes:
   c.advantage = components.advantage_config("grpo")      # name + a block per estimator
   c.grpo = components.grpo_config()                      # GRPOSettings' fields
   c.optimizer = components.optimizer_config()            # make_optimizer's arguments
-  c.grader.judge = components.judge_config()             # JudgeConfig's fields
+  c.grader = components.grader_config("judge")           # kind + a block per grader kind
+  c.eval.judge = components.judge_config()               # JudgeConfig's fields
 
-so `--config.aggregator.<name>.<hparam>` and `--config.advantage.<name>.<hparam>` work
-for every registered component, and switching `name` alone always works. A block
+so `--config.aggregator.<name>.<hparam>`, `--config.advantage.<name>.<hparam>` and
+`--config.grader.<kind>.<field>` work for every registered component, and switching `name`
+(or `kind`) alone always works. A block
 missing from an older run's config.json takes the factory's defaults.
 """
 from __future__ import annotations
@@ -27,12 +29,15 @@ import numpy as np
 
 from focal import advantages, aggregators, config_checks, policy, tracking
 from focal.aggregators import prompt_state
-from focal.data import sources as data_sources
-from focal.graders.judge.config import check_blocks as check_judge_blocks
-from focal.graders.stage import GRADER_KINDS, HostGrader, InJitGrader, RulesGrader, check_rules
 from focal.config_checks import check_batch_fits
+from focal.data import sources as data_sources
+from focal.graders import kinds as grader_kinds
+from focal.graders.judge.config import check_blocks as check_judge_blocks
+from focal.graders.kinds import judge as judge_kind
+from focal.graders.kinds.judge import evaluates_with_eval_judge  # noqa: F401 (a public name)
 from focal.iteration import GRPOSettings, make_engine, make_optimizer
-from focal.state_init import attach_adapters, batch_shards, initial_state, reference_fields
+from focal.state_init import (attach_adapters, batch_shards, initial_state,  # noqa: F401
+                              reference_fields)
 
 # GRPOSettings fields that come from the tokenizer, not from the config.
 _TOKEN_FIELDS = ("eos_id", "pad_id")
@@ -72,8 +77,17 @@ def optimizer_config() -> ml_collections.ConfigDict:
 
 def judge_config() -> ml_collections.ConfigDict:
   """JudgeConfig's fields and defaults (focal.graders.judge.config documents each)."""
-  from focal.graders.judge.config import JudgeConfig
-  return _block({f.name: f.default for f in dataclasses.fields(JudgeConfig)})
+  return _block(judge_kind.defaults())
+
+
+def grader_config(kind: str) -> ml_collections.ConfigDict:
+  """{kind, <one block per registered grader kind that has one, holding its defaults>}."""
+  c = ml_collections.ConfigDict({"kind": kind})
+  for name in grader_kinds.names():
+    defaults = grader_kinds.get(name).defaults
+    if defaults is not None:
+      c[name] = _block(defaults())
+  return c
 
 
 def _hparams(section, name: str, defaults: dict) -> dict:
@@ -131,9 +145,7 @@ def data_fields(config):
   return ml_collections.ConfigDict({"source": "synthetic", **config.data.to_dict()})
 
 
-def grader_kind(config) -> str:
-  grader = config.get("grader")
-  return "programmatic" if grader is None else grader.kind
+grader_kind = grader_kinds.kind_of
 
 
 def data_source(config, tokens: policy.Tokens, width: int | None = None):
@@ -142,49 +154,33 @@ def data_source(config, tokens: policy.Tokens, width: int | None = None):
 
 
 def make_grader(config, source, block: str = "grader"):
-  """The grader stage `config.<block>` names for `source` (see focal.graders.stage)."""
-  kind = grader_kind(config)
-  if kind == "programmatic":
-    return InJitGrader(source)
-  if kind == "rules":
-    check_rules(source)
-    return HostGrader(source, RulesGrader(), pitfall_mode(config))
-  from focal.graders.judge import JudgeClient, JudgeConfig
-  section = config.grader if block == "grader" else config.eval
-  client = JudgeClient(JudgeConfig.from_mapping(section.judge.to_dict()))
-  conversations, criteria, crit_mask = source.judge_inputs("train", [0])
-  first = int(np.argmax(crit_mask[0]))
-  # An unreachable endpoint, a refused key or an unknown model stop here, on a real request.
-  client.preflight(conversations[0], criteria[0][first])
-  return HostGrader(source, client, pitfall_mode(config))
+  """The grader stage of kind `grader.kind` (focal.graders.kinds) for `source`, configured by
+  `config.<block>` ("eval": an evaluation grader of its own, such as `eval.judge`)."""
+  return grader_kinds.of(config).make(config.get(block), source, pitfall_mode(config))
 
 
-def evaluates_with_eval_judge(config) -> bool:
-  """Whether `eval.judge` names an endpoint (the papers evaluate with a stronger judge than they
-  train with); otherwise evaluation grades with the training grader."""
-  block = config.eval.get("judge")
-  return block is not None and bool(block.get("base_url"))
-
-
-def eval_grader(config, source, train_grader):
-  """The evaluation grader of a run that built `train_grader`: `eval.judge`'s, or that one."""
-  if not evaluates_with_eval_judge(config):
-    return train_grader
-  return make_grader(config, source, block="eval")
+def eval_grader(config, source, train_grader=None):
+  """The evaluation grader of a run: its grader kind's own (a judge's `eval.judge` when that
+  names an endpoint), else `train_grader`, or one like it when none was built (evaluation's
+  own build)."""
+  stage = grader_kinds.of(config).make_eval(config, source, pitfall_mode(config))
+  if stage is None:
+    stage = make_grader(config, source) if train_grader is None else train_grader
+  return stage
 
 
 def check_policy_and_data(config) -> None:
   """The model, data and grader fields: all that evaluating a saved run builds from."""
   policy.check_model(config)
   d, kind = data_fields(config), grader_kind(config)
-  source = data_sources.get(d.source)
-  if kind not in GRADER_KINDS:
-    raise ValueError(f"unknown grader.kind {kind!r}; choose from {', '.join(GRADER_KINDS)}")
+  source, grader = data_sources.get(d.source), grader_kinds.get(kind)
   source.check(config, policy.model_fields(config)["checkpoint"])
-  if kind == "programmatic" and not source.in_jit_grader:
-    raise ValueError(f"data.source={d.source} has no programmatic grader: set "
-                     "grader.kind=judge (or rules)")
+  if grader.in_jit and not source.in_jit_grader:
+    host = [n for n in grader_kinds.names() if not grader_kinds.get(n).in_jit]
+    raise ValueError(f"data.source={d.source} has no {kind} grader: set grader.kind={host[0]}"
+                     + (f" (or {', '.join(host[1:])})" if host[1:] else ""))
   pitfall_mode(config)
+  grader.check(config)
   check_judge_blocks(config)
 
 

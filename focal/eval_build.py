@@ -58,10 +58,7 @@ def build(config, grader: bool = True) -> EvalSetup:
     params = jax.eval_shape(lambda: adapters)
   else:
     graphdef, params = policy.abstract_policy(config, source, settings.max_new_tokens)
-  stage = None
-  if grader:
-    block = "eval" if components.evaluates_with_eval_judge(config) else "grader"
-    stage = components.make_grader(config, source, block=block)
+  stage = components.eval_grader(config, source) if grader else None
   return EvalSetup(config, source, graphdef, params, settings, stage, base)
 
 
