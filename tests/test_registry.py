@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from configs import base
-from focal import advantages, aggregators, components, policy
+from focal import advantages, aggregators, components, loop, policy
 from focal.advantages import base as adv_base
 from focal.aggregators import base as agg_base
 from focal.data import sources
@@ -17,6 +17,7 @@ from focal.graders import kinds as grader_kinds
 from focal.graders import rule_server
 from focal.graders.stage import HostGrader
 from focal.registry import Kinds, Registry
+from focal.rundir import RunDir
 
 RAR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "rar_tiny.jsonl")
 
@@ -264,3 +265,15 @@ def test_a_new_grader_kind_is_offered_where_the_source_cannot_run_the_default(le
   c.grader.kind = "nope"
   with pytest.raises(ValueError, match="choose from judge, length, programmatic, rules"):
     components.check_policy_and_data(c)
+
+
+@pytest.mark.slow  # compiles a host-graded run's rollout and learn programs
+def test_a_new_grader_kind_trains_and_evaluates(length_kind, tmp_path):
+  c = base.get_config("tiny")
+  c.grader.kind, c.warm_start.steps = "length", 0
+  c.total_steps = c.eval_every = 2
+  final = loop.run(c, str(tmp_path / "run"), progress=False)
+  rows = RunDir(str(tmp_path / "run")).rows()
+  assert [r["step"] for r in rows] == [0, 1, 2]
+  assert "train/judge_seconds" in rows[1] and rows[1]["train/policy_lag"] == 0.0  # host-graded
+  assert final["eval/invalid_verdict_frac"] == 0.0
