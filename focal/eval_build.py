@@ -42,8 +42,9 @@ class EvalSetup:
 def build(config, grader: bool = True) -> EvalSetup:
   """The parts of `config`'s run that evaluation uses; `grader=False` builds no grader (export).
 
-  The grader is `eval.judge`'s when that names an endpoint, else one like the training grader:
-  only the judge that will grade is asked its preflight request."""
+  The grader is the grader kind's own for evaluation (a judge's: `eval.judge`'s when that names
+  an endpoint), else one like the training grader: only the judge that will grade is asked its
+  preflight request."""
   components.check_policy_and_data(config)
   tokens = policy.tokens_for(config)
   source = components.data_source(config, tokens)
