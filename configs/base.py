@@ -57,10 +57,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.data.eval_prompts_per_task = 32  # synthetic: held-out prompts per task
   c.data.prompts_per_step = 12  # B: prompts per GRPO iteration, drawn without replacement per epoch
 
-  c.grader = ml_collections.ConfigDict()
-  c.grader.kind = "programmatic"  # programmatic (in-jit, synthetic suite)|judge (an LLM judge)|rules (regex/keyword rules in the data)
+  c.grader = components.grader_config("programmatic")  # kind: programmatic (in-jit, synthetic suite)|judge (an LLM judge)|rules (regex/keyword rules in the data), one of focal.graders.kinds.names(); grader.judge: an OpenAI-compatible endpoint (focal.graders.judge.config.JudgeConfig)
   c.grader.overlap = False  # judge/rules: sample step t+1 while step t is graded (one update stale; train/policy_lag)
-  c.grader.judge = components.judge_config()  # an OpenAI-compatible endpoint (focal.graders.judge.config.JudgeConfig)
 
   c.grpo = components.grpo_config()  # focal.iteration.GRPOSettings: G, lengths, sampling, clip, KL
   c.grpo.max_new_tokens = 40  # response length cap (tasks need <= 40 bytes)

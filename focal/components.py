@@ -10,29 +10,34 @@ states only what its preset changes:
   c.advantage = components.advantage_config("grpo")      # name + a block per estimator
   c.grpo = components.grpo_config()                      # GRPOSettings' fields
   c.optimizer = components.optimizer_config()            # make_optimizer's arguments
-  c.grader.judge = components.judge_config()             # JudgeConfig's fields
+  c.grader = components.grader_config("judge")           # kind + a block per grader kind
+  c.eval.judge = components.judge_config()               # JudgeConfig's fields
 
-so `--config.aggregator.<name>.<hparam>` and `--config.advantage.<name>.<hparam>` work
-for every registered component, and switching `name` alone always works. A block
+so `--config.aggregator.<name>.<hparam>`, `--config.advantage.<name>.<hparam>` and
+`--config.grader.<kind>.<field>` work for every registered component, and switching `name`
+(or `kind`) alone always works. A block
 missing from an older run's config.json takes the factory's defaults.
 """
 from __future__ import annotations
 
 import dataclasses
 import inspect
-import warnings
 from typing import Any
 
-import jax
 import ml_collections
 import numpy as np
 
-from focal import advantages, aggregators, policy, sharding, tracking
+from focal import advantages, aggregators, config_checks, policy, tracking
 from focal.aggregators import prompt_state
+from focal.config_checks import check_batch_fits
 from focal.data import sources as data_sources
+from focal.graders import kinds as grader_kinds
 from focal.graders.judge.config import check_blocks as check_judge_blocks
-from focal.graders.stage import GRADER_KINDS, HostGrader, InJitGrader, RulesGrader, check_rules
-from focal.iteration import GRPOSettings, init_train_state, make_engine, make_optimizer
+from focal.graders.kinds import judge as judge_kind
+from focal.graders.kinds.judge import evaluates_with_eval_judge  # noqa: F401 (a public name)
+from focal.iteration import GRPOSettings, make_engine, make_optimizer
+from focal.state_init import (attach_adapters, batch_shards, initial_state,  # noqa: F401
+                              reference_fields)
 
 # GRPOSettings fields that come from the tokenizer, not from the config.
 _TOKEN_FIELDS = ("eos_id", "pad_id")
@@ -72,8 +77,17 @@ def optimizer_config() -> ml_collections.ConfigDict:
 
 def judge_config() -> ml_collections.ConfigDict:
   """JudgeConfig's fields and defaults (focal.graders.judge.config documents each)."""
-  from focal.graders.judge.config import JudgeConfig
-  return _block({f.name: f.default for f in dataclasses.fields(JudgeConfig)})
+  return _block(judge_kind.defaults())
+
+
+def grader_config(kind: str) -> ml_collections.ConfigDict:
+  """{kind, <one block per registered grader kind that has one, holding its defaults>}."""
+  c = ml_collections.ConfigDict({"kind": kind})
+  for name in grader_kinds.names():
+    defaults = grader_kinds.get(name).defaults
+    if defaults is not None:
+      c[name] = _block(defaults())
+  return c
 
 
 def _hparams(section, name: str, defaults: dict) -> dict:
@@ -131,9 +145,7 @@ def data_fields(config):
   return ml_collections.ConfigDict({"source": "synthetic", **config.data.to_dict()})
 
 
-def grader_kind(config) -> str:
-  grader = config.get("grader")
-  return "programmatic" if grader is None else grader.kind
+grader_kind = grader_kinds.kind_of
 
 
 def data_source(config, tokens: policy.Tokens, width: int | None = None):
@@ -142,49 +154,33 @@ def data_source(config, tokens: policy.Tokens, width: int | None = None):
 
 
 def make_grader(config, source, block: str = "grader"):
-  """The grader stage `config.<block>` names for `source` (see focal.graders.stage)."""
-  kind = grader_kind(config)
-  if kind == "programmatic":
-    return InJitGrader(source)
-  if kind == "rules":
-    check_rules(source)
-    return HostGrader(source, RulesGrader(), pitfall_mode(config))
-  from focal.graders.judge import JudgeClient, JudgeConfig
-  section = config.grader if block == "grader" else config.eval
-  client = JudgeClient(JudgeConfig.from_mapping(section.judge.to_dict()))
-  conversations, criteria, crit_mask = source.judge_inputs("train", [0])
-  first = int(np.argmax(crit_mask[0]))
-  # An unreachable endpoint, a refused key or an unknown model stop here, on a real request.
-  client.preflight(conversations[0], criteria[0][first])
-  return HostGrader(source, client, pitfall_mode(config))
+  """The grader stage of kind `grader.kind` (focal.graders.kinds) for `source`, configured by
+  `config.<block>` ("eval": an evaluation grader of its own, such as `eval.judge`)."""
+  return grader_kinds.of(config).make(config.get(block), source, pitfall_mode(config))
 
 
-def evaluates_with_eval_judge(config) -> bool:
-  """Whether `eval.judge` names an endpoint (the papers evaluate with a stronger judge than they
-  train with); otherwise evaluation grades with the training grader."""
-  block = config.eval.get("judge")
-  return block is not None and bool(block.get("base_url"))
-
-
-def eval_grader(config, source, train_grader):
-  """The evaluation grader of a run that built `train_grader`: `eval.judge`'s, or that one."""
-  if not evaluates_with_eval_judge(config):
-    return train_grader
-  return make_grader(config, source, block="eval")
+def eval_grader(config, source, train_grader=None):
+  """The evaluation grader of a run: its grader kind's own (a judge's `eval.judge` when that
+  names an endpoint), else `train_grader`, or one like it when none was built (evaluation's
+  own build)."""
+  stage = grader_kinds.of(config).make_eval(config, source, pitfall_mode(config))
+  if stage is None:
+    stage = make_grader(config, source) if train_grader is None else train_grader
+  return stage
 
 
 def check_policy_and_data(config) -> None:
   """The model, data and grader fields: all that evaluating a saved run builds from."""
   policy.check_model(config)
   d, kind = data_fields(config), grader_kind(config)
-  source = data_sources.get(d.source)
-  if kind not in GRADER_KINDS:
-    raise ValueError(f"unknown grader.kind {kind!r}; choose from {', '.join(GRADER_KINDS)}")
+  source, grader = data_sources.get(d.source), grader_kinds.get(kind)
   source.check(config, policy.model_fields(config)["checkpoint"])
-  if kind == "programmatic" and not source.in_jit_grader:
-    raise ValueError(f"data.source={d.source} has no programmatic grader: set "
-                     "grader.kind=judge (or rules)")
+  if grader.in_jit and not source.in_jit_grader:
+    host = [n for n in grader_kinds.names() if not grader_kinds.get(n).in_jit]
+    raise ValueError(f"data.source={d.source} has no {kind} grader: set grader.kind={host[0]}"
+                     + (f" (or {', '.join(host[1:])})" if host[1:] else ""))
   pitfall_mode(config)
+  grader.check(config)
   check_judge_blocks(config)
 
 
@@ -198,103 +194,11 @@ def validate(config) -> None:
       and not data_sources.get(d.source).reference_responses):
     raise ValueError("warm_start.steps > 0 imitates the synthetic suite's reference responses; "
                      f"set it to 0 for data.source={d.source}")
-  _check_schedule(config)
-  _check_batch(config)
-  _check_precision(config)
+  config_checks.check_schedule(config)
+  config_checks.check_batch(config, grpo_settings(config, eos_id=None, pad_id=0))
+  config_checks.check_precision(config)
   optimizer(config)
   tracking.validate(config)
-
-
-def _check_schedule(config) -> None:
-  for field in ("total_steps", "eval_every", "log_every", "checkpoint_every", "keep_checkpoints"):
-    if not isinstance(config[field], int) or config[field] < 1:
-      raise ValueError(f"config.{field} must be an integer >= 1, got {config[field]!r}"
-                       + (" (0 would keep no checkpoint: a resume would lose the run)"
-                          if field == "keep_checkpoints" else ""))
-  steps = config.warm_start.steps
-  if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-    raise ValueError(f"config.warm_start.steps must be an integer >= 0 (0 = no warm start), "
-                     f"got {steps!r}")
-  e = config.eval
-  if e.num_samples < 1 or not e.temperature > 0:
-    raise ValueError(f"config.eval needs num_samples >= 1 and temperature > 0, got "
-                     f"{e.num_samples} and {e.temperature}")
-
-
-def _check_precision(config) -> None:
-  """bfloat16 parameters lose small updates: a weight w moves only by steps of at least about
-  |w| 2^-9, and an AdamW step is about the learning rate. At lr 1e-6, 2% of N(0, 0.02) weights
-  move at all (88% at 1e-4); the optimizer's own sums are float32 either way."""
-  lr = config.optimizer.learning_rate
-  lora = policy.lora_config(config)
-  if lora.rank and not lora.train_embeddings:
-    return  # only the adapters train, and they are float32 whatever model.param_dtype says
-  if (policy.model_fields(config)["param_dtype"] == "bfloat16" and isinstance(lr, float)
-      and lr < 1e-4):
-    warnings.warn(f"model.param_dtype=bfloat16 with optimizer.learning_rate={lr:g}: most "
-                  "updates round away in bfloat16 weights (2% of N(0, 0.02) weights move at "
-                  "1e-6); keep param_dtype=float32 to train, or raise the learning rate",
-                  stacklevel=3)
-
-
-def _check_batch(config) -> None:
-  """The GRPO settings, and every batch dimension against the mesh, before anything is built."""
-  settings = grpo_settings(config, eos_id=None, pad_id=0)
-  b = config.data.prompts_per_step
-  if b < 1:
-    raise ValueError(f"config.data.prompts_per_step must be >= 1, got {b}")
-  n = b * settings.group_size
-  if n % settings.num_minibatches:
-    raise ValueError(f"grpo.num_minibatches={settings.num_minibatches} does not divide the "
-                     f"{n} rollouts of a step (data.prompts_per_step x grpo.group_size)")
-  mini = n // settings.num_minibatches
-  for field, size, whole, of in (
-      ("micro_batch_size", settings.micro_batch_size, mini, "a mini-batch"),
-      ("rollout_micro_batch_size", settings.rollout_micro_batch_size, n, "a step")):
-    if size and whole % size:
-      raise ValueError(f"grpo.{field}={size} does not divide the {whole} rollouts of {of}")
-  shape = tuple(int(s) for s in config.mesh.shape)
-  if len(shape) != 3 or min(shape) < 1:
-    raise ValueError(f"config.mesh.shape must be three sizes >= 1 (data, fsdp, tensor), got "
-                     f"{shape}")
-  kind = config.mesh.get("ref_memory_kind", "device")
-  if kind not in sharding.REF_MEMORY_KINDS:
-    raise ValueError(f"config.mesh.ref_memory_kind must be one of {sharding.REF_MEMORY_KINDS}, "
-                     f"got {kind!r}")
-  n_dev, found = int(np.prod(shape)), jax.device_count()
-  if n_dev > found or (n_dev < found and jax.process_count() > 1):
-    raise ValueError(f"config.mesh.shape={shape} needs {n_dev} devices, found {found}"
-                     + (" (a multi-process run uses every device)" if n_dev < found else ""))
-  if n_dev < found:  # e.g. the default (1,1,1) on an 8-chip TPU: runs, on the first chip
-    warnings.warn(f"config.mesh.shape={shape} uses {n_dev} of the {found} devices; set "
-                  f"--config.mesh.shape to use them all (docs/SCALING.md)", stacklevel=2)
-  rows = shape[0] * shape[1]
-  if b % rows:
-    raise ValueError(f"config.data.prompts_per_step={b} is not a multiple of the mesh's "
-                     f"data x fsdp = {shape[0]} x {shape[1]} = {rows} (each device group takes "
-                     f"whole prompts); use a multiple of {rows}")
-
-
-def check_batch_fits(config, source) -> None:
-  """A step draws prompts_per_step distinct prompts: no more than the training set holds."""
-  b, n = config.data.prompts_per_step, source.size("train")
-  if b > n:
-    where = config.data.path or f"the synthetic task {config.task!r}"
-    raise ValueError(f"config.data.prompts_per_step={b} is larger than the training set ({n} "
-                     f"prompts in {where}): a step would repeat prompts within its batch; use "
-                     f"at most {n}, or more training prompts")
-
-
-def batch_shards(config) -> int:
-  """The devices a step's rows are split over: data x fsdp of `mesh.shape`."""
-  shape = tuple(int(x) for x in config.mesh.shape)
-  return shape[0] * shape[1]
-
-
-def reference_fields(config, settings: GRPOSettings) -> dict:
-  """How the run keeps its reference policy: not at all with beta = 0 (nothing reads it), else
-  in the compute dtype (the reference pass casts its weights to it anyway)."""
-  return {"reference": settings.beta > 0, "ref_dtype": policy.model_fields(config)["dtype"]}
 
 
 def run_engine(config, graphdef, settings: GRPOSettings, grader):
@@ -306,23 +210,6 @@ def run_engine(config, graphdef, settings: GRPOSettings, grader):
                        grader=grader.fn if grader.fused else None,
                        estimator_hparams=estimator_hparams, batch_shards=batch_shards(config))
   return tx, aggregator, engine
-
-
-def initial_state(config, settings: GRPOSettings, params, tx, aggregator, num_prompts: int,
-                  max_criteria: int, base=None):
-  """The run's first TrainState (works under jax.eval_shape on abstract parameters); with LoRA,
-  `params` are the trainable adapters and `base` the frozen rest (`attach_adapters`)."""
-  return init_train_state(params, tx, aggregator, num_prompts=num_prompts,
-                          max_criteria=max_criteria, rng=jax.random.key(config.seed + 1),
-                          base=base, **reference_fields(config, settings))
-
-
-def attach_adapters(config, graphdef, params):
-  """(graphdef, base, trainable) of the run's policy: with `model.lora.rank` > 0, adapters
-  drawn from the seed beside the loaded (or warm-started) policy, which becomes the frozen base;
-  else (graphdef, None, params)."""
-  from focal.models import lora
-  return lora.attach(policy.lora_config(config), graphdef, params, jax.random.key(config.seed + 2))
 
 
 @dataclasses.dataclass

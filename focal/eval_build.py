@@ -42,8 +42,9 @@ class EvalSetup:
 def build(config, grader: bool = True) -> EvalSetup:
   """The parts of `config`'s run that evaluation uses; `grader=False` builds no grader (export).
 
-  The grader is `eval.judge`'s when that names an endpoint, else one like the training grader:
-  only the judge that will grade is asked its preflight request."""
+  The grader is the grader kind's own for evaluation (a judge's: `eval.judge`'s when that names
+  an endpoint), else one like the training grader: only the judge that will grade is asked its
+  preflight request."""
   components.check_policy_and_data(config)
   tokens = policy.tokens_for(config)
   source = components.data_source(config, tokens)
@@ -58,10 +59,7 @@ def build(config, grader: bool = True) -> EvalSetup:
     params = jax.eval_shape(lambda: adapters)
   else:
     graphdef, params = policy.abstract_policy(config, source, settings.max_new_tokens)
-  stage = None
-  if grader:
-    block = "eval" if components.evaluates_with_eval_judge(config) else "grader"
-    stage = components.make_grader(config, source, block=block)
+  stage = components.eval_grader(config, source) if grader else None
   return EvalSetup(config, source, graphdef, params, settings, stage, base)
 
 

@@ -55,14 +55,17 @@ class HostGradedStep:
     batch_fn: t -> (placed PromptBatch, rows [B]) of step t.
     max_invalid_frac: the invalid-verdict share above which a step stops the run.
     overlap: sample step t+1 while step t is graded.
+    limit_field: the config field that sets `max_invalid_frac`, as the error names it (the
+      grader kind's, focal.graders.kinds.invalid_limit).
   """
 
   def __init__(self, setup, mesh, state_sh, batch_sh, batch_fn, max_invalid_frac: float,
-               overlap: bool = False):
+               overlap: bool = False, limit_field: str = "grader.judge.max_invalid_frac"):
     engine, self.grader = setup.engine, setup.grader
     self.group = setup.settings.group_size
     self.mesh, self.batch_fn = mesh, batch_fn
     self.max_invalid_frac, self.overlap = max_invalid_frac, overlap
+    self.limit_field = limit_field
     rows = sharding.batch_dim_sharding(mesh)
     rollout_sh = sharding.rollout_shardings(mesh)
     # The state goes in and out of learn_step only, so a stopped step leaves it intact.
@@ -98,7 +101,7 @@ class HostGradedStep:
     frac = float(stats.get("invalid_frac", 0.0))
     if frac > self.max_invalid_frac:
       self._pending = None
-      raise TooManyInvalid(t, frac, self.max_invalid_frac, stats)
+      raise TooManyInvalid(t, frac, self.max_invalid_frac, stats, what=self.limit_field)
     state, metrics = self._learn(state, batch, rollouts, *self._place(scores, valid))
     metrics = dict(metrics)
     metrics["policy_lag"] = float(lag)

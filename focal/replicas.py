@@ -20,6 +20,7 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from focal import distributed, sharding
+from focal.graders import kinds as grader_kinds
 from focal.host_step import HostGradedStep
 
 
@@ -44,11 +45,10 @@ class ShardedRun:
                                               self.batch_sh)
       self._host = None
     else:
-      judge = config.grader.get("judge")
+      limit, field = grader_kinds.invalid_limit(config)
       self._host = HostGradedStep(
-          setup, self.mesh, self.state_sh, self.batch_sh, self.batch,
-          max_invalid_frac=judge.max_invalid_frac if judge is not None else 0.0,
-          overlap=bool(config.grader.get("overlap", False)))
+          setup, self.mesh, self.state_sh, self.batch_sh, self.batch, max_invalid_frac=limit,
+          overlap=bool(config.grader.get("overlap", False)), limit_field=field)
 
   def programs(self) -> dict:
     """The jitted programs `step` calls, by name: 'train' (an in-jit grader), or 'rollout'

@@ -1,6 +1,6 @@
 """The loop's grader stage: verdicts [B, G, K] for the rollouts of B prompts.
 
-Two kinds, one interface (`score(split, rows, tokens, mask, group) -> scores, valid, stats`):
+Two shapes, one interface (`score(split, rows, tokens, mask, group) -> scores, valid, stats`):
 
   InJitGrader   `grader.kind=programmatic`: the synthetic suite's jittable checks. The
                 training step fuses it into one XLA program (`Engine.train_step`); evaluation
@@ -9,6 +9,8 @@ Two kinds, one interface (`score(split, rows, tokens, mask, group) -> scores, va
                 `rules` (regex/keyword/length rules given per criterion in the data): rollouts
                 are decoded to text on the host, graded, and the verdicts fed back to the
                 jitted `learn_step`.
+
+Which one a run uses is its `grader.kind`'s record (focal.graders.kinds).
 
 Score convention everywhere: 1 when the criterion's original text holds for the response (for
 a pitfall: the response falls into it); `valid=False` marks a verdict that does not exist.
@@ -23,9 +25,6 @@ import numpy as np
 
 from focal.graders.base import check_scores, grade_texts
 from focal.graders.rules import rule_grader
-
-GRADER_KINDS = ("programmatic", "judge", "rules")
-
 
 class InJitGrader:
   """The programmatic grader of a source with `grade(features, tokens, mask)` (jittable)."""

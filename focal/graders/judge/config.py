@@ -107,22 +107,39 @@ def env_name_problem(name) -> str | None:
 def check_blocks(config) -> None:
   """The judge blocks of a run config (`grader.judge`, `eval.judge`), before anything is built:
   the api_key_env of both, in use or not (config.json records every field, so a key pasted
-  into an unused block would be written there), and every field of the blocks in use."""
-  grader = config.get("grader")
-  for name, block in (("grader", grader), ("eval", config.get("eval"))):
-    judge = None if block is None else block.get("judge")
+  into an unused block would be written there), and every field of `eval.judge` when it names
+  an endpoint. (`grader.judge` in use is checked by its grader kind: `check_block`.)"""
+  for name in ("grader", "eval"):
+    judge = _judge_block(config, name)
     if judge is None:
       continue
-    problem = env_name_problem(judge.get("api_key_env", JudgeConfig.api_key_env))
-    if problem:
-      raise ValueError(f"{name}.judge.{problem}")
-    used = (judge.get("base_url") if name == "eval"
-            else grader is not None and grader.get("kind") == "judge")
-    if used:
-      try:
-        JudgeConfig.from_mapping(judge.to_dict())
-      except ValueError as e:
-        raise ValueError(str(e).replace("grader.judge.", f"{name}.judge.", 1)) from None
+    _check_key_env(judge, name)
+    if name == "eval" and judge.get("base_url"):
+      check_block(config, name)
+
+
+def check_block(config, name: str) -> None:
+  """Every field of `<name>.judge`, a block in use (its api_key_env first, as `check_blocks`
+  checks it); the errors name that block."""
+  judge = _judge_block(config, name)
+  if judge is None:
+    return
+  _check_key_env(judge, name)
+  try:
+    JudgeConfig.from_mapping(judge.to_dict())
+  except ValueError as e:
+    raise ValueError(str(e).replace("grader.judge.", f"{name}.judge.", 1)) from None
+
+
+def _check_key_env(judge, name: str) -> None:
+  problem = env_name_problem(judge.get("api_key_env", JudgeConfig.api_key_env))
+  if problem:
+    raise ValueError(f"{name}.judge.{problem}")
+
+
+def _judge_block(config, name: str):
+  block = config.get(name)
+  return None if block is None else block.get("judge")
 
 
 def secrets_of(env_names) -> list[str]:
