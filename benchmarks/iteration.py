@@ -17,7 +17,7 @@ Sections (figures only; the targets of the performance issue are printed next to
                (target >= 1.5x the throughput).
   bf16         train_step per shape in bfloat16 compute against float32.
 FLOPs are counted analytically as executed (matmuls only): the rollout prefills each prompt once
-and decodes over the bucketed cache (focal.sampling.decode_buckets); the update runs the prompt
+and decodes over the bucketed cache (focal.decode_plan.decode_buckets); the update runs the prompt
 once per group and the responses over its repeated cache, forward + backward = 3 forwards.
 """
 from __future__ import annotations
@@ -40,6 +40,7 @@ import shapes  # noqa: E402
 from benchmarks.step import Peak, timed  # noqa: E402
 from configs import base  # noqa: E402
 from focal import aggregators, sampling, tasks  # noqa: E402
+from focal.decode_plan import decode_buckets  # noqa: E402
 from focal.advantages import make_estimator  # noqa: E402
 from focal.models import get_scale, init_model  # noqa: E402
 from focal.batch import PromptBatch  # noqa: E402
@@ -59,7 +60,7 @@ def forward_flops(cfg, rows: int, queries: int, slots: int) -> float:
 def iteration_flops(cfg, b: int, g: int, p: int, length: int) -> tuple[float, float]:
   """(rollout, update) FLOPs of one iteration as Focal executes it."""
   n = b * g
-  buckets = sampling.decode_buckets(length)
+  buckets = decode_buckets(length)
   rollout = forward_flops(cfg, b, p, p + buckets[0])
   for step in range(1, length):
     size = next(s for s in buckets if step <= s or s == length)

@@ -21,7 +21,7 @@ FLOORS = (
    "focal.cli", "focal.preemption", "focal.microbatch"),
   # the method's and the model's parts
   ("focal.aggregators", "focal.advantages", "focal.models", "focal.tasks", "focal.graders",
-   "focal.sampling", "focal.metrics", "focal.data", "focal.warm_start"),
+   "focal.sampling", "focal.decode_plan", "focal.metrics", "focal.data", "focal.warm_start"),
   # one GRPO iteration, its placement on devices, the policy it trains
   ("focal.iteration", "focal.update", "focal.sharding", "focal.policy", "focal.host_step", "focal.replicas"),
   # a config becomes objects; a run directory; evaluation and the reports that read runs
