@@ -173,6 +173,23 @@ def _emit(loop: _Loop, uniforms, temperature, *, top_k, top_p, greedy, eos_id, p
   return loop._replace(done=done, out=out), token, active
 
 
+def _generated_cache(cfg, prefix: KVCache, n: int, group_size: int, ends: list[int],
+                     prompt_width: int, *, per_layer: bool, share_prefix: bool):
+  """(chunks, shift, context) of the generated tokens' cache: one chunk per decode bucket
+  (`ends`), all allocated here and written in place; `shift[j]` is the slot of bucket j's first
+  generated token in chunk j; `context` the segments every step attends over besides them.
+  Unshared, the first chunk starts with the prompt's slots (`shared_prefix_decode`)."""
+  starts = [0] + ends[:-1]
+  chunks = tuple(init_cache(cfg, n, end - start, per_layer=per_layer)
+                 for start, end in zip(starts, ends))
+  shift = [0] * len(ends)
+  context = (prefix,)
+  if not share_prefix:
+    chunks = (repeat_rows(prefix, group_size, ends[0]),) + chunks[1:]
+    shift[0], context = prompt_width, ()
+  return chunks, shift, context
+
+
 @functools.partial(jax.jit, static_argnames=("graphdef", "max_new_tokens", "top_k", "top_p",
                                              "greedy", "group_size", "per_layer",
                                              "share_prefix"))
@@ -204,17 +221,11 @@ def _sample_jit(graphdef, state, prompt_tokens, prompt_mask, rng, temperature, e
                        logprobs_t1=jnp.zeros((n, max_new_tokens), jnp.float32))
   emit = functools.partial(_emit, uniforms=uniforms, temperature=temperature, top_k=top_k,
                            top_p=top_p, greedy=greedy, eos_id=eos_id, pad_id=pad_id)
-  # The generated tokens' cache: one chunk per bucket, all allocated here, written in place.
-  # Unshared, the first chunk starts with the prompt's slots (`shared_prefix_decode`).
   ends = decode_buckets(max_new_tokens)
   starts = [0] + ends[:-1]
-  chunks = tuple(init_cache(cfg, n, end - start, per_layer=layers is not None)
-                 for start, end in zip(starts, ends))
-  shift = [0] * len(ends)  # slot of generated token `start` in each chunk
-  context = (prefix,)
-  if not share_prefix:
-    chunks = (repeat_rows(prefix, group_size, ends[0]),) + chunks[1:]
-    shift[0], context = p, ()
+  chunks, shift, context = _generated_cache(cfg, prefix, n, group_size, ends, p,
+                                            per_layer=layers is not None,
+                                            share_prefix=share_prefix)
   # Left padding puts every row's last prompt token in the last column.
   carry = emit(_Loop(jnp.int32(0), logits, chunks, jnp.zeros((n,), bool), empty))
   carry = (carry[0]._replace(step=jnp.int32(1)),) + carry[1:]
