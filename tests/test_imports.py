@@ -25,7 +25,7 @@ FLOORS = (
   # one GRPO iteration, its placement on devices, the policy it trains
   ("focal.iteration", "focal.update", "focal.sharding", "focal.policy", "focal.host_step", "focal.replicas"),
   # a config becomes objects; a run directory; evaluation and the reports that read runs
-  ("focal.components", "focal.rundir", "focal.resume", "focal.provenance", "focal.eval_build",
+  ("focal.components", "focal.rundir", "focal.recorder", "focal.resume", "focal.provenance", "focal.eval_build",
    "focal.evaluation", "focal.report"),
   # drivers
   ("focal.loop", "focal.sweep", "focal.demo", "focal.sim", "focal.plan"),
