@@ -66,12 +66,12 @@ def build(shape_name: str, dtype: str = "float32", aggregator: str = "weighted_s
 
   from benchmarks.engine_build import engine_for
   from focal.batch import PromptBatch
-  built = engine_for(run_config(aggregator, num_prompts, seed, dtype),
-                     model_config(shape_name, dtype), grade, num_prompts=num_prompts,
-                     max_criteria=1, eos_id=None, pad_id=shapes.PAD_ID)
+  config = model_config(shape_name, dtype)
+  built = engine_for(run_config(aggregator, num_prompts, seed, dtype), config, grade,
+                     num_prompts=num_prompts, max_criteria=1, eos_id=None, pad_id=shapes.PAD_ID)
   tokens, mask, features, rubric = host_batch(num_prompts)
   batch = PromptBatch(jnp.asarray(tokens), jnp.asarray(mask), jnp.asarray(features), rubric)
-  return model_config(shape_name, dtype), built.engine, built.state, batch
+  return config, built.engine, built.state, batch
 
 
 def main(argv=None):
