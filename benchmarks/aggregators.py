@@ -61,12 +61,12 @@ def time_update(agg, scores, valid, rubric, repeats: int) -> float:
   return statistics.median(times)
 
 
-def main() -> None:
+def main(argv=None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--repeats", type=int, default=200)
   parser.add_argument("--sizes", nargs="+", default=["64,16,32", "512,16,64"],
                       help="B,G,K triples")
-  args = parser.parse_args()
+  args = parser.parse_args(argv)
   sizes = [tuple(int(x) for x in s.split(",")) for s in args.sizes]
   configs = {name: (name, {}) for name in aggregators.registered()}
   configs.update(EXTRA_CONFIGS)

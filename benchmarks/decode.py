@@ -11,7 +11,7 @@ disabled so every row runs to L) and reports
     the prefill removed, in wall time and in this process's CPU time (all threads; steadier than
     wall time when other jobs share the cores). The cache makes a step cost O(params + filled
     slots) instead of the O(params x prefix) of recomputing the prefix, and the decode runs in
-    buckets (focal.sampling.decode_buckets) so a step attends over the filled part of the cache
+    buckets (focal.decode_plan.decode_buckets) so a step attends over the filled part of the cache
     rounded up to a power of two, not over all prompt + L slots. What still grows with L is
     attention itself: at L = 2048 a step reads ~1000 filled slots per layer, which at the wider
     scales costs as much as the weights. The last line gives max/min over L (target: within

@@ -87,11 +87,11 @@ def measure(workdir: str, path: str) -> dict:
           "built": built, "restored": restored, "peak_rss": _peak_rss()}
 
 
-def main():
+def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--dir", default="", help="where the run goes (default: a temporary one)")
   parser.add_argument("--measure", nargs=2, metavar=("WORKDIR", "PATH"), help=argparse.SUPPRESS)
-  args = parser.parse_args()
+  args = parser.parse_args(argv)
   if args.measure:
     print(json.dumps(measure(*args.measure)))
     return

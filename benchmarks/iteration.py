@@ -17,7 +17,7 @@ Sections (figures only; the targets of the performance issue are printed next to
                (target >= 1.5x the throughput).
   bf16         train_step per shape in bfloat16 compute against float32.
 FLOPs are counted analytically as executed (matmuls only): the rollout prefills each prompt once
-and decodes over the bucketed cache (focal.sampling.decode_buckets); the update runs the prompt
+and decodes over the bucketed cache (focal.decode_plan.decode_buckets); the update runs the prompt
 once per group and the responses over its repeated cache, forward + backward = 3 forwards.
 """
 from __future__ import annotations
@@ -37,14 +37,11 @@ import numpy as np  # noqa: E402
 
 import focal_worker  # noqa: E402
 import shapes  # noqa: E402
+from benchmarks.engine_build import run_config  # noqa: E402
 from benchmarks.step import Peak, timed  # noqa: E402
-from configs import base  # noqa: E402
-from focal import aggregators, sampling, tasks  # noqa: E402
+from focal import aggregators, components  # noqa: E402
 from focal.advantages import make_estimator  # noqa: E402
-from focal.models import get_scale, init_model  # noqa: E402
-from focal.batch import PromptBatch  # noqa: E402
-from focal.iteration import (GRPOSettings, init_train_state, make_engine,
-                         make_optimizer)  # noqa: E402
+from focal.decode_plan import decode_buckets  # noqa: E402
 
 
 def forward_flops(cfg, rows: int, queries: int, slots: int) -> float:
@@ -59,7 +56,7 @@ def forward_flops(cfg, rows: int, queries: int, slots: int) -> float:
 def iteration_flops(cfg, b: int, g: int, p: int, length: int) -> tuple[float, float]:
   """(rollout, update) FLOPs of one iteration as Focal executes it."""
   n = b * g
-  buckets = sampling.decode_buckets(length)
+  buckets = decode_buckets(length)
   rollout = forward_flops(cfg, b, p, p + buckets[0])
   for step in range(1, length):
     size = next(s for s in buckets if step <= s or s == length)
@@ -69,13 +66,15 @@ def iteration_flops(cfg, b: int, g: int, p: int, length: int) -> tuple[float, fl
   return rollout, update
 
 
-def phase_times(engine, agg, state, batch, repeats: int, peak: Peak) -> dict:
-  """Seconds of the fused step and of each phase as its own jitted call."""
-  g = shapes.GROUP_SIZE if batch.tokens.shape[0] == shapes.NUM_PROMPTS else 8
+def phase_times(config, engine, state, batch, repeats: int, peak: Peak) -> dict:
+  """Seconds of the fused step and of each phase as its own jitted call; the aggregator and
+  the advantage estimator are the ones `config`'s run builds."""
+  g = config.grpo.group_size
   rollout, learn, train = (jax.jit(f) for f in engine)
   grade = jax.jit(focal_worker.grade)
-  update = jax.jit(agg.update)
-  estimate = jax.jit(make_estimator("grpo"))
+  update = jax.jit(components.make_aggregator(config).update)
+  name, hparams = components.estimator_spec(config)
+  estimate = jax.jit(make_estimator(name, **hparams))
   _, rollouts = rollout(state, batch)
   features = jnp.repeat(batch.features, g, axis=0)
   scores = grade(features, rollouts.tokens, rollouts.mask)
@@ -100,8 +99,7 @@ def section_util(args, peak: Peak):
   for name in args.shapes:
     since = len(peak.samples)
     cfg, engine, state, batch = focal_worker.build(name)
-    agg = aggregators.make("weighted_sum")
-    t = phase_times(engine, agg, state, batch, args.repeats, peak)
+    t = phase_times(focal_worker.run_config(), engine, state, batch, args.repeats, peak)
     flops = sum(iteration_flops(cfg, shapes.NUM_PROMPTS, shapes.GROUP_SIZE, shapes.PROMPT_LEN,
                                 shapes.COMPLETION_LEN))
     rate = flops / t["train_step"] / 1e9
@@ -115,36 +113,20 @@ def section_util(args, peak: Peak):
 
 
 def default_setup(aggregator: str):
-  """The trainer's default shape (configs/base.py) with a random tiny model, EOS on."""
-  c = base.get_config()
-  suite = tasks.make_suite(None)
-  prompts = suite.make_prompts("train", c.data.train_prompts_per_task, c.seed)
-  seqs = [[tasks.BOS] + list(t) for t in prompts.tokens]
-  tokens, mask = sampling.left_pad(seqs, pad_id=tasks.PAD)
-  b, g = c.data.prompts_per_step, c.grpo.group_size
-  idx = np.arange(b) * (len(seqs) // b)
-  rubric = jax.tree.map(lambda x: x[jnp.asarray(idx)], prompts.rubric())
-  batch = PromptBatch(jnp.asarray(tokens[idx]), jnp.asarray(mask[idx]),
-                      jnp.asarray(np.asarray(prompts.features)[idx]), rubric)
-  cfg = get_scale(c.model, max_seq_len=tokens.shape[1] + c.grpo.max_new_tokens)
-  graphdef, params = init_model(cfg, jax.random.key(0))
-  block = c.aggregator.get(aggregator)
-  agg = aggregators.make(aggregator, **({} if block is None else block.to_dict()))
-  tx = make_optimizer(c.optimizer.learning_rate, c.optimizer.grad_clip)
-  settings = GRPOSettings(group_size=g, max_new_tokens=c.grpo.max_new_tokens, eos_id=tasks.EOS,
-                          pad_id=tasks.PAD)
-  engine = make_engine(graphdef, tx, agg, settings, grader=suite.grade)
-  state = init_train_state(params, tx, agg, num_prompts=len(seqs),
-                           max_criteria=suite.num_criteria, rng=jax.random.key(1))
-  return engine, agg, state, batch, suite
+  """The trainer's default run (configs/base.py) as `components.build` makes it, with its random
+  tiny model (no warm start), EOS on, and its first batch."""
+  c = run_config(aggregator__name=aggregator, warm_start__steps=0, warm_start__cache_dir="")
+  setup = components.build(c, progress=False)
+  batch = jax.tree.map(jnp.asarray, setup.source.batch(0)[0])
+  return setup.engine, components.make_aggregator(c), setup.state, batch, setup
 
 
 def section_aggregators(args):
   print("\n## Aggregators at the trainer's default shape (configs/base.py)")
-  engine, _, state, batch, suite = default_setup("focal")
+  engine, _, state, batch, setup = default_setup("focal")
   train = jax.jit(engine.train_step)
   step_s = timed(lambda: train(state, batch), args.repeats)
-  b, g, k = batch.tokens.shape[0], 8, suite.num_criteria
+  b, g, k = batch.tokens.shape[0], setup.settings.group_size, setup.source.max_criteria
   rng = np.random.default_rng(0)
   scores = jnp.asarray(np.float32(rng.random((b, g, k)) < 0.5))
   valid = jnp.ones((b, g, k), bool)

@@ -3,8 +3,8 @@
   python benchmarks/memory.py [--meshes 1,1,1 1,8,1 ...] [--fsdp-min-size N]
 
 Counts what lives on a device between steps: the policy parameters, the AdamW
-state of `focal.iteration.make_optimizer` (two float32 moments per parameter and a
-step count) and the frozen reference parameters, each laid out by
+state of the run's optimizer (configs/base.py: two float32 moments per parameter and a
+step count) and the frozen reference parameters (a run with beta > 0), each laid out by
 `focal.sharding.state_shardings` with the default TENSOR_RULES. Activations, the
 KV cache and XLA scratch are not counted: they depend on batch and sequence
 length. Nothing is allocated: shapes come from jax.eval_shape on abstract meshes,
@@ -22,10 +22,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from focal import aggregators, sharding  # noqa: E402
+from benchmarks.engine_build import run_config  # noqa: E402
+from focal import components, sharding  # noqa: E402
 from focal.models.scales import SCALES, param_count  # noqa: E402
 from focal.models.transformer import abstract_model  # noqa: E402
-from focal.iteration import init_train_state, make_optimizer  # noqa: E402
 
 MESHES = ("1,1,1", "8,1,1", "1,8,1", "2,4,1", "1,4,2", "1,2,4")
 PARTS = ("params", "opt_state", "ref_params")
@@ -33,13 +33,16 @@ MIB = 2 ** 20
 
 
 def abstract_state(config):
-  """A TrainState of ShapeDtypeStructs for `config` with AdamW."""
+  """A TrainState of ShapeDtypeStructs for the model `config` as a run of configs/base.py with
+  the KL term on (beta > 0: the state holds the reference) builds it (`components.initial_state`
+  with the run's optimizer and aggregator)."""
   _, params = abstract_model(config)
-  tx = make_optimizer()
-  agg = aggregators.make("category_balanced")
+  run = run_config(grpo__beta=0.04)
+  settings = components.grpo_settings(run, eos_id=None, pad_id=0)
+  tx, agg = components.optimizer(run), components.make_aggregator(run)
   return jax.eval_shape(
-      lambda p: init_train_state(p, tx, agg, num_prompts=1, max_criteria=1, rng=jax.random.key(0)),
-      params)
+      lambda p: components.initial_state(run, settings, p, tx, agg, num_prompts=1,
+                                         max_criteria=1), params)
 
 
 def device_bytes(tree, shardings) -> int:
@@ -64,12 +67,12 @@ def table(meshes, fsdp_min_size):
   return rows
 
 
-def main():
+def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--meshes", nargs="+", default=list(MESHES),
                       help="mesh shapes as data,fsdp,tensor")
   parser.add_argument("--fsdp-min-size", type=int, default=sharding.FSDP_MIN_SIZE)
-  args = parser.parse_args()
+  args = parser.parse_args(argv)
   print("| scale | params (M) | mesh (data,fsdp,tensor) | params MiB/dev | AdamW MiB/dev "
         "| ref MiB/dev | total MiB/dev | vs 1 device |")
   print("|---|---|---|---|---|---|---|---|")

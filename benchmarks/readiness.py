@@ -62,31 +62,29 @@ def host_round_trips(fn, *args) -> dict:
 
 
 def small_engine(batch_size: int):
-  """A 2-layer model's engine, state and batch (shapes divisible by the meshes used here)."""
-  from focal import aggregators
-  from focal.models.transformer import ModelConfig, init_model
-  from focal.rubric import RubricBatch
+  """A 2-layer model's engine, state and batch (shapes divisible by the meshes used here), built
+  from configs/base.py with a KL term (so the state holds a reference) by the loop's own
+  builders (benchmarks/engine_build.py)."""
+  from benchmarks.engine_build import engine_for, run_config
   from focal.batch import PromptBatch
-  from focal.iteration import (GRPOSettings, init_train_state, make_engine, make_optimizer)
+  from focal.models.transformer import ModelConfig
+  from focal.rubric import RubricBatch
   cfg = ModelConfig(vocab_size=260, d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, head_dim=16,
                     d_ff=128, max_seq_len=32)
-  graphdef, params = init_model(cfg, jax.random.key(0))
-  tx = make_optimizer(1e-4)
-  agg = aggregators.make("pow3r")
-  settings = GRPOSettings(group_size=4, max_new_tokens=8, eos_id=258, pad_id=256, beta=0.05)
+  run = run_config(aggregator__name="pow3r", grpo__group_size=4, grpo__max_new_tokens=8,
+                   grpo__beta=0.05, data__prompts_per_step=batch_size)
 
   def grade(features, response, mask):
     return jnp.any((response == features[:, :1]) & mask, -1, keepdims=True).astype(jnp.float32)
 
-  engine = make_engine(graphdef, tx, agg, settings, grader=grade)
-  state = init_train_state(params, tx, agg, num_prompts=batch_size, max_criteria=1,
-                           rng=jax.random.key(1))
+  built = engine_for(run, cfg, grade, num_prompts=batch_size, max_criteria=1, eos_id=258,
+                     pad_id=256)
   tokens = np.tile(np.arange(97, 105, dtype=np.int32), (batch_size, 1))
   rubric = RubricBatch.from_lists([[{"weight": 1.0, "category": 0}]] * batch_size,
                                   prompt_ids=list(range(batch_size)))
   batch = PromptBatch(jnp.asarray(tokens), jnp.ones(tokens.shape, bool),
                       jnp.full((batch_size, 1), 97, jnp.int32), rubric)
-  return engine, state, batch
+  return built.engine, built.state, batch
 
 
 def facts(mesh_shape) -> dict:

@@ -5,7 +5,8 @@ Usage (from the repository root):
     python -m benchmarks.step --quick               # tiny and small, fewer repeats, decode to 128
     python -m benchmarks.step --scales base --batch 12 --group 8 --new-tokens 40   # the trainer's shape
 
-For each scale it builds `focal.iteration.make_engine` with a small jittable grader and the Focal
+For each scale it builds the engine a run of configs/base.py at that scale and shape builds
+(`components.run_engine`, benchmarks/engine_build.py) with a small jittable grader and the Focal
 aggregator, jits the three halves and times (median of --repeats calls after a compile-and-warm-up
 call, each ending in block_until_ready):
   * rollout_step alone  -> rollout tokens/s (EOS disabled, so every row generates --new-tokens);
@@ -49,13 +50,12 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmarks.decode import _prompts, _time_sample  # noqa: E402
-from focal import aggregators  # noqa: E402
+from benchmarks.engine_build import engine_for, model_for, run_config  # noqa: E402
+from focal.batch import PromptBatch  # noqa: E402
 from focal.models import PAD_ID, get_scale, init_model, param_count  # noqa: E402
 from focal.rubric import RubricBatch  # noqa: E402
 from focal.sampling import left_pad  # noqa: E402
-from focal.batch import PromptBatch  # noqa: E402
-from focal.iteration import (GRPOSettings, init_train_state, make_engine,
-                         make_optimizer, response_logprobs)  # noqa: E402
+from focal.update import response_logprobs  # noqa: E402
 
 TARGET = 0.40  # learn-step share of the peak matmul rate at the largest scale (the issue's target)
 
@@ -119,24 +119,23 @@ def xla_flops(jitted, *args) -> float:
 
 
 def build(name: str, args):
-  """(config, params count, jitted engine halves, state, batch, rollouts, scores, valid)."""
+  """(model config, graphdef, params count, engine, state, batch) of the scale `name`, built from
+  configs/base.py with this benchmark's shape by the loop's own builders (engine_build)."""
   tp, length = args.prompt_len, args.new_tokens
-  config = get_scale(name, max_seq_len=tp + length)
-  graphdef, params = init_model(config, jax.random.key(0))
-  tx = make_optimizer(1e-4)
-  agg = aggregators.make(args.aggregator)
-  settings = GRPOSettings(group_size=args.group, max_new_tokens=length, eos_id=None, pad_id=PAD_ID,
-                          beta=args.beta)
-  engine = make_engine(graphdef, tx, agg, settings, grader=grade)
+  run = run_config(model__scale=name, aggregator__name=args.aggregator, grpo__beta=args.beta,
+                   grpo__group_size=args.group, grpo__max_new_tokens=length,
+                   data__prompts_per_step=args.batch)
+  config = model_for(run, tp)
   b = args.batch
-  state = init_train_state(params, tx, agg, num_prompts=b, max_criteria=3, rng=jax.random.key(1))
+  built = engine_for(run, config, grade, num_prompts=b, max_criteria=3, eos_id=None,
+                     pad_id=PAD_ID)
   tokens, mask = left_pad(_prompts(b, tp), pad_id=PAD_ID, width=tp)
   features = np.stack([97 + np.arange(b) % 26, np.full(b, length // 2)], -1).astype(np.int32)
   rubric = RubricBatch.from_lists(
       [[{"weight": 3, "category": 0, "required": True}, {"weight": 1, "category": 1},
         {"weight": -1, "category": 1}]] * b)
   batch = PromptBatch(jnp.asarray(tokens), jnp.asarray(mask), jnp.asarray(features), rubric)
-  return config, graphdef, param_count(params), engine, state, batch
+  return config, built.graphdef, param_count(built.state.params), built.engine, built.state, batch
 
 
 def rollout_inputs(rollout, state, batch, group):

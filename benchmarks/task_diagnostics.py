@@ -76,7 +76,7 @@ def print_task(name, d) -> None:
     print(f"    {cat:<13} {rate:>4.2f}  {d.category_ws_weight[cat]:>5.0%}")
 
 
-def main() -> None:
+def main(argv=None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--prompts", type=int, default=64)
   parser.add_argument("--group", type=int, default=16)
@@ -85,7 +85,7 @@ def main() -> None:
   parser.add_argument("--policy", action="store_true",
                       help="sample the warm-started policy instead of reference responses")
   parser.add_argument("--model", default="tiny", help="model scale for --policy")
-  args = parser.parse_args()
+  args = parser.parse_args(argv)
   if args.policy:
     print(f"{args.prompts} train prompts x G={args.group} samples of the warm-started "
           f"{args.model} policy (configs/base.py), seed {args.seed}")

@@ -40,6 +40,9 @@ MIB = 2 ** 20
 
 
 def tpu_mesh(topology: str, shape: tuple[int, ...]) -> Mesh:
+  # libtpu takes a machine-wide lock file when it starts, which any other JAX process with libtpu
+  # may hold; compiling for a topology needs no exclusive TPU access (as focal.plan.chips).
+  os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
   from jax.experimental import topologies
   chips = tuple(int(x) for x in topology.split(":")[1].split("x"))
   topo = topologies.get_topology_desc(topology_name=topology, platform="tpu",

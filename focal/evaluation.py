@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from focal import components, eval_build, sampling
+from focal.decode_plan import draw_uniforms
 from focal.eval_build import resolve_step, restore_params  # noqa: F401  (public)
 from focal.graders.judge.config import JudgeConfig
 from focal.host_step import TooManyInvalid
@@ -48,7 +49,7 @@ def sample_rows(graphdef, params, tokens, mask, rng, rows_per_call: int = 0, **k
   n = tokens.shape[0]
   if not rows_per_call or rows_per_call >= n:
     return jax.device_get(sampling.sample(graphdef, params, tokens, mask, rng, **kw))
-  uniforms = np.asarray(sampling.draw_uniforms(rng, kw["max_new_tokens"], n))
+  uniforms = np.asarray(draw_uniforms(rng, kw["max_new_tokens"], n))
   rows_sh, cols_sh = row_shardings(params, rows_per_call)
   outs = []
   for start in range(0, n, rows_per_call):

@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import optax
 
 from focal import aggregators, grpo, microbatch, nonfinite, sampling
+from focal.decode_plan import draw_uniforms
 from focal.advantages import make_estimator
 from focal.batch import PromptBatch, Rollouts
 from focal.models import lora
@@ -165,7 +166,7 @@ def sample_rollouts(graphdef, params, batch: PromptBatch, rng, s: GRPOSettings,
   if lay.chunks == 1:
     out = sampling.sample(graphdef, params, batch.tokens, batch.mask, rng, group_size=g, **kw)
     return Rollouts(out.tokens, out.mask)
-  uniforms = sampling.draw_uniforms(rng, s.max_new_tokens, b * g).T  # [N, L]
+  uniforms = draw_uniforms(rng, s.max_new_tokens, b * g).T  # [N, L]
 
   def chunk(x):
     tokens, mask, u = x

@@ -30,7 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from focal.models.attention import target_platform
+from focal.decode_plan import (decode_buckets, draw_uniforms, per_layer_decode,
+                               shared_prefix_decode, stop_array)
 from focal.models.kv_cache import (KVCache, init_cache, positions_from_mask, repeat_rows,
                                    unstack)
 
@@ -172,57 +173,21 @@ def _emit(loop: _Loop, uniforms, temperature, *, top_k, top_p, greedy, eos_id, p
   return loop._replace(done=done, out=out), token, active
 
 
-FIRST_BUCKET = 64  # new tokens the first decode bucket's cache holds; each next one doubles
-
-
-def decode_buckets(max_new_tokens: int, first: int = FIRST_BUCKET) -> list[int]:
-  """Cache sizes (in generated tokens) of the decode buckets: first, 2 first, ... up to the cap.
-
-  The decode steps of bucket j attend over the prompt + the first buckets[j] generated slots, so a
-  step's attention costs at most about twice the filled part (instead of the whole cap from the
-  first token on), for log2(cap / first) extra compiled loops.
-  """
-  sizes = [min(first, max_new_tokens)]
-  while sizes[-1] < max_new_tokens:
-    sizes.append(min(2 * sizes[-1], max_new_tokens))
-  return sizes
-
-
-def stop_array(eos_id) -> jax.Array:
-  """[S] int32 stop ids of `eos_id` (an id, a sequence of ids, or None: [-1], never met)."""
-  if eos_id is None:
-    return jnp.asarray([-1], jnp.int32)
-  ids = list(eos_id) if isinstance(eos_id, (list, tuple)) else [eos_id]
-  return jnp.asarray(ids, jnp.int32)
-
-
-def draw_uniforms(rng, max_new_tokens: int, n: int) -> jax.Array:
-  """[max_new_tokens, n] uniforms: the random numbers `sample` draws its n rows' tokens from."""
-  return jax.random.uniform(rng, (max_new_tokens, n), jnp.float32)
-
-
-def per_layer_decode() -> bool:
-  """Whether decode steps run the layers over per-layer copies of the weights and caches.
-
-  On CPU, XLA copies the slice of a stacked array that a matmul reads, so a scanned decode step
-  would copy every layer's weights and cache slice; a per-layer copy of the weights made once per
-  `sample` call, and per-layer caches, avoid that. On TPU the scan reads the slices in place and
-  the weights are not duplicated.
-  """
-  return target_platform() == "cpu"
-
-
-def shared_prefix_decode() -> bool:
-  """Whether decode steps attend over each prompt's prefix cache shared by its G rows.
-
-  Shared, the prefix is a second key segment that every step merges with the generated tokens'
-  (focal.models.attention): one copy per prompt, what a large model's rollouts need on TPU. On
-  CPU the models are small and a step is ~100 small XLA ops, each a hand-off to the thread pool:
-  there each row's first decode chunk starts with a copy of its prompt's cache, made once per
-  `sample` call, so the steps of the first bucket attend over one segment (2 x 11 fewer ops per
-  step at the peers' 0.11M shape, docs/PERFORMANCE.md section 6).
-  """
-  return target_platform() != "cpu"
+def _generated_cache(cfg, prefix: KVCache, n: int, group_size: int, ends: list[int],
+                     prompt_width: int, *, per_layer: bool, share_prefix: bool):
+  """(chunks, shift, context) of the generated tokens' cache: one chunk per decode bucket
+  (`ends`), all allocated here and written in place; `shift[j]` is the slot of bucket j's first
+  generated token in chunk j; `context` the segments every step attends over besides them.
+  Unshared, the first chunk starts with the prompt's slots (`shared_prefix_decode`)."""
+  starts = [0] + ends[:-1]
+  chunks = tuple(init_cache(cfg, n, end - start, per_layer=per_layer)
+                 for start, end in zip(starts, ends))
+  shift = [0] * len(ends)
+  context = (prefix,)
+  if not share_prefix:
+    chunks = (repeat_rows(prefix, group_size, ends[0]),) + chunks[1:]
+    shift[0], context = prompt_width, ()
+  return chunks, shift, context
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "max_new_tokens", "top_k", "top_p",
@@ -256,17 +221,11 @@ def _sample_jit(graphdef, state, prompt_tokens, prompt_mask, rng, temperature, e
                        logprobs_t1=jnp.zeros((n, max_new_tokens), jnp.float32))
   emit = functools.partial(_emit, uniforms=uniforms, temperature=temperature, top_k=top_k,
                            top_p=top_p, greedy=greedy, eos_id=eos_id, pad_id=pad_id)
-  # The generated tokens' cache: one chunk per bucket, all allocated here, written in place.
-  # Unshared, the first chunk starts with the prompt's slots (`shared_prefix_decode`).
   ends = decode_buckets(max_new_tokens)
   starts = [0] + ends[:-1]
-  chunks = tuple(init_cache(cfg, n, end - start, per_layer=layers is not None)
-                 for start, end in zip(starts, ends))
-  shift = [0] * len(ends)  # slot of generated token `start` in each chunk
-  context = (prefix,)
-  if not share_prefix:
-    chunks = (repeat_rows(prefix, group_size, ends[0]),) + chunks[1:]
-    shift[0], context = p, ()
+  chunks, shift, context = _generated_cache(cfg, prefix, n, group_size, ends, p,
+                                            per_layer=layers is not None,
+                                            share_prefix=share_prefix)
   # Left padding puts every row's last prompt token in the last column.
   carry = emit(_Loop(jnp.int32(0), logits, chunks, jnp.zeros((n,), bool), empty))
   carry = (carry[0]._replace(step=jnp.int32(1)),) + carry[1:]

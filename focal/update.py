@@ -87,38 +87,10 @@ def reference_params(state):
   return ref if state.ref_params is None else lora.combine(ref, to_device(state.ref_params))
 
 
-def policy_update(graphdef, tx, s, state, batch: PromptBatch, rollouts: Rollouts, adv, perm_rng,
-                  batch_shards: int = 1):
-  """(params, opt_state, per-update metrics) after the updates on rollouts with advantages
-  `adv` [N]; `s` is the run's GRPOSettings, `batch_shards` as in `focal.iteration.make_engine`."""
-  b, g = batch.tokens.shape[0], s.group_size
-  n = b * g
-  if n % s.num_minibatches:
-    raise ValueError(f"{n} rollouts do not split into {s.num_minibatches} mini-batches")
-  mini = n // s.num_minibatches
-  micro = s.micro_batch_size or mini
-  if mini % micro:
-    raise ValueError(f"grpo.micro_batch_size={micro} does not divide the {mini} rollouts of a "
-                     f"mini-batch")
-  chunks = mini // micro
-  # With one pass over one mini-batch the policy that sampled is the one being updated: its
-  # log-probs are the loss's own forward (stopped), which saves a whole forward pass. That one
-  # mini-batch is every row in order (a shuffle would only change the summation order), so its
-  # micro-batches hold whole prompts (grouped) too.
-  single_pass = s.mu == 1 and s.num_minibatches == 1
-  lay = microbatch.layout(b, g, micro, "grpo.micro_batch_size", batch_shards)
-  passes = functools.partial(logprobs_in_chunks, graphdef, batch, rollouts, lay, s.temperature)
-  # With LoRA the optimizer sees the adapters alone; the model reads them on the frozen base.
-  full = functools.partial(lora.combine, state.base)
-  old_logp = None if single_pass else jax.lax.stop_gradient(passes(full(state.params)))
-  ref_logp = None
-  if s.beta:
-    ref_logp = jax.lax.stop_gradient(passes(reference_params(state)))
-  # Each mini-batch carries its share of the batch's tokens, so token_mean over mini-batches
-  # weighs every token of the rollout batch alike.
-  num_tokens = jnp.sum(rollouts.mask).astype(jnp.float32) / s.num_minibatches
-  weight = micro_weight(s.loss_aggregation, chunks)
-
+def _micro_grad_fn(graphdef, s, full, num_tokens, weight: float):
+  """micro_grad(params, x: Micro, group) -> (weighted loss, metrics, float32 gradient) of one
+  micro-batch; `full` puts the trainable parameters on the frozen base (LoRA), `num_tokens` is
+  the mini-batch's share of the batch's tokens, `weight` the micro-batch's (`micro_weight`)."""
   def micro_grad(params, x: Micro, group: int):
     def loss_fn(params):
       # The entropy comes from the loss's own log-softmax: a diagnostic (aux), not in the loss.
@@ -139,8 +111,13 @@ def policy_update(graphdef, tx, s, state, batch: PromptBatch, rollouts: Rollouts
     # Float32 sums, whatever the parameters' dtype (bfloat16 gradients lose small micro-batches).
     return loss, metrics, jax.tree.map(lambda g: g.astype(jnp.float32), grads)
 
+  return micro_grad
+
+
+def _minibatch_grads_fn(micro_grad, chunks: int):
+  """minibatch_grads(params, xs: Micro, group) -> (float32 gradient, metrics) of one mini-batch:
+  xs holds `chunks` stacked micro-batches, whose gradients `micro_grad` gives."""
   def minibatch_grads(params, xs: Micro, group: int):
-    """(float32 gradient, metrics) of one mini-batch: xs holds `chunks` stacked micro-batches."""
     if chunks == 1:
       loss, metrics, grads = micro_grad(params, jax.tree.map(lambda a: a[0], xs), group)
       return grads, {**metrics, "loss": loss}
@@ -162,6 +139,61 @@ def policy_update(graphdef, tx, s, state, batch: PromptBatch, rollouts: Rollouts
     total = jnp.maximum(sums.pop("tokens"), 1.0)
     return grads, {k: v if k == "loss" else v / total for k, v in sums.items()}
 
+  return minibatch_grads
+
+
+def _micro_batches(s, n: int) -> tuple[int, int]:
+  """(rollouts per micro-batch, micro-batches per mini-batch) of a step of n rollouts."""
+  if n % s.num_minibatches:
+    raise ValueError(f"{n} rollouts do not split into {s.num_minibatches} mini-batches")
+  mini = n // s.num_minibatches
+  micro = s.micro_batch_size or mini
+  if mini % micro:
+    raise ValueError(f"grpo.micro_batch_size={micro} does not divide the {mini} rollouts of a "
+                     f"mini-batch")
+  return micro, mini // micro
+
+
+def _single_pass_micros(batch: PromptBatch, rollouts: Rollouts, adv, ref_logp,
+                        lay: microbatch.Layout, chunks: int) -> Micro:
+  """The one mini-batch of a single pass, every row in order, as `chunks` stacked micro-batches
+  of whole prompts (grouped)."""
+  if chunks == 1:  # no reshape at all: the grouped pass over the batch as it is
+    whole = Micro(batch.tokens, batch.mask, rollouts.tokens, rollouts.mask, adv, None, ref_logp)
+    return jax.tree.map(lambda a: a[None], whole)
+  return Micro(microbatch.split_prompts(batch.tokens, lay),
+               microbatch.split_prompts(batch.mask, lay),
+               *(None if x is None else microbatch.split_rows(x, lay)
+                 for x in (rollouts.tokens, rollouts.mask, adv, None, ref_logp)))
+
+
+def policy_update(graphdef, tx, s, state, batch: PromptBatch, rollouts: Rollouts, adv, perm_rng,
+                  batch_shards: int = 1):
+  """(params, opt_state, per-update metrics) after the updates on rollouts with advantages
+  `adv` [N]; `s` is the run's GRPOSettings, `batch_shards` as in `focal.iteration.make_engine`."""
+  b, g = batch.tokens.shape[0], s.group_size
+  n = b * g
+  micro, chunks = _micro_batches(s, n)
+  # With one pass over one mini-batch the policy that sampled is the one being updated: its
+  # log-probs are the loss's own forward (stopped), which saves a whole forward pass. That one
+  # mini-batch is every row in order (a shuffle would only change the summation order), so its
+  # micro-batches hold whole prompts (grouped) too.
+  single_pass = s.mu == 1 and s.num_minibatches == 1
+  lay = microbatch.layout(b, g, micro, "grpo.micro_batch_size", batch_shards)
+  passes = functools.partial(logprobs_in_chunks, graphdef, batch, rollouts, lay, s.temperature)
+  # With LoRA the optimizer sees the adapters alone; the model reads them on the frozen base.
+  full = functools.partial(lora.combine, state.base)
+  old_logp = None if single_pass else jax.lax.stop_gradient(passes(full(state.params)))
+  ref_logp = None
+  if s.beta:
+    ref_logp = jax.lax.stop_gradient(passes(reference_params(state)))
+  # Each mini-batch carries its share of the batch's tokens, so token_mean over mini-batches
+  # weighs every token of the rollout batch alike.
+  num_tokens = jnp.sum(rollouts.mask).astype(jnp.float32) / s.num_minibatches
+  micro_grad = _micro_grad_fn(graphdef, s, full, num_tokens,
+                              micro_weight(s.loss_aggregation, chunks))
+  minibatch_grads = _minibatch_grads_fn(micro_grad, chunks)
+
   def update(carry, xs: Micro, group: int):
     params, opt_state = carry
     grads, metrics = minibatch_grads(params, xs, group)
@@ -171,15 +203,7 @@ def policy_update(graphdef, tx, s, state, batch: PromptBatch, rollouts: Rollouts
 
   start = (state.params, state.opt_state)
   if single_pass:
-    if chunks == 1:  # no reshape at all: the grouped pass over the batch as it is
-      whole = Micro(batch.tokens, batch.mask, rollouts.tokens, rollouts.mask, adv, None,
-                    ref_logp)
-      xs = jax.tree.map(lambda a: a[None], whole)
-    else:
-      xs = Micro(microbatch.split_prompts(batch.tokens, lay),
-                 microbatch.split_prompts(batch.mask, lay),
-                 *(None if x is None else microbatch.split_rows(x, lay)
-                   for x in (rollouts.tokens, rollouts.mask, adv, None, ref_logp)))
+    xs = _single_pass_micros(batch, rollouts, adv, ref_logp, lay, chunks)
     (params, opt_state), inner = update(start, xs, lay.rows if chunks > 1 else g)
     return params, opt_state, jax.tree.map(lambda a: a[None], inner)
 

@@ -19,7 +19,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from configs import base  # noqa: E402
-from focal import distributed, evaluation, loop, preemption, replicas  # noqa: E402
+from focal import distributed, evaluation, loop, preemption, recorder, replicas  # noqa: E402
 
 
 def config(sparse: bool = False, lora: bool = False):
@@ -34,7 +34,7 @@ def config(sparse: bool = False, lora: bool = False):
 
 
 def _kill_around_saves(where: str, step: int) -> None:
-  original = loop.Recorder._save
+  original = recorder.Recorder._save
 
   def save(self, done, state, seconds):
     if where == "before_save" and done == step:
@@ -43,7 +43,7 @@ def _kill_around_saves(where: str, step: int) -> None:
     if where == "in_save" and done == step:
       os.kill(os.getpid(), signal.SIGKILL)  # the async save is still being written
 
-  loop.Recorder._save = save
+  recorder.Recorder._save = save
 
 
 def _signal_at(signame: str, where: str, step: int) -> None:

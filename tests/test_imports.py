@@ -21,12 +21,12 @@ FLOORS = (
    "focal.cli", "focal.preemption", "focal.microbatch"),
   # the method's and the model's parts
   ("focal.aggregators", "focal.advantages", "focal.models", "focal.tasks", "focal.graders",
-   "focal.sampling", "focal.metrics", "focal.data", "focal.warm_start"),
+   "focal.sampling", "focal.decode_plan", "focal.metrics", "focal.data", "focal.warm_start"),
   # one GRPO iteration, its placement on devices, the policy it trains
   ("focal.iteration", "focal.update", "focal.sharding", "focal.policy", "focal.host_step", "focal.replicas"),
   # a config becomes objects; a run directory; evaluation and the reports that read runs
-  ("focal.components", "focal.config_checks", "focal.state_init", "focal.rundir", "focal.resume",
-   "focal.provenance", "focal.eval_build", "focal.evaluation", "focal.report"),
+  ("focal.components", "focal.config_checks", "focal.state_init", "focal.rundir", "focal.recorder",
+   "focal.resume", "focal.provenance", "focal.eval_build", "focal.evaluation", "focal.report"),
   # drivers
   ("focal.loop", "focal.sweep", "focal.demo", "focal.sim", "focal.plan"),
 )

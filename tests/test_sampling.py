@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from focal.models import (ModelConfig, forward, get_scale, init_model, positions_from_mask,
                           token_logprobs)
 from focal import sampling
-from focal.sampling import (decode_buckets, inverse_cdf_sample, left_pad, sample,
+from focal.decode_plan import decode_buckets
+from focal.sampling import (inverse_cdf_sample, left_pad, sample,
                             sampling_logits, top_k_filter, top_p_filter)
 
 CFG = ModelConfig(vocab_size=40, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, head_dim=8,

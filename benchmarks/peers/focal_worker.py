@@ -47,28 +47,31 @@ def host_batch(num_prompts: int = shapes.NUM_PROMPTS):
   return tokens, np.ones(tokens.shape, bool), features, rubric
 
 
+def run_config(aggregator: str = "weighted_sum", num_prompts: int = shapes.NUM_PROMPTS,
+               seed: int = 0, dtype: str = "float32"):
+  """configs/base.py with the shared settings of shapes.py: the run whose step is timed."""
+  from benchmarks.engine_build import run_config as base_config
+  return base_config(seed=seed, aggregator__name=aggregator, model__dtype=dtype,
+                     data__prompts_per_step=num_prompts, grpo__group_size=shapes.GROUP_SIZE,
+                     grpo__max_new_tokens=shapes.COMPLETION_LEN, grpo__beta=0.0, grpo__mu=1,
+                     grpo__num_minibatches=1, optimizer__learning_rate=shapes.LEARNING_RATE,
+                     optimizer__grad_clip=shapes.GRAD_CLIP)
+
+
 def build(shape_name: str, dtype: str = "float32", aggregator: str = "weighted_sum",
           num_prompts: int = shapes.NUM_PROMPTS, seed: int = 0):
-  """(config, engine, initial TrainState, PromptBatch) for one shape."""
-  import jax
+  """(model config, engine, initial TrainState, PromptBatch) for one shape, built from
+  `run_config` by the loop's own builders (benchmarks/engine_build.py)."""
   import jax.numpy as jnp
 
-  from focal import aggregators
-  from focal.models.transformer import init_model
+  from benchmarks.engine_build import engine_for
   from focal.batch import PromptBatch
-  from focal.iteration import (GRPOSettings, init_train_state, make_engine, make_optimizer)
   config = model_config(shape_name, dtype)
-  graphdef, params = init_model(config, jax.random.key(seed))
-  tx = make_optimizer(shapes.LEARNING_RATE, shapes.GRAD_CLIP)
-  agg = aggregators.make(aggregator)
-  settings = GRPOSettings(group_size=shapes.GROUP_SIZE, max_new_tokens=shapes.COMPLETION_LEN,
-                          eos_id=None, pad_id=shapes.PAD_ID, beta=0.0, mu=1, num_minibatches=1)
-  engine = make_engine(graphdef, tx, agg, settings, grader=grade)
-  state = init_train_state(params, tx, agg, num_prompts=num_prompts, max_criteria=1,
-                           rng=jax.random.key(seed + 1))
+  built = engine_for(run_config(aggregator, num_prompts, seed, dtype), config, grade,
+                     num_prompts=num_prompts, max_criteria=1, eos_id=None, pad_id=shapes.PAD_ID)
   tokens, mask, features, rubric = host_batch(num_prompts)
   batch = PromptBatch(jnp.asarray(tokens), jnp.asarray(mask), jnp.asarray(features), rubric)
-  return config, engine, state, batch
+  return config, built.engine, built.state, batch
 
 
 def main(argv=None):

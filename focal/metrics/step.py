@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from focal import sampling
+from focal.decode_plan import stop_array
 from focal.rubric import RubricBatch, passes
 
 
@@ -19,7 +19,7 @@ def clipped_ratio(rollouts, max_new_tokens: int, eos_id) -> jax.Array:
   """Share of rollouts cut off at `max_new_tokens` before a stop token (TRL's
   completions/clipped_ratio). A rollout whose last allowed token is a stop token ended."""
   full = jnp.sum(rollouts.mask, -1) >= max_new_tokens
-  stopped = jnp.any(rollouts.tokens[:, -1:] == sampling.stop_array(eos_id)[None, :], -1)
+  stopped = jnp.any(rollouts.tokens[:, -1:] == stop_array(eos_id)[None, :], -1)
   return jnp.mean(full & ~stopped)
 
 

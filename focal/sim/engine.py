@@ -162,6 +162,42 @@ def build_methods(spec: SimSpec, hparams: dict | None = None):
           make_estimator(spec.estimator, **merged["estimator"]))
 
 
+def _step_fn(spec: SimSpec, tx, agg, estimate, world: World, knobs: Knobs, bounds,
+             num_cat: int):
+  """step((params, opt_state, agg_state), (step key, last)) -> (carry, diagnostics): one GRPO
+  step on `world` (sample, judge, aggregate, estimate, update)."""
+  def step(carry, inputs):
+    (params, opt_state, agg_state), (step_key, last) = carry, inputs
+    u, words = _step_randomness(step_key, spec.num_prompts, spec.group_size)
+    logits = policy.policy_logits(params, world, knobs)
+    types = policy.sample_types(u, logits)
+    scores, valid = judge_lib.judge(words, bounds, types)
+    rewards, agg_state, agg_m = agg.update(scores, valid, world.rubric, agg_state)
+    adv, adv_m = estimate(rewards, scores, valid, world.rubric)
+    params, opt_state, loss_m = _policy_update(spec, tx, world, knobs, params, opt_state,
+                                               logits, types, adv)
+    diagnose = lambda: _train_diagnostics(scores, valid, world, rewards, agg_m, adv_m, loss_m,
+                                          num_cat)
+    # Diagnostics cost about a step: only the last step of a log interval computes them
+    # (`last` is the same for every lane, so under vmap this stays a branch).
+    zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(diagnose))
+    diag = jax.lax.cond(last, diagnose, lambda: zeros)
+    return (params, opt_state, agg_state), diag
+
+  return step
+
+
+def _evaluate(spec: SimSpec, world: World, heldout: World | None, knobs: Knobs, num_cat: int,
+              params):
+  """The expected metrics of `params` on the training world (and the held-out one)."""
+  logits = policy.policy_logits(params, world, knobs)
+  out = {"eval": expected_metrics(logits, world, num_cat, spec.group_size)}
+  if heldout is not None:
+    logits = policy.heldout_logits(params, heldout, knobs)
+    out["heldout"] = expected_metrics(logits, heldout, num_cat, spec.group_size)
+  return out
+
+
 def make_simulator(spec: SimSpec):
   """`simulate(seed, knobs, hparams=None) -> out` (module docstring); pure, jittable, vmappable.
 
@@ -196,31 +232,8 @@ def make_simulator(spec: SimSpec):
     params = policy.init_params(spec.num_prompts, world.init_logits.shape[1], spec.num_features)
     bounds = judge_lib.verdict_bounds(raw_pass_prob(world), knobs.noise, knobs.invalid)
 
-    def step(carry, inputs):
-      (params, opt_state, agg_state), (step_key, last) = carry, inputs
-      u, words = _step_randomness(step_key, spec.num_prompts, spec.group_size)
-      logits = policy.policy_logits(params, world, knobs)
-      types = policy.sample_types(u, logits)
-      scores, valid = judge_lib.judge(words, bounds, types)
-      rewards, agg_state, agg_m = agg.update(scores, valid, world.rubric, agg_state)
-      adv, adv_m = estimate(rewards, scores, valid, world.rubric)
-      params, opt_state, loss_m = _policy_update(spec, tx, world, knobs, params, opt_state,
-                                                 logits, types, adv)
-      diagnose = lambda: _train_diagnostics(scores, valid, world, rewards, agg_m, adv_m, loss_m,
-                                            num_cat)
-      # Diagnostics cost about a step: only the last step of a log interval computes them
-      # (`last` is the same for every lane, so under vmap this stays a branch).
-      zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(diagnose))
-      diag = jax.lax.cond(last, diagnose, lambda: zeros)
-      return (params, opt_state, agg_state), diag
-
-    def evaluate(params):
-      logits = policy.policy_logits(params, world, knobs)
-      out = {"eval": expected_metrics(logits, world, num_cat, spec.group_size)}
-      if heldout is not None:
-        logits = policy.heldout_logits(params, heldout, knobs)
-        out["heldout"] = expected_metrics(logits, heldout, num_cat, spec.group_size)
-      return out
+    step = _step_fn(spec, tx, agg, estimate, world, knobs, bounds, num_cat)
+    evaluate = functools.partial(_evaluate, spec, world, heldout, knobs, num_cat)
 
     last = jnp.arange(spec.log_every) == spec.log_every - 1
 
