@@ -12,7 +12,7 @@ is documented; this file states only what the built-in default changes.
 """
 import ml_collections
 
-from focal import components
+from focal import components, tasks
 from focal.models import lora
 
 
@@ -63,21 +63,18 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.grader.judge = components.judge_config()  # an OpenAI-compatible endpoint (focal.graders.judge.config.JudgeConfig)
 
   c.grpo = components.grpo_config()  # focal.iteration.GRPOSettings: G, lengths, sampling, clip, KL
-  c.grpo.max_new_tokens = 40  # response length cap (tasks need <= 40 bytes)
 
   c.advantage = components.advantage_config("grpo")  # name: one of focal.advantages.registered_estimators()
 
   c.optimizer = components.optimizer_config()  # focal.iteration.make_optimizer: grad clip, AdamW
-  c.optimizer.learning_rate = 3e-4  # AdamW, constant
 
   c.aggregator = components.aggregator_config("focal")  # name: one of focal.aggregators.registered()
-  c.aggregator.focal.w_min = 0.05  # Focal's weight floor (K * w_min <= 1): prevents collapse
 
   c.warm_start = ml_collections.ConfigDict()
   c.warm_start.steps = 300  # supervised steps on reference responses before RL (0 = none)
   c.warm_start.batch_size = 64  # sequences per supervised step
   c.warm_start.learning_rate = 3e-3  # AdamW learning rate of the warm start
-  c.warm_start.quality = 0.5  # reference-response quality (focal.tasks.WARM_START_QUALITY)
+  c.warm_start.quality = tasks.WARM_START_QUALITY  # reference-response quality (the diagnostics' too)
   c.warm_start.responses_per_prompt = 4  # reference responses drawn per training prompt
   c.warm_start.cache_dir = "~/.cache/focal/warm_start"  # warm-started params cached per setting
 
