@@ -16,7 +16,6 @@ import re
 from typing import Any, Mapping
 
 TEMPLATES = ("pow3r", "healthbench")
-PITFALL_MODES = ("flip", "signed")
 _ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
 REDACTED = "[redacted]"
 _MIN_SECRET = 4  # shorter values would redact ordinary text
