@@ -32,6 +32,5 @@ def get_config(arg=None, *, source: str, max_prompt_tokens: int):
   c.optimizer.grad_clip = 0.5  # the POW3R paper's gradient-norm clip
   c.optimizer.weight_decay = 0.0  # the POW3R paper's AdamW has none
   c.total_steps = 500
-  c.eval_every = 50
   c.checkpoint_every = 50
   return c

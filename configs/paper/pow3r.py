@@ -26,6 +26,9 @@ from configs import base
 
 
 def get_config(arg=None):
+  """`arg`: None (the paper's recipe) or 'smoke' (tests)."""
+  if arg not in (None, "smoke"):
+    raise ValueError(f"unknown variant {arg!r}; choose None or 'smoke'")
   c = base.get_config("tiny" if arg == "smoke" else None)
   c.aggregator.name = "pow3r"
   if arg != "smoke":
