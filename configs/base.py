@@ -10,10 +10,17 @@ name alone always works. Those blocks (and `advantage`, `grpo`, `optimizer`) are
 generated from the factories' signatures by `focal.components`, where each default
 is documented; this file states only what the built-in default changes.
 """
+import dataclasses
+
 import ml_collections
 
 from focal import components, tasks
-from focal.models import lora
+from focal.models import config as model_config, lora
+
+# How the model is computed and adapted: the defaults of focal.models.config.ModelConfig and
+# focal.models.lora.LoRAConfig, stated there (documented here, field by field).
+MODEL = {f.name: f.default for f in dataclasses.fields(model_config.ModelConfig)}
+LORA = lora.LoRAConfig()
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -31,17 +38,17 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.model = ml_collections.ConfigDict()
   c.model.scale = "tiny"  # byte-level scale from focal.models.scales.SCALES: tiny|small|base (--config.model=NAME works too)
   c.model.checkpoint = ""  # a local Hugging Face checkpoint directory (Qwen2/2.5, Qwen3, Llama 3.x); "" = the scale above
-  c.model.dtype = "float32"  # compute dtype: float32|bfloat16
-  c.model.param_dtype = "float32"  # parameter storage dtype: float32|bfloat16
-  c.model.remat = "none"  # recompute each layer in the backward pass: none|block|dots (block, but keep its weight matmuls' outputs)
-  c.model.attention = "auto"  # multi-token attention kernel: auto (splash on TPU, else xla)|xla|splash (Pallas TPU kernel)
-  c.model.logits_chunk = 0  # positions per chunk of the log-prob pass through the LM head (0 = about 2^26 logits per chunk)
+  c.model.dtype = MODEL["dtype"]  # compute dtype: float32|bfloat16
+  c.model.param_dtype = MODEL["param_dtype"]  # parameter storage dtype: float32|bfloat16
+  c.model.remat = MODEL["remat"]  # recompute each layer in the backward pass: none|block|dots (block, but keep its weight matmuls' outputs)
+  c.model.attention = MODEL["attention"]  # multi-token attention kernel: auto (splash on TPU, else xla)|xla|splash (Pallas TPU kernel)
+  c.model.logits_chunk = MODEL["logits_chunk"]  # positions per chunk of the log-prob pass through the LM head (0 = about 2^26 logits per chunk)
   c.model.lora = ml_collections.ConfigDict()  # low-rank adapters (focal.models.lora): train A, B beside frozen kernels
-  c.model.lora.rank = 0  # adapter rank r (0 = full fine-tuning: every parameter trains)
-  c.model.lora.alpha = 32.0  # the adapter's update is scaled by alpha / rank
-  c.model.lora.dropout = 0.0  # must be 0: GRPO's ratio compares the loss's forward with the (dropout-free) sampler's
-  c.model.lora.targets = lora.DEFAULT_TARGETS  # regex over kernel paths ('layers/attn/q_proj/kernel'): the attention and MLP projections
-  c.model.lora.train_embeddings = False  # with rank > 0: also train the embedding and LM head (else frozen with the base)
+  c.model.lora.rank = LORA.rank  # adapter rank r (0 = full fine-tuning: every parameter trains)
+  c.model.lora.alpha = LORA.alpha  # the adapter's update is scaled by alpha / rank
+  c.model.lora.dropout = LORA.dropout  # must be 0: GRPO's ratio compares the loss's forward with the (dropout-free) sampler's
+  c.model.lora.targets = LORA.targets  # regex over kernel paths ('layers/attn/q_proj/kernel'): the attention and MLP projections
+  c.model.lora.train_embeddings = LORA.train_embeddings  # with rank > 0: also train the embedding and LM head (else frozen with the base)
 
   c.data = ml_collections.ConfigDict()
   c.data.source = "synthetic"  # synthetic (the six tasks)|rar|healthbench|rubric_jsonl (README: the rubric JSONL schema)
@@ -125,7 +132,7 @@ def shrink_real_data_smoke(c: ml_collections.ConfigDict) -> ml_collections.Confi
   c.grpo.group_size = 2
   c.grpo.max_new_tokens = 8
   c.grpo.micro_batch_size = c.grpo.rollout_micro_batch_size = 0  # a shrunk batch is one pass
-  c.model.dtype = "float32"
+  c.model.dtype = MODEL["dtype"]
   c.grader.judge.cache_path = c.eval.judge.cache_path = ""
   c.total_steps = c.eval_every = 2
   return c
