@@ -13,8 +13,9 @@ states only what its preset changes:
   c.grader.judge = components.judge_config()             # JudgeConfig's fields
 
 so `--config.aggregator.<name>.<hparam>` and `--config.advantage.<name>.<hparam>` work
-for every registered component, and switching `name` alone always works. A block
-missing from an older run's config.json takes the factory's defaults.
+for every registered component, and switching `name` alone always works. A saved config
+lacking a block or a field was written by an older Focal: it is refused, naming the one-time
+migration (tools/migrate_results.py).
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from focal import advantages, aggregators, policy, sharding, tracking
+from focal import advantages, aggregators, policy, resume, sharding, tracking
 from focal.aggregators import prompt_state
 from focal.data import sources as data_sources
 from focal.graders.judge.config import check_blocks as check_judge_blocks
@@ -77,9 +78,13 @@ def judge_config() -> ml_collections.ConfigDict:
 
 
 def _hparams(section, name: str, defaults: dict) -> dict:
+  """Block `name` of `section`, which holds every field its component takes (`defaults`)."""
   block = section.get(name)
-  given = {} if block is None else dict(block.to_dict())
-  return {**defaults, **given}
+  missing = sorted(set(defaults) - set(block or {}))
+  if block is None or missing:
+    raise ValueError(f"the config's {name!r} block lacks {missing or 'every field'}: a config "
+                     f"saved by an older Focal? Migrate its run once: {resume.MIGRATE} RUN_DIR")
+  return dict(block.to_dict())
 
 
 def make_aggregator(config) -> aggregators.Aggregator:
@@ -109,7 +114,7 @@ def pitfall_mode(config) -> str:
 
 
 def grpo_settings(config, eos_id, pad_id: int) -> GRPOSettings:
-  fields = _hparams(config, "grpo", {})
+  fields = _hparams(config, "grpo", grpo_config())
   unknown = sorted(set(fields) - {f.name for f in dataclasses.fields(GRPOSettings)})
   if unknown:
     raise ValueError(f"unknown config.grpo field(s) {unknown}")
@@ -127,13 +132,12 @@ def optimizer(config):
 
 
 def data_fields(config):
-  """The `data` block; a run saved before `data.source` existed trained the synthetic suite."""
-  return ml_collections.ConfigDict({"source": "synthetic", **config.data.to_dict()})
+  """The `data` block."""
+  return config.data
 
 
 def grader_kind(config) -> str:
-  grader = config.get("grader")
-  return "programmatic" if grader is None else grader.kind
+  return config.grader.kind
 
 
 def data_source(config, tokens: policy.Tokens, width: int | None = None):
@@ -162,8 +166,7 @@ def make_grader(config, source, block: str = "grader"):
 def evaluates_with_eval_judge(config) -> bool:
   """Whether `eval.judge` names an endpoint (the papers evaluate with a stronger judge than they
   train with); otherwise evaluation grades with the training grader."""
-  block = config.eval.get("judge")
-  return block is not None and bool(block.get("base_url"))
+  return bool(config.eval.judge.base_url)
 
 
 def eval_grader(config, source, train_grader):
@@ -257,7 +260,7 @@ def _check_batch(config) -> None:
   if len(shape) != 3 or min(shape) < 1:
     raise ValueError(f"config.mesh.shape must be three sizes >= 1 (data, fsdp, tensor), got "
                      f"{shape}")
-  kind = config.mesh.get("ref_memory_kind", "device")
+  kind = config.mesh.ref_memory_kind
   if kind not in sharding.REF_MEMORY_KINDS:
     raise ValueError(f"config.mesh.ref_memory_kind must be one of {sharding.REF_MEMORY_KINDS}, "
                      f"got {kind!r}")

@@ -44,11 +44,10 @@ class ShardedRun:
                                               self.batch_sh)
       self._host = None
     else:
-      judge = config.grader.get("judge")
       self._host = HostGradedStep(
           setup, self.mesh, self.state_sh, self.batch_sh, self.batch,
-          max_invalid_frac=judge.max_invalid_frac if judge is not None else 0.0,
-          overlap=bool(config.grader.get("overlap", False)))
+          max_invalid_frac=config.grader.judge.max_invalid_frac,
+          overlap=bool(config.grader.overlap))
 
   def programs(self) -> dict:
     """The jitted programs `step` calls, by name: 'train' (an in-jit grader), or 'rollout'

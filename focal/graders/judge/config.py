@@ -107,16 +107,12 @@ def check_blocks(config) -> None:
   """The judge blocks of a run config (`grader.judge`, `eval.judge`), before anything is built:
   the api_key_env of both, in use or not (config.json records every field, so a key pasted
   into an unused block would be written there), and every field of the blocks in use."""
-  grader = config.get("grader")
-  for name, block in (("grader", grader), ("eval", config.get("eval"))):
-    judge = None if block is None else block.get("judge")
-    if judge is None:
-      continue
-    problem = env_name_problem(judge.get("api_key_env", JudgeConfig.api_key_env))
+  for name in ("grader", "eval"):
+    judge = config[name].judge
+    problem = env_name_problem(judge.api_key_env)
     if problem:
       raise ValueError(f"{name}.judge.{problem}")
-    used = (judge.get("base_url") if name == "eval"
-            else grader is not None and grader.get("kind") == "judge")
+    used = judge.base_url if name == "eval" else config.grader.kind == "judge"
     if used:
       try:
         JudgeConfig.from_mapping(judge.to_dict())
