@@ -35,34 +35,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.keep_checkpoints = 2  # how many recent checkpoints to keep
   c.vmap_seeds = False  # sweeps: grid points differing only in seed as one vmapped program (pays off on accelerators)
 
-  c.model = ml_collections.ConfigDict()
-  c.model.scale = "tiny"  # byte-level scale from focal.models.scales.SCALES: tiny|small|base (--config.model=NAME works too)
-  c.model.checkpoint = ""  # a local Hugging Face checkpoint directory (Qwen2/2.5, Qwen3, Llama 3.x); "" = the scale above
-  c.model.dtype = MODEL["dtype"]  # compute dtype: float32|bfloat16
-  c.model.param_dtype = MODEL["param_dtype"]  # parameter storage dtype: float32|bfloat16
-  c.model.remat = MODEL["remat"]  # recompute each layer in the backward pass: none|block|dots (block, but keep its weight matmuls' outputs)
-  c.model.attention = MODEL["attention"]  # multi-token attention kernel: auto (splash on TPU, else xla)|xla|splash (Pallas TPU kernel)
-  c.model.logits_chunk = MODEL["logits_chunk"]  # positions per chunk of the log-prob pass through the LM head (0 = about 2^26 logits per chunk)
-  c.model.lora = ml_collections.ConfigDict()  # low-rank adapters (focal.models.lora): train A, B beside frozen kernels
-  c.model.lora.rank = LORA.rank  # adapter rank r (0 = full fine-tuning: every parameter trains)
-  c.model.lora.alpha = LORA.alpha  # the adapter's update is scaled by alpha / rank
-  c.model.lora.dropout = LORA.dropout  # must be 0: GRPO's ratio compares the loss's forward with the (dropout-free) sampler's
-  c.model.lora.targets = LORA.targets  # regex over kernel paths ('layers/attn/q_proj/kernel'): the attention and MLP projections
-  c.model.lora.train_embeddings = LORA.train_embeddings  # with rank > 0: also train the embedding and LM head (else frozen with the base)
-
-  c.data = ml_collections.ConfigDict()
-  c.data.source = "synthetic"  # synthetic (the six tasks)|rar|healthbench|rubric_jsonl (README: the rubric JSONL schema)
-  c.data.path = ""  # rar/healthbench/rubric_jsonl: a local JSONL file, or an already built TFDS directory
-  c.data.eval_path = ""  # a held-out JSONL file; "" = hold out data.eval_fraction of data.path
-  c.data.eval_fraction = 0.1  # share of data.path held out (chosen by a hash of each prompt's text)
-  c.data.max_eval_prompts = 0  # evaluate on at most this many held-out prompts (0 = all)
-  c.data.max_prompt_tokens = 1024  # longer prompts are cut from the left or skipped (counted in step 0's row)
-  c.data.long_prompts = "truncate"  # truncate|skip: what happens to a prompt over max_prompt_tokens
-  c.data.max_criteria = 0  # K, criterion slots per prompt (0 = the data's longest rubric)
-  c.data.cache_dir = ""  # where built datasets are kept, keyed by the source's content hash ("" = ~/.cache/focal/datasets)
-  c.data.train_prompts_per_task = 128  # synthetic: training prompts per task (prompt ids index aggregator state)
-  c.data.eval_prompts_per_task = 32  # synthetic: held-out prompts per task
-  c.data.prompts_per_step = 12  # B: prompts per GRPO iteration, drawn without replacement per epoch
+  _model(c)
+  _data(c)
 
   c.grader = ml_collections.ConfigDict()
   c.grader.kind = "programmatic"  # programmatic (in-jit, synthetic suite)|judge (an LLM judge)|rules (regex/keyword rules in the data)
@@ -95,6 +69,53 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.mesh.shape = (1, 1, 1)  # devices along (data, fsdp, tensor); product must equal the device count
   c.mesh.ref_memory_kind = "device"  # where the reference policy (beta > 0) waits between steps: device|pinned_host (host memory)
 
+  _log(c)
+
+  if arg == "tiny":
+    _tiny(c)
+  elif arg is not None:
+    raise ValueError(f"unknown preset {arg!r}; choose from: tiny")
+  return c
+
+
+
+def _model(c: ml_collections.ConfigDict) -> None:
+  """The policy: a byte-level scale or a Hugging Face checkpoint, and how it is computed."""
+  c.model = ml_collections.ConfigDict()
+  c.model.scale = "tiny"  # byte-level scale from focal.models.scales.SCALES: tiny|small|base (--config.model=NAME works too)
+  c.model.checkpoint = ""  # a local Hugging Face checkpoint directory (Qwen2/2.5, Qwen3, Llama 3.x); "" = the scale above
+  c.model.dtype = MODEL["dtype"]  # compute dtype: float32|bfloat16
+  c.model.param_dtype = MODEL["param_dtype"]  # parameter storage dtype: float32|bfloat16
+  c.model.remat = MODEL["remat"]  # recompute each layer in the backward pass: none|block|dots (block, but keep its weight matmuls' outputs)
+  c.model.attention = MODEL["attention"]  # multi-token attention kernel: auto (splash on TPU, else xla)|xla|splash (Pallas TPU kernel)
+  c.model.logits_chunk = MODEL["logits_chunk"]  # positions per chunk of the log-prob pass through the LM head (0 = about 2^26 logits per chunk)
+  c.model.lora = ml_collections.ConfigDict()  # low-rank adapters (focal.models.lora): train A, B beside frozen kernels
+  c.model.lora.rank = LORA.rank  # adapter rank r (0 = full fine-tuning: every parameter trains)
+  c.model.lora.alpha = LORA.alpha  # the adapter's update is scaled by alpha / rank
+  c.model.lora.dropout = LORA.dropout  # must be 0: GRPO's ratio compares the loss's forward with the (dropout-free) sampler's
+  c.model.lora.targets = LORA.targets  # regex over kernel paths ('layers/attn/q_proj/kernel'): the attention and MLP projections
+  c.model.lora.train_embeddings = LORA.train_embeddings  # with rank > 0: also train the embedding and LM head (else frozen with the base)
+
+
+def _data(c: ml_collections.ConfigDict) -> None:
+  """The prompts and rubrics: the synthetic suite or a rubric file."""
+  c.data = ml_collections.ConfigDict()
+  c.data.source = "synthetic"  # synthetic (the six tasks)|rar|healthbench|rubric_jsonl (README: the rubric JSONL schema)
+  c.data.path = ""  # rar/healthbench/rubric_jsonl: a local JSONL file, or an already built TFDS directory
+  c.data.eval_path = ""  # a held-out JSONL file; "" = hold out data.eval_fraction of data.path
+  c.data.eval_fraction = 0.1  # share of data.path held out (chosen by a hash of each prompt's text)
+  c.data.max_eval_prompts = 0  # evaluate on at most this many held-out prompts (0 = all)
+  c.data.max_prompt_tokens = 1024  # longer prompts are cut from the left or skipped (counted in step 0's row)
+  c.data.long_prompts = "truncate"  # truncate|skip: what happens to a prompt over max_prompt_tokens
+  c.data.max_criteria = 0  # K, criterion slots per prompt (0 = the data's longest rubric)
+  c.data.cache_dir = ""  # where built datasets are kept, keyed by the source's content hash ("" = ~/.cache/focal/datasets)
+  c.data.train_prompts_per_task = 128  # synthetic: training prompts per task (prompt ids index aggregator state)
+  c.data.eval_prompts_per_task = 32  # synthetic: held-out prompts per task
+  c.data.prompts_per_step = 12  # B: prompts per GRPO iteration, drawn without replacement per epoch
+
+
+def _log(c: ml_collections.ConfigDict) -> None:
+  """Where rows go besides metrics.jsonl and tb/."""
   c.log = ml_collections.ConfigDict()  # where rows go besides metrics.jsonl and tb/
   c.log.wandb = ml_collections.ConfigDict()  # Weights & Biases (focal.tracking)
   c.log.wandb.enabled = False  # log each row to W&B from process 0 (pip install wandb)
@@ -104,23 +125,22 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.log.wandb.run_name = ""  # display name ("" = the run directory's name)
   c.log.wandb.dir = ""  # where W&B writes its files ("" = the run directory, DIR/wandb/)
 
-  if arg == "tiny":
-    c.task = "keywords"
-    c.total_steps = 4
-    c.eval_every = 2
-    c.log_every = 1
-    c.checkpoint_every = 2
-    c.data.train_prompts_per_task = 8
-    c.data.eval_prompts_per_task = 4
-    c.data.prompts_per_step = 4
-    c.grpo.group_size = 4
-    c.grpo.max_new_tokens = 16
-    c.warm_start.steps = 4
-    c.warm_start.batch_size = 8
-    c.eval.num_samples = 2
-  elif arg is not None:
-    raise ValueError(f"unknown preset {arg!r}; choose from: tiny")
-  return c
+
+def _tiny(c: ml_collections.ConfigDict) -> None:
+  """The 'tiny' preset: the same run in seconds (tests)."""
+  c.task = "keywords"
+  c.total_steps = 4
+  c.eval_every = 2
+  c.log_every = 1
+  c.checkpoint_every = 2
+  c.data.train_prompts_per_task = 8
+  c.data.eval_prompts_per_task = 4
+  c.data.prompts_per_step = 4
+  c.grpo.group_size = 4
+  c.grpo.max_new_tokens = 16
+  c.warm_start.steps = 4
+  c.warm_start.batch_size = 8
+  c.eval.num_samples = 2
 
 
 def shrink_real_data_smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:

@@ -96,10 +96,10 @@ def restatements(module, modules) -> list[str]:
   every = {k: v for m in users for k, v in variants(m).items()}
   found = []
   for fn, node in _assignments(ast.parse(source)):
-    # A preset's get_config reaches the files built on it only through the variants it accepts
-    # (checked here); any other function (judged.get_config, shrink_real_data_smoke) through
-    # the files that call it.
-    checked = [module] if fn == "get_config" and own else users
+    # A preset's get_config and its private helpers reach the files built on it only through
+    # the variants it accepts (checked here); any other function (judged.get_config,
+    # shrink_real_data_smoke) through the files that call it.
+    checked = [module] if (fn == "get_config" or fn.startswith("_")) and own else users
     before = own if checked == [module] else every
     span = range(node.lineno, node.end_lineno + 1)
     if any("paper" in comments.get(i, "").lower() for i in span):

@@ -36,25 +36,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.grpo = components.spec_block(GRPO_FIELDS)  # the real loop's GRPOSettings: mu, clip, KL beta
   c.optimizer = components.spec_block(OPTIMIZER_FIELDS)  # make_optimizer's clip and decay (rate: knobs)
 
-  c.knobs = ml_collections.ConfigDict()
-  c.knobs.saturated = 0.3  # share of criteria that almost every response type passes
-  c.knobs.rare = 0.2  # share of rare-but-reachable criteria (one specialist type passes them)
-  c.knobs.dead = 0.1  # share of criteria no type passes
-  c.knobs.rare_rate = 0.03  # initial probability of each rare criterion's specialist type (< 1/K)
-  c.knobs.rare_sharing = 0.0  # P(a rare criterion's specialist is its category's, on all prompts)
-  c.knobs.saturated_level = 0.98  # pass probability of a saturated criterion per generic type
-  c.knobs.contrast_rate = 0.5  # share of generic types passing a contrastive criterion
-  c.knobs.cooccurrence = 0.0  # 1: contrastive criteria pass on the same types (no trade-offs)
-  c.knobs.conflict = 0.3  # P(paired criteria exclude each other) = P(a specialist breaks one)
-  c.knobs.category_skew = 0.5  # 0: difficulty independent of category; 1: category decides it
-  c.knobs.heavy_easy = 0.5  # probability that a saturated criterion carries the top weight
-  c.knobs.type_sharing = 0.5  # share of a type's pass pattern common to all prompts
-  c.knobs.init_logit_std = 1.0  # std of the initial policy's logits over generic types
-  c.knobs.policy_sharing = 0.0  # 0: tabular logits per prompt; 1: one linear map of features
-  c.knobs.policy_bias = 0.0  # 1: that map has a per-type offset (a constant feature); 0: none
-  c.knobs.noise = 0.05  # judge flips a verdict with this probability (nano judge: ~0.09)
-  c.knobs.invalid = 0.02  # judge gives no verdict with this probability
-  c.knobs.learning_rate = 0.05  # AdamW learning rate of the policy logits
+  _knobs(c)
 
   # Hyper-parameters per aggregator (the factories' defaults); a grid may vary them.
   c.aggregator = run_components.aggregator_config("focal")
@@ -88,6 +70,29 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   elif arg is not None:
     raise ValueError(f"unknown preset {arg!r}; choose None or 'smoke'")
   return c
+
+
+def _knobs(c: ml_collections.ConfigDict) -> None:
+  """The world and the judge: what the phase diagrams vary (focal.sim.knobs.Knobs)."""
+  c.knobs = ml_collections.ConfigDict()
+  c.knobs.saturated = 0.3  # share of criteria that almost every response type passes
+  c.knobs.rare = 0.2  # share of rare-but-reachable criteria (one specialist type passes them)
+  c.knobs.dead = 0.1  # share of criteria no type passes
+  c.knobs.rare_rate = 0.03  # initial probability of each rare criterion's specialist type (< 1/K)
+  c.knobs.rare_sharing = 0.0  # P(a rare criterion's specialist is its category's, on all prompts)
+  c.knobs.saturated_level = 0.98  # pass probability of a saturated criterion per generic type
+  c.knobs.contrast_rate = 0.5  # share of generic types passing a contrastive criterion
+  c.knobs.cooccurrence = 0.0  # 1: contrastive criteria pass on the same types (no trade-offs)
+  c.knobs.conflict = 0.3  # P(paired criteria exclude each other) = P(a specialist breaks one)
+  c.knobs.category_skew = 0.5  # 0: difficulty independent of category; 1: category decides it
+  c.knobs.heavy_easy = 0.5  # probability that a saturated criterion carries the top weight
+  c.knobs.type_sharing = 0.5  # share of a type's pass pattern common to all prompts
+  c.knobs.init_logit_std = 1.0  # std of the initial policy's logits over generic types
+  c.knobs.policy_sharing = 0.0  # 0: tabular logits per prompt; 1: one linear map of features
+  c.knobs.policy_bias = 0.0  # 1: that map has a per-type offset (a constant feature); 0: none
+  c.knobs.noise = 0.05  # judge flips a verdict with this probability (nano judge: ~0.09)
+  c.knobs.invalid = 0.02  # judge gives no verdict with this probability
+  c.knobs.learning_rate = 0.05  # AdamW learning rate of the policy logits
 
 
 def pick_grid(arg, full: dict, smoke: dict) -> dict:
