@@ -62,7 +62,6 @@ def get_config(arg=None):
   c.grader.judge.temperature = 0.0
   c.grader.judge.cache_path = os.path.join(demo.cache_root(), "verdicts.sqlite")
   c.grader.judge.max_invalid_frac = 0.0  # the rule server answers every suite prompt
-  c.aggregator.name = "focal"
   c.total_steps = 4 if arg == "smoke" else 60
   c.eval_every = c.total_steps if arg == "smoke" else 20
   return c

@@ -41,7 +41,7 @@ def main(argv):
   del argv
   eval_prompts = FLAGS.eval_prompts
   if eval_prompts < 0:
-    eval_prompts = FLAGS.config.data.get("max_eval_prompts", 0)
+    eval_prompts = FLAGS.config.data.max_eval_prompts
   plan = make_plan(FLAGS.config, FLAGS.topology, FLAGS.num_prompts, FLAGS.max_criteria,
                    eval_prompts, FLAGS.search, tuple(FLAGS.only),
                    log=lambda s: print(s, file=sys.stderr, flush=True))

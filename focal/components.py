@@ -15,8 +15,8 @@ states only what its preset changes:
 
 so `--config.aggregator.<name>.<hparam>`, `--config.advantage.<name>.<hparam>` and
 `--config.grader.<kind>.<field>` work for every registered component, and switching `name`
-(or `kind`) alone always works. A block
-missing from an older run's config.json takes the factory's defaults.
+(or `kind`) alone always works. A saved config lacking a block or a field was written by an
+older Focal: it is refused, naming the one-time migration (tools/migrate_results.py).
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from typing import Any
 import ml_collections
 import numpy as np
 
-from focal import advantages, aggregators, config_checks, policy, tracking
+from focal import advantages, aggregators, config_checks, policy, resume, tracking
 from focal.aggregators import prompt_state
 from focal.config_checks import check_batch_fits
 from focal.data import sources as data_sources
@@ -91,9 +91,13 @@ def grader_config(kind: str) -> ml_collections.ConfigDict:
 
 
 def _hparams(section, name: str, defaults: dict) -> dict:
+  """Block `name` of `section`, which holds every field its component takes (`defaults`)."""
   block = section.get(name)
-  given = {} if block is None else dict(block.to_dict())
-  return {**defaults, **given}
+  missing = sorted(set(defaults) - set(block or {}))
+  if block is None or missing:
+    raise ValueError(f"the config's {name!r} block lacks {missing or 'every field'}: a config "
+                     f"saved by an older Focal? Migrate its run once: {resume.MIGRATE} RUN_DIR")
+  return dict(block.to_dict())
 
 
 def make_aggregator(config) -> aggregators.Aggregator:
@@ -123,7 +127,7 @@ def pitfall_mode(config) -> str:
 
 
 def grpo_settings(config, eos_id, pad_id: int) -> GRPOSettings:
-  fields = _hparams(config, "grpo", {})
+  fields = _hparams(config, "grpo", grpo_config())
   unknown = sorted(set(fields) - {f.name for f in dataclasses.fields(GRPOSettings)})
   if unknown:
     raise ValueError(f"unknown config.grpo field(s) {unknown}")
@@ -141,8 +145,8 @@ def optimizer(config):
 
 
 def data_fields(config):
-  """The `data` block; a run saved before `data.source` existed trained the synthetic suite."""
-  return ml_collections.ConfigDict({"source": "synthetic", **config.data.to_dict()})
+  """The `data` block."""
+  return config.data
 
 
 grader_kind = grader_kinds.kind_of

@@ -64,7 +64,7 @@ def check_batch(config, settings) -> None:
   if len(shape) != 3 or min(shape) < 1:
     raise ValueError(f"config.mesh.shape must be three sizes >= 1 (data, fsdp, tensor), got "
                      f"{shape}")
-  kind = config.mesh.get("ref_memory_kind", "device")
+  kind = config.mesh.ref_memory_kind
   if kind not in sharding.REF_MEMORY_KINDS:
     raise ValueError(f"config.mesh.ref_memory_kind must be one of {sharding.REF_MEMORY_KINDS}, "
                      f"got {kind!r}")

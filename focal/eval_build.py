@@ -92,8 +92,7 @@ def restore_params(setup, workdir: str, step: int | None = None):
 
 def source_checkpoint(config) -> str | None:
   """The HF checkpoint a run started from (config `model.checkpoint`), or None."""
-  model = config.get("model")
-  return (model.get("checkpoint") or None) if hasattr(model, "get") else None
+  return config.model.checkpoint or None
 
 
 def export_run(workdir: str, out: str, step: int | None = None, dtype: str | None = None,

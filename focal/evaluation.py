@@ -24,7 +24,6 @@ import numpy as np
 from focal import components, eval_build, sampling
 from focal.decode_plan import draw_uniforms
 from focal.eval_build import resolve_step, restore_params  # noqa: F401  (public)
-from focal.graders.judge.config import JudgeConfig
 from focal.host_step import TooManyInvalid
 from focal.metrics import evaluation as metrics_lib
 from focal.report.tables import SUMMARY, format_report  # noqa: F401  (the CLI's report)
@@ -123,8 +122,7 @@ def check_invalid(setup: Setup, valid, stats: dict, group: int, step: int) -> fl
   limit, `eval.judge.max_invalid_frac` (whichever judge evaluates)."""
   mask = np.asarray(setup.source.eval_rubric.mask)
   frac = float(1.0 - np.sum(np.asarray(valid) & mask[:, None, :]) / max(1, np.sum(mask) * group))
-  block = setup.config.eval.get("judge")  # absent in a config saved before it existed
-  limit = float(block.max_invalid_frac if block is not None else JudgeConfig.max_invalid_frac)
+  limit = float(setup.config.eval.judge.max_invalid_frac)
   if frac > limit:
     raise TooManyInvalid(step, frac, limit, stats, what="eval.judge.max_invalid_frac",
                          then="The evaluation wrote no row (a broken judge is no score)")

@@ -6,8 +6,6 @@
   checkpoint   a local Hugging Face directory (Qwen2/2.5, Qwen3, Llama 3.x): weights placed
                with the mesh's shardings as they are read, its tokenizer, its chat template
                and its generation config's stop ids.
-
-Older runs saved `model` as the scale's name (a string); both forms are read.
 """
 from __future__ import annotations
 
@@ -22,20 +20,14 @@ from focal.tokenizers import ByteTokenizer
 
 DTYPES = ("float32", "bfloat16")
 _BYTES = ByteTokenizer()
-# How the model is computed (ModelConfig's fields of the same names), with the defaults of runs
-# saved before the config had them.
-COMPUTE = {"remat": "none", "attention": "auto", "logits_chunk": 0}
+# How the model is computed (ModelConfig's fields of the same names).
+COMPUTE = ("remat", "attention", "logits_chunk")
 
 
 def model_fields(config) -> dict:
-  """{scale, checkpoint, dtype, param_dtype, remat, attention, logits_chunk} of a config
-  (configs/base.py documents each), also of a run saved before `model` was a block (then it
-  was the scale's name) or before it had the compute fields."""
-  model = config.model
-  if isinstance(model, str):
-    return {"scale": model, "checkpoint": "", "dtype": "float32", "param_dtype": "float32",
-            **COMPUTE}
-  return {**COMPUTE, **model.to_dict()}
+  """{scale, checkpoint, dtype, param_dtype, remat, attention, logits_chunk, lora} of a config
+  (configs/base.py documents each)."""
+  return config.model.to_dict()
 
 
 def compute_fields(config) -> dict:
@@ -65,9 +57,9 @@ def check_model(config) -> None:
 
 
 def lora_config(config):
-  """The run's `model.lora` (focal.models.lora.LoRAConfig; rank 0 for a run saved without it)."""
+  """The run's `model.lora` (focal.models.lora.LoRAConfig)."""
   from focal.models.lora import from_fields
-  return from_fields(model_fields(config).get("lora"))
+  return from_fields(config.model.lora)
 
 
 @dataclasses.dataclass(frozen=True)

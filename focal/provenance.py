@@ -70,12 +70,11 @@ def data_hashes(config) -> dict:
   """{field: {"path", "sha256"}} of the data files a config names (none for the synthetic
   suite, whose prompts are a function of the seed); a missing file is left to the data
   loader's own error."""
-  data = config.get("data")
-  if data is None or data.get("source", "synthetic") == "synthetic":
+  if config.data.source == "synthetic":
     return {}
   out = {}
   for field in DATA_FIELDS:
-    path = data.get(field.split(".")[1], "")
+    path = config.data[field.split(".")[1]]
     if path and os.path.exists(path):
       out[field] = {"path": path, "sha256": file_hash(path)}
   return out
@@ -89,9 +88,4 @@ def config_record(config) -> dict:
 
 def judge_key_envs(config) -> list[str]:
   """The environment variables that hold the judges' API keys in `config`."""
-  names = []
-  for block in (config.get("grader"), config.get("eval")):
-    judge = None if block is None else block.get("judge")
-    if judge is not None and judge.get("api_key_env"):
-      names.append(judge.get("api_key_env"))
-  return names
+  return [config[b].judge.api_key_env for b in ("grader", "eval") if config[b].judge.api_key_env]

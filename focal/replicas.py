@@ -48,7 +48,7 @@ class ShardedRun:
       limit, field = grader_kinds.invalid_limit(config)
       self._host = HostGradedStep(
           setup, self.mesh, self.state_sh, self.batch_sh, self.batch, max_invalid_frac=limit,
-          overlap=bool(config.grader.get("overlap", False)), limit_field=field)
+          overlap=bool(config.grader.overlap), limit_field=field)
 
   def programs(self) -> dict:
     """The jitted programs `step` calls, by name: 'train' (an in-jit grader), or 'rollout'
@@ -160,7 +160,7 @@ class StackedSeeds:
 
 def ref_memory_kind(config) -> str:
   """Where the reference policy waits between uses (configs/base.py `mesh.ref_memory_kind`)."""
-  return config.mesh.get("ref_memory_kind", "device")
+  return config.mesh.ref_memory_kind
 
 
 def same_base(states) -> bool:

@@ -12,6 +12,8 @@ changed since (`focal.rundir.RunDir.check_resume` gathers the files and calls th
              counts them), or a deleted or truncated log would leave a silent gap
 
 Every refusal names the differing fields, files and hashes, or the missing rows, and how to go on.
+A config.json in an older layout (`outdated`) is refused by every reader, naming the one-time
+migration (tools/migrate_results.py) that rewrites it.
 """
 from __future__ import annotations
 
@@ -42,11 +44,9 @@ class MetricsLost(ValueError):
 
 
 def flat(tree, prefix: str = "") -> dict:
-  """{'a.b.c': leaf} of nested dicts; an older run's `model: NAME` reads as model.scale."""
+  """{'a.b.c': leaf} of nested dicts."""
   out = {}
   for key, value in tree.items():
-    if key == "model" and isinstance(value, str) and not prefix:
-      value = {"scale": value}
     if isinstance(value, dict):
       out.update(flat(value, f"{prefix}{key}."))
     else:
@@ -124,3 +124,27 @@ def check_rows(metrics_path: str, steps: list[int], meta: dict | None, step: int
         "checkpoint were deleted or truncated. Resuming would leave those steps out of every "
         "curve and summary. Restore the file, or pass --allow_missing_rows to continue with "
         "them missing.")
+
+
+class Outdated(ValueError):
+  """A saved config.json in a layout older than the readers accept."""
+
+
+MIGRATE = "python tools/migrate_results.py"
+
+
+def outdated(data: dict) -> list[str]:
+  """What marks a saved config (config.json without its provenance) as an older layout that the
+  readers no longer accept; `MIGRATE` rewrites each of these into today's."""
+  model, blocks = data.get("model"), ("remat", "attention", "logits_chunk", "lora")
+  checks = (
+      (isinstance(model, str), "model is a scale name, not a block"),
+      (isinstance(model, dict) and not set(blocks) <= set(model),
+       f"model lacks some of {', '.join(blocks)}"),
+      ("source" not in data.get("data", {}), "data has no source"),
+      ("grader" not in data, "no grader block"),
+      ("judge" not in data.get("eval", {}), "eval has no judge block"),
+      ("ref_memory_kind" not in data.get("mesh", {}), "mesh has no ref_memory_kind"),
+      ("log" not in data, "no log block"),
+      (set(data.get("advantage", {})) <= {"name"}, "advantage has no per-estimator blocks"))
+  return [why for bad, why in checks if bad]

@@ -82,7 +82,13 @@ def _read_config_json(path: str) -> dict:
       raise ValueError(f"{path} is not valid JSON ({e}); the run's saved config is damaged: "
                        "pass --config=configs/base.py with the run's overrides instead") from None
   data.pop(PROVENANCE, None)
+  why = resume.outdated(data)
+  if why:
+    raise resume.Outdated(f"{path} was written by an older Focal ({'; '.join(why)}); migrate "
+                          f"its runs once with: {resume.MIGRATE} "
+                          f"{os.path.dirname(os.path.abspath(path))}")
   return data
+
 
 
 class MetricWriter:

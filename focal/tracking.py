@@ -116,13 +116,11 @@ class TensorBoardWriter:
 
 def wandb_settings(config) -> dict | None:
   """The `log.wandb` block as a dict, or None when W&B is off: not enabled, mode "disabled",
-  or a config saved before the block existed."""
-  log = None if config is None else config.get("log")
-  block = None if log is None else log.get("wandb")
-  if block is None or not block.get("enabled", False):
+  or no config given."""
+  if config is None or not config.log.wandb.enabled:
     return None
-  settings = block.to_dict()
-  mode = settings.setdefault("mode", "online")
+  settings = config.log.wandb.to_dict()
+  mode = settings["mode"]
   if mode not in WANDB_MODES:
     raise ValueError(f"config.log.wandb.mode={mode!r}; choose from {', '.join(WANDB_MODES)}")
   return None if mode == "disabled" else settings
@@ -159,7 +157,7 @@ class WandbWriter:
     self._run = wandb.init(
         project=settings.get("project") or None, entity=settings.get("entity") or None,
         name=settings.get("run_name") or os.path.basename(os.path.abspath(run_dir.path)),
-        dir=directory, mode=settings.get("mode", "online"), config=logged_config,
+        dir=directory, mode=settings["mode"], config=logged_config,
         id=run_id, resume="allow",  # no id yet: W&B makes one, kept below
         # Seeds trained as one vmapped program hold one W&B run each, open together.
         reinit="create_new")

@@ -190,26 +190,27 @@ def test_every_hyper_parameter_is_documented_in_its_factory(section, name, regis
     assert re.search(rf"\b{field}\b[^:\n]*:", args), f"{section} {name}: {field} undocumented"
 
 
-def test_a_block_missing_from_an_older_saved_config_takes_the_defaults():
+def test_a_block_or_field_missing_from_a_saved_config_is_refused_naming_the_migration():
   config = base.get_config()
   old = ml_collections.ConfigDict(json.loads(config.to_json_best_effort()))
   old.advantage = ml_collections.ConfigDict({"name": "sa_mrpo"})  # before per-estimator blocks
-  del old.aggregator["pow3r"]
+  with pytest.raises(ValueError, match=r"'sa_mrpo' block lacks \['eps', .*"
+                                       r"python tools/migrate_results.py RUN_DIR"):
+    components.estimator_spec(old)
+  del old.aggregator.pow3r["min_valid_frac"]
   old.aggregator.name = "pow3r"
-  assert components.estimator_spec(old) == ("sa_mrpo", advantages.estimator_defaults("sa_mrpo"))
-  components.make_aggregator(old)
+  with pytest.raises(ValueError, match=r"'pow3r' block lacks \['min_valid_frac'\]"):
+    components.make_aggregator(old)
 
 
 def test_grpo_and_optimizer_defaults_live_in_one_place():
   """The config's grpo and optimizer blocks are GRPOSettings' and make_optimizer's own
-  defaults, except what configs/base.py says it changes."""
+  defaults: configs/base.py restates none of them."""
   c = base.get_config()
   settings = components.grpo_settings(c, eos_id=7, pad_id=3)
   assert (settings.max_new_tokens, settings.eos_id, settings.pad_id) == (40, 7, 3)
-  fresh = components.grpo_config()
-  assert {k: v for k, v in c.grpo.items() if k != "max_new_tokens"} == \
-      {k: v for k, v in fresh.items() if k != "max_new_tokens"}
-  assert components.optimizer_config().learning_rate != c.optimizer.learning_rate == 3e-4
+  assert c.grpo == components.grpo_config()
+  assert c.optimizer == components.optimizer_config() and c.optimizer.learning_rate == 3e-4
 
 
 def test_unknown_names_fail_listing_the_registered_ones():

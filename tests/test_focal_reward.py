@@ -18,21 +18,24 @@ B, G, K, P = 4, 6, 7, 10
 SETTINGS = settings(max_examples=25, deadline=None)
 SEEDS = st.integers(0, 2**31 - 1)
 
+# The bare formula (METHODS §4: no floor; the factory's default trains with w_min = 0.05) is
+# what the hand-computed values and the loop reference's defaults describe.
+BARE = dict(w_min=0.0)
 CONFIGS = {
-    "default": {},
+    "bare": BARE,
     "capped_ema": dict(temperature=0.5, gamma=2.0, eps=0.1, w_min=0.08, w_max=0.5, ema=0.6),
     "headroom": dict(saturation="ema_headroom", headroom_decay=0.7, gamma=2.0, w_min=0.05),
     "advantage": dict(placement="advantage", w_min=0.05),
     "headroom_advantage": dict(saturation="ema_headroom", placement="advantage", gamma=1.0,
-                               eps=0.0),
+                               eps=0.0, **BARE),
 }
 REWARD_PLACED = [name for name, hp in CONFIGS.items() if hp.get("placement") != "advantage"]
 AGGS = {name: make("focal", **hp) for name, hp in CONFIGS.items()}
 UPDATES = {name: jax.jit(agg.update) for name, agg in AGGS.items()}
 WEIGHTED_SUM = jax.jit(make("weighted_sum").update)
-GAMMA0 = jax.jit(make("focal", gamma=0.0).update)
-CAP_ONLY = jax.jit(make("focal", w_max=0.3).update)
-GAMMA0_ADVANTAGE = jax.jit(make("focal", gamma=0.0, placement="advantage").update)
+GAMMA0 = jax.jit(make("focal", **BARE, gamma=0.0).update)
+CAP_ONLY = jax.jit(make("focal", **BARE, w_max=0.3).update)
+GAMMA0_ADVANTAGE = jax.jit(make("focal", **BARE, gamma=0.0, placement="advantage").update)
 SIGNED_ADVANTAGE = jax.jit(make("focal", placement="advantage", w_min=0.05,
                                 pitfall_mode="signed").update)
 
@@ -60,7 +63,7 @@ def test_golden_rewards_with_pitfall_padding_and_invalid_verdicts():
                          [1, 1, 1, 0],     # flipped: [1, 0, 1]
                          [0, 0, 0, 0]]])   # no valid verdict at all
   valid = jnp.ones((1, 3, 4), bool).at[0, 2].set(False)
-  agg = make("focal", gamma=1.0, eps=0.0)
+  agg = make("focal", **BARE, gamma=1.0, eps=0.0)
   rewards, _, metrics = jax.jit(agg.update)(scores, valid, rubric, agg.init(1, 4))
   d0, d1 = 0.25 + 0.25, 0.25 + 0.5
   p0 = math.exp(d0) / (math.exp(d0) + math.exp(d1))
@@ -81,7 +84,7 @@ def test_golden_invalid_verdict_renormalises_present_mass():
                                    np.ones((1, 2), bool), [0])
   scores = jnp.float32([[[1, 0], [0, 1]]])
   valid = jnp.bool_([[[True, True], [True, False]]])
-  agg = make("focal", gamma=2.0, eps=0.5)
+  agg = make("focal", **BARE, gamma=2.0, eps=0.5)
   rewards, _, metrics = jax.jit(agg.update)(scores, valid, rubric, agg.init(1, 2))
   # d0 = 0.5 (both judged); d1 = 0 (only criterion 0, failed).
   p0 = math.exp(0.5) / (math.exp(0.5) + 1.0)
@@ -97,7 +100,7 @@ def test_golden_single_criterion_and_all_equal_group():
                                    np.zeros((2, 2), bool), [[True, False], [True, True]], [0, 1])
   scores = jnp.float32([[[1, 0], [0, 0], [1, 0]],
                         [[1, 0], [1, 0], [1, 0]]])  # prompt 1: every rollout identical.
-  agg = make("focal")
+  agg = make("focal", **BARE)
   rewards, _, metrics = jax.jit(agg.update)(scores, jnp.ones((2, 3, 2), bool), rubric,
                                             agg.init(2, 2))
   # One criterion: f = 1 whatever its saturation, so R = s.
@@ -132,7 +135,7 @@ def test_cap_holds_without_a_floor():
   rubric = RubricBatch.from_arrays([[1.0, 1.0, 1.0]], [[0, 0, 0]], np.zeros((1, 3), bool),
                                    np.ones((1, 3), bool), [0])
   scores = jnp.float32([[[1, 1, 1], [1, 0, 0]]])
-  agg = make("focal", gamma=1.0, eps=0.0, w_max=0.4)
+  agg = make("focal", **BARE, gamma=1.0, eps=0.0, w_max=0.4)
   rewards, _, metrics = jax.jit(agg.update)(scores, jnp.ones((1, 2, 3), bool), rubric, None)
   np.testing.assert_allclose(metrics["weights"][0], [0.2, 0.4, 0.4], atol=1e-6)
   np.testing.assert_allclose(rewards[0], [1.0, 0.2], atol=1e-6)
@@ -153,7 +156,7 @@ def test_every_criterion_saturated_with_eps_zero_falls_back_to_the_static_shares
   # sat = 1 everywhere and eps = 0: every b (1 - sat)^gamma is 0, so f = b = [.25, .75].
   rubric = RubricBatch.from_arrays([[1.0, 3.0]], [[0, 1]], np.zeros((1, 2), bool),
                                    np.ones((1, 2), bool), [0])
-  agg = make("focal", gamma=1.0, eps=0.0)
+  agg = make("focal", **BARE, gamma=1.0, eps=0.0)
   rewards, _, metrics = jax.jit(agg.update)(jnp.ones((1, 3, 2)), jnp.ones((1, 3, 2), bool),
                                             rubric, None)
   np.testing.assert_allclose(metrics["weights"][0], [0.25, 0.75], atol=1e-6)
@@ -165,7 +168,7 @@ def test_ema_first_visit_of_a_criterion_without_verdicts_is_unsaturated():
   # stored) is 0, not a blend with the empty table.
   rubric = RubricBatch.from_arrays([[1.0, 1.0]], [[0, 0]], np.zeros((1, 2), bool),
                                    np.ones((1, 2), bool), [2])
-  agg = make("focal", ema=0.5)
+  agg = make("focal", **BARE, ema=0.5)
   valid = jnp.ones((1, 2, 2), bool).at[0, :, 1].set(False)
   _, state, metrics = jax.jit(agg.update)(jnp.ones((1, 2, 2)), valid, rubric, agg.init(3, 2))
   np.testing.assert_allclose(metrics["saturation"][0], [1.0, 0.0], atol=1e-6)
@@ -262,7 +265,7 @@ def test_projection_is_feasible_optimal_and_matches_bisection(seed, w_min, w_max
 def test_matches_loop_reference(seed, graded):
   rng = np.random.default_rng(seed)
   scores, valid, rubric, host = random_batch(rng, B, G, K, P, graded=graded)
-  rewards, _, metrics = UPDATES["default"](*_args(scores, valid, rubric, None))
+  rewards, _, metrics = UPDATES["bare"](*_args(scores, valid, rubric, None))
   ref_rewards, ref_f, ref_sat = focal_reference(scores, valid, host)
   np.testing.assert_allclose(metrics["saturation"], ref_sat, atol=1e-5)
   np.testing.assert_allclose(metrics["weights"], ref_f, atol=1e-5)
@@ -299,7 +302,7 @@ def test_gamma_zero_is_the_static_weighted_mean_and_rewards_in_unit_interval(see
 def test_high_temperature_gives_the_plain_mean():
   rng = np.random.default_rng(1)
   scores, valid, rubric, host = random_batch(rng, B, G, K, P)
-  agg = make("focal", temperature=1e6)
+  agg = make("focal", **BARE, temperature=1e6)
   sat = jax.jit(agg.update)(*_args(scores, valid, rubric, None))[2]["saturation"]
   _, s = (np.abs(host["weights"]), np.where(host["weights"][:, None] < 0, 1 - scores, scores))
   pres = valid & host["mask"][:, None]
@@ -398,8 +401,8 @@ def test_signed_mode_subtracts_hit_pitfalls_with_the_same_coefficients():
                                    [[True, True, False]], [0])
   scores = jnp.float32([[[1, 1, 1], [1, 0, 1], [0, 1, 1]]])
   valid = jnp.ones((1, 3, 3), bool)
-  flip = jax.jit(make("focal").update)(scores, valid, rubric, None)
-  signed = jax.jit(make("focal", pitfall_mode="signed").update)(scores, valid, rubric, None)
+  flip = jax.jit(make("focal", **BARE).update)(scores, valid, rubric, None)
+  signed = jax.jit(make("focal", **BARE, pitfall_mode="signed").update)(scores, valid, rubric, None)
   np.testing.assert_allclose(flip[2]["saturation"], signed[2]["saturation"])
   f = np.asarray(flip[2]["weights"][0])
   np.testing.assert_allclose(signed[2]["weights"][0], [f[0], -f[1], 0.0], atol=1e-6)
@@ -473,7 +476,7 @@ def test_ema_headroom_golden_first_and_second_visit():
   rubric = RubricBatch.from_arrays([[1.0, 1.0]], [[0, 0]], np.zeros((1, 2), bool),
                                    np.ones((1, 2), bool), [0])
   scores = jnp.float32([[[1, 0], [1, 1]]])            # means 1.0 and 0.5
-  agg = make("focal", saturation="ema_headroom", gamma=1.0, eps=0.0)
+  agg = make("focal", **BARE, saturation="ema_headroom", gamma=1.0, eps=0.0)
   update = jax.jit(agg.update)
   _, state, m1 = update(scores, jnp.ones((1, 2, 2), bool), rubric, agg.init(1, 2))
   np.testing.assert_allclose(m1["saturation"][0], [0.1, 0.05], atol=1e-6)

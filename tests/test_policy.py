@@ -1,7 +1,6 @@
 """focal.policy: the model block's compute fields (remat, attention, logits_chunk) reach the
-ModelConfig keywords, default for runs saved before they existed, and are checked; the abstract
-policy evaluation restores onto is the built policy's structure."""
-import ml_collections
+ModelConfig keywords and are checked; the abstract policy evaluation restores onto is the built
+policy's structure."""
 import pytest
 
 from configs.base import get_config
@@ -17,14 +16,6 @@ def test_compute_fields_come_from_the_model_block_and_build_the_model():
   assert fields == {"remat": "dots", "attention": "auto", "logits_chunk": 256}
   model = get_scale(config.model.scale, **fields)
   assert (model.remat, model.attention, model.logits_rows) == ("dots", "auto", 256)
-
-
-def test_runs_saved_before_the_compute_fields_get_their_defaults():
-  old = ml_collections.ConfigDict({"model": {"scale": "tiny", "checkpoint": "", "dtype": "float32",
-                                             "param_dtype": "float32"}})
-  assert policy.compute_fields(old) == {"remat": "none", "attention": "auto", "logits_chunk": 0}
-  named = ml_collections.ConfigDict({"model": "small"})
-  assert policy.model_fields(named)["remat"] == "none"
 
 
 @pytest.mark.parametrize("field,value,message", [

@@ -72,6 +72,21 @@ def test_a_bad_record_names_file_line_and_field(tmp_path, record, field):
     parse_rubric_jsonl_file(str(path))
 
 
+def test_a_file_of_another_source_names_its_config_field(tmp_path):
+  # configs/judge_demo.py's RaR eval file outliving --config.data.source=rubric_jsonl: the error
+  # says which field holds the file, and nothing is left built.
+  rar = os.path.join(DATA, "rar_tiny.jsonl")
+  cache = tmp_path / "datasets"
+  with pytest.raises(RecordError, match=r"^data\.eval_path=.*rar_tiny\.jsonl read as "
+                     r"data\.source=rubric_jsonl: .*rar_tiny\.jsonl:1: field 'prompt'.*"
+                     r"--config\.data\.eval_path=''"):
+    build_dataset("rubric_jsonl", RUBRIC, rar, str(cache))
+  with pytest.raises(RecordError, match=r"^data\.path=.*rar_tiny\.jsonl read as "
+                     r"data\.source=rubric_jsonl: "):
+    build_dataset("rubric_jsonl", rar, RUBRIC, str(cache))
+  assert not cache.exists() or not any(cache.iterdir())
+
+
 def test_source_batches_are_a_pure_function_of_seed_and_step(tmp_path):
   source = source_of(tmp_path)
   assert source.categories == ("accuracy", "safety", "style")  # names in sorted order

@@ -7,6 +7,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -145,3 +147,41 @@ def test_mutation_filters_skip_messages_and_implausible_operators_only():
                "ReplaceUnaryOperator_Delete_USub", "ReplaceUnaryOperator_Delete_Invert",
                "NumberReplacer", "AddNot", "ReplaceAndWithOr", "ZeroIterationForLoop"):
     assert not excluded.match("core/" + name), name
+
+
+OLDER = os.path.join(REPO, "tests", "data", "older_runs")
+
+
+def test_migrate_results_rewrites_older_runs_once_and_readers_name_it(tmp_path, capsys):
+  import shutil
+  from focal import components, resume
+  from focal.rundir import read_config
+  run, sim = tmp_path / "results" / "run", tmp_path / "results" / "sim"
+  run.mkdir(parents=True)
+  sim.mkdir()
+  # A config.json of results/focal_full and one of results/sim as they were before the migration.
+  shutil.copy(os.path.join(OLDER, "focal_full_config.json"), run / "config.json")
+  shutil.copy(os.path.join(OLDER, "sim_config.json"), sim / "config.json")
+  with pytest.raises(resume.Outdated, match=r"model is a scale name.*data has no source.*"
+                     rf"python tools/migrate_results.py {re.escape(str(run))}$"):
+    read_config(str(run))
+  spec = importlib.util.spec_from_file_location("migrate_results",
+                                                os.path.join(REPO, "tools", "migrate_results.py"))
+  tool = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(tool)
+  assert tool.main([str(tmp_path / "results")]) == 0
+  assert capsys.readouterr().out.splitlines()[-1] == "2 of 2 config.json files were migrating"
+  config = read_config(str(run))
+  components.validate(config)  # readable and buildable without any compatibility code
+  old = json.load(open(os.path.join(OLDER, "focal_full_config.json")))
+  assert config.model.scale == old["model"] == "base" and config.data.source == "synthetic"
+  assert config.grader.kind == "programmatic" and not config.log.wandb.enabled
+  assert config.aggregator.focal.to_dict() == {**components.aggregator_config("focal").focal,
+                                               **old["aggregator"]["focal"]}
+  assert config.grpo.to_dict() == {**components.grpo_config(), **old["grpo"]}
+  assert json.load(open(sim / "config.json"))["config"]["grpo"] == {
+      "mu": 1, "eps_low": 0.2, "eps_high": 0.2, "beta": 0.0}
+  before = {p: open(p).read() for p in (run / "config.json", sim / "config.json")}
+  tool.main([str(tmp_path / "results")])
+  assert capsys.readouterr().out.splitlines()[-1] == "0 of 2 config.json files were migrating"
+  assert {p: open(p).read() for p in before} == before  # idempotent: left byte for byte

@@ -15,7 +15,6 @@ import wandb
 from tensorboardX.proto import event_pb2
 from wandb.proto import wandb_internal_pb2
 
-from configs import base
 from focal import loop, tracking
 from focal.rundir import RunDir
 from focal.metrics.rows import TokenCounter, train_row
@@ -207,7 +206,7 @@ def test_seeds_trained_together_keep_one_wandb_run_each(tmp_path):
         [{**row, "seed": i} for row in ROWS]
 
 
-def test_wandb_settings_fail_fast_and_old_configs_log_nothing(monkeypatch, tmp_path):
+def test_wandb_settings_fail_fast(monkeypatch):
   with pytest.raises(ValueError, match=r"config.log.wandb.mode='cloud'.*online, offline"):
     tracking.validate(wandb_config(**{"log.wandb.mode": "cloud"}))
   monkeypatch.setitem(sys.modules, "wandb", None)  # as if wandb were not installed
@@ -215,11 +214,6 @@ def test_wandb_settings_fail_fast_and_old_configs_log_nothing(monkeypatch, tmp_p
     tracking.validate(wandb_config())
   tracking.validate(wandb_config(**{"log.wandb.enabled": False}))  # never imports wandb
   tracking.validate(wandb_config(**{"log.wandb.mode": "disabled"}))
-  old = base.get_config("tiny")
-  del old["log"]  # a config.json saved before the block existed
-  run_dir = RunDir(str(tmp_path))
-  write_rows(run_dir, old, ROWS)
-  assert run_dir.rows() == ROWS and not os.path.exists(run_dir.wandb_id_path)
 
 
 def test_token_counter_sums_device_counts_exactly():

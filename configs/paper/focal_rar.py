@@ -27,38 +27,16 @@ that can settle it. The learning rate is a common choice, not the paper's.
 import itertools
 
 from configs import base
+from configs.paper import judged
 
 
 def get_config(arg=None):
   """`arg`: None (the recipe) or 'smoke' (the same wiring, shrunk; for tests)."""
   if arg not in (None, "smoke"):
     raise ValueError(f"unknown variant {arg!r}; choose None or 'smoke'")
-  c = base.get_config("tiny" if arg == "smoke" else None)
-  c.model.dtype = "bfloat16"  # compute; parameters stay float32 (model.param_dtype)
-  c.model.remat = "block"  # keep each layer's input only (as pow3r_healthbench, whose plan fits)
-  c.data.source = "rar"
+  c = judged.get_config(arg, source="rar", max_prompt_tokens=1024)
   c.data.eval_fraction = 0.05  # held out by a hash of each question (or give data.eval_path)
-  c.data.max_eval_prompts = 500
-  c.data.max_prompt_tokens = 1024
-  c.data.prompts_per_step = 32
-  c.warm_start.steps = 0
-  c.grader.kind = "judge"
-  c.grader.judge.template = "pow3r"  # pitfalls asked as avoidance under pitfall_mode=flip
-  c.grader.judge.temperature = 1.0
-  c.grader.judge.max_tokens = 2048
-  c.grader.judge.max_concurrency = 64
   c.grader.judge.cache_path = "~/.cache/focal/verdicts/focal_rar.sqlite"
-  c.aggregator.name = "focal"
-  c.aggregator.focal.w_min = 0.05  # the floor (K <= 20 criteria per RaR prompt)
-  c.grpo.group_size = 16
-  c.grpo.max_new_tokens = 1024
-  c.grpo.beta = 0.1
-  c.grpo.micro_batch_size = 32  # rollouts per forward/backward, summed into one update
-  c.grpo.rollout_micro_batch_size = 128  # rows per sampler call: the most evaluation fits
-  c.optimizer.learning_rate = 1e-6
-  c.total_steps = 500
-  c.eval_every = 50
-  c.checkpoint_every = 50
   if arg == "smoke":
     base.shrink_real_data_smoke(c)
   return c

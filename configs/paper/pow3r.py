@@ -26,17 +26,20 @@ from configs import base
 
 
 def get_config(arg=None):
+  """`arg`: None (the paper's recipe) or 'smoke' (tests)."""
+  if arg not in (None, "smoke"):
+    raise ValueError(f"unknown variant {arg!r}; choose None or 'smoke'")
   c = base.get_config("tiny" if arg == "smoke" else None)
   c.aggregator.name = "pow3r"
   if arg != "smoke":
     c.grpo.group_size = 16
     c.data.prompts_per_step = 6  # keeps B*G = 96 rollouts per step, as in the base config
-  c.grpo.temperature = 1.0
+  c.grpo.temperature = 1.0  # the paper's sampling temperature
   c.grpo.beta = 0.1
-  c.grpo.eps_low = 0.2
-  c.grpo.eps_high = 0.2
-  c.optimizer.grad_clip = 0.5
-  c.optimizer.weight_decay = 0.0
+  c.grpo.eps_low = 0.2  # the paper's clip
+  c.grpo.eps_high = 0.2  # the paper's clip
+  c.optimizer.grad_clip = 0.5  # the paper's gradient-norm clip
+  c.optimizer.weight_decay = 0.0  # the paper's AdamW has none
   return c
 
 

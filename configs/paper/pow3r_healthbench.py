@@ -66,6 +66,7 @@ before gradients and activations.
 import itertools
 
 from configs import base
+from configs.paper import judged
 
 
 def get_config(arg=None):
@@ -73,37 +74,10 @@ def get_config(arg=None):
   (the same wiring, shrunk; for tests)."""
   if arg not in (None, "lora", "smoke"):
     raise ValueError(f"unknown variant {arg!r}; choose None, 'lora' or 'smoke'")
-  c = base.get_config("tiny" if arg == "smoke" else None)
-  c.model.dtype = "bfloat16"  # compute; parameters stay float32 (model.param_dtype)
-  c.model.remat = "block"  # keep each layer's input only: a 4B learn step fits a v5p chip
-  c.data.source = "healthbench"
-  c.data.eval_fraction = 0.1  # held out by a hash of each prompt (or give data.eval_path)
-  c.data.max_eval_prompts = 500  # evaluation cost: 500 prompts x (1 greedy + 4 sampled) x ~10 criteria
-  c.data.max_prompt_tokens = 2048  # longer conversations are cut from the left, and counted
-  c.data.prompts_per_step = 32
-  c.warm_start.steps = 0  # an instruction-tuned checkpoint needs no warm start
-  c.grader.kind = "judge"
-  c.grader.judge.template = "pow3r"  # criterion with its category and weight as context
-  c.grader.judge.temperature = 1.0
-  c.grader.judge.max_tokens = 2048
-  c.grader.judge.max_concurrency = 64
+  c = judged.get_config(arg, source="healthbench", max_prompt_tokens=2048)
   c.grader.judge.cache_path = "~/.cache/focal/verdicts/pow3r_healthbench.sqlite"
-  c.eval.judge.template = "healthbench"  # the official grader's sense: HealthBench's score
   c.eval.judge.cache_path = "~/.cache/focal/verdicts/pow3r_healthbench_eval.sqlite"
   c.aggregator.name = "pow3r"
-  c.grpo.group_size = 16
-  c.grpo.temperature = 1.0
-  c.grpo.max_new_tokens = 1024
-  c.grpo.beta = 0.1
-  c.grpo.micro_batch_size = 32  # rollouts per forward/backward, summed into one update
-  c.grpo.rollout_micro_batch_size = 128  # rows per sampler call: the most evaluation fits
-  c.grpo.eps_low = c.grpo.eps_high = 0.2
-  c.optimizer.learning_rate = 1e-6
-  c.optimizer.grad_clip = 0.5
-  c.optimizer.weight_decay = 0.0
-  c.total_steps = 500
-  c.eval_every = 50
-  c.checkpoint_every = 50
   if arg == "lora":
     lora(c)
   if arg == "smoke":
@@ -117,7 +91,6 @@ def lora(c):
   c.model.lora.rank = 32
   c.model.lora.alpha = 64.0  # alpha / rank = 2
   c.model.param_dtype = "bfloat16"  # the frozen base is read in the compute dtype; adapters are float32
-  c.model.remat = "block"  # keep each layer's input only: a 3k-token rollout's activations
   c.grpo.micro_batch_size = MICRO_BATCH  # rollouts per forward/backward (2 per chip)
   c.grpo.rollout_micro_batch_size = ROLLOUT_MICRO_BATCH  # rollouts per sampler call
   c.optimizer.learning_rate = 1e-5  # adapters take ~10x full fine-tuning's rate

@@ -10,7 +10,9 @@ judge. Every field below can be overridden with `--config.<path>=value`.
 """
 import ml_collections
 
-from focal import components
+from focal import components as run_components
+from focal.sim import components
+from focal.sim.engine import GRPO_FIELDS, OPTIMIZER_FIELDS
 
 ALL_METHODS = ("focal", "pow3r", "pow3r_focal", "gdpo", "dvao", "sa_mrpo")
 # Focal's reconstructed variants (focal/aggregators/focal_variants.py) and GD²PO's two variants.
@@ -30,52 +32,16 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.plateau_share = 0.9  # steps to plateau: steps to this share of the baseline's own gain
   c.thresholds = (30.0, 35.0, 40.0, 45.0)  # mean rubric reward (%) levels for steps-to-threshold
 
-  c.sim = ml_collections.ConfigDict()
-  c.sim.population = "healthbench"  # rubric population: equal|synthetic|healthbench|rar
-  c.sim.num_prompts = 32  # P prompts per seed, all visited every step
-  c.sim.num_heldout = 0  # held-out prompts per seed from the same population, evaluated only
-  c.sim.max_criteria = 16  # K criterion slots per prompt
-  c.sim.num_types = 32  # M latent response types (> K)
-  c.sim.num_features = 8  # F prompt features of the shared policy map
-  c.sim.group_size = 16  # G rollouts per prompt (POW3R: 16)
-  c.sim.steps = 200  # GRPO steps
-  c.sim.log_every = 10  # evaluate (exactly) every this many steps
+  c.sim = components.spec_block(components.SPEC_FIELDS)  # focal.sim.engine.SimSpec: shapes, steps
+  c.grpo = components.spec_block(GRPO_FIELDS)  # the real loop's GRPOSettings: mu, clip, KL beta
+  c.optimizer = components.spec_block(OPTIMIZER_FIELDS)  # make_optimizer's clip and decay (rate: knobs)
 
-  c.grpo = ml_collections.ConfigDict()
-  c.grpo.mu = 1  # AdamW steps per rollout batch
-  c.grpo.eps_low = 0.2  # clip below 1
-  c.grpo.eps_high = 0.2  # clip above 1
-  c.grpo.kl_beta = 0.0  # k3 KL weight to the initial policy (POW3R: 0.1)
-
-  c.optimizer = ml_collections.ConfigDict()
-  c.optimizer.grad_clip = 0.5  # global-norm clip (POW3R: 0.5)
-  c.optimizer.weight_decay = 0.0  # AdamW weight decay (POW3R: 0)
-
-  c.knobs = ml_collections.ConfigDict()
-  c.knobs.saturated = 0.3  # share of criteria that almost every response type passes
-  c.knobs.rare = 0.2  # share of rare-but-reachable criteria (one specialist type passes them)
-  c.knobs.dead = 0.1  # share of criteria no type passes
-  c.knobs.rare_rate = 0.03  # initial probability of each rare criterion's specialist type (< 1/K)
-  c.knobs.rare_sharing = 0.0  # P(a rare criterion's specialist is its category's, on all prompts)
-  c.knobs.saturated_level = 0.98  # pass probability of a saturated criterion per generic type
-  c.knobs.contrast_rate = 0.5  # share of generic types passing a contrastive criterion
-  c.knobs.cooccurrence = 0.0  # 1: contrastive criteria pass on the same types (no trade-offs)
-  c.knobs.conflict = 0.3  # P(paired criteria exclude each other) = P(a specialist breaks one)
-  c.knobs.category_skew = 0.5  # 0: difficulty independent of category; 1: category decides it
-  c.knobs.heavy_easy = 0.5  # probability that a saturated criterion carries the top weight
-  c.knobs.type_sharing = 0.5  # share of a type's pass pattern common to all prompts
-  c.knobs.init_logit_std = 1.0  # std of the initial policy's logits over generic types
-  c.knobs.policy_sharing = 0.0  # 0: tabular logits per prompt; 1: one linear map of features
-  c.knobs.policy_bias = 0.0  # 1: that map has a per-type offset (a constant feature); 0: none
-  c.knobs.noise = 0.05  # judge flips a verdict with this probability (nano judge: ~0.09)
-  c.knobs.invalid = 0.02  # judge gives no verdict with this probability
-  c.knobs.learning_rate = 0.05  # AdamW learning rate of the policy logits
+  _knobs(c)
 
   # Hyper-parameters per aggregator (the factories' defaults); a grid may vary them.
-  c.aggregator = components.aggregator_config("focal")
+  c.aggregator = run_components.aggregator_config("focal")
   del c.aggregator.name  # methods name the aggregators here
-  c.aggregator.focal.w_min = 0.05  # as configs/base.py: Focal's weight floor
-  c.estimator = components.advantage_config("grpo")  # hyper-parameters per advantage estimator
+  c.estimator = run_components.advantage_config("grpo")  # hyper-parameters per advantage estimator
   del c.estimator.name  # methods and scalar_estimator name them here
 
   # Named variants a method list may use: {of: aggregator or criterion estimator, overrides}.
@@ -104,6 +70,29 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   elif arg is not None:
     raise ValueError(f"unknown preset {arg!r}; choose None or 'smoke'")
   return c
+
+
+def _knobs(c: ml_collections.ConfigDict) -> None:
+  """The world and the judge: what the phase diagrams vary (focal.sim.knobs.Knobs)."""
+  c.knobs = ml_collections.ConfigDict()
+  c.knobs.saturated = 0.3  # share of criteria that almost every response type passes
+  c.knobs.rare = 0.2  # share of rare-but-reachable criteria (one specialist type passes them)
+  c.knobs.dead = 0.1  # share of criteria no type passes
+  c.knobs.rare_rate = 0.03  # initial probability of each rare criterion's specialist type (< 1/K)
+  c.knobs.rare_sharing = 0.0  # P(a rare criterion's specialist is its category's, on all prompts)
+  c.knobs.saturated_level = 0.98  # pass probability of a saturated criterion per generic type
+  c.knobs.contrast_rate = 0.5  # share of generic types passing a contrastive criterion
+  c.knobs.cooccurrence = 0.0  # 1: contrastive criteria pass on the same types (no trade-offs)
+  c.knobs.conflict = 0.3  # P(paired criteria exclude each other) = P(a specialist breaks one)
+  c.knobs.category_skew = 0.5  # 0: difficulty independent of category; 1: category decides it
+  c.knobs.heavy_easy = 0.5  # probability that a saturated criterion carries the top weight
+  c.knobs.type_sharing = 0.5  # share of a type's pass pattern common to all prompts
+  c.knobs.init_logit_std = 1.0  # std of the initial policy's logits over generic types
+  c.knobs.policy_sharing = 0.0  # 0: tabular logits per prompt; 1: one linear map of features
+  c.knobs.policy_bias = 0.0  # 1: that map has a per-type offset (a constant feature); 0: none
+  c.knobs.noise = 0.05  # judge flips a verdict with this probability (nano judge: ~0.09)
+  c.knobs.invalid = 0.02  # judge gives no verdict with this probability
+  c.knobs.learning_rate = 0.05  # AdamW learning rate of the policy logits
 
 
 def pick_grid(arg, full: dict, smoke: dict) -> dict:

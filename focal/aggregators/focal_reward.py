@@ -58,12 +58,13 @@ class FocalState(NamedTuple):
 
 
 class FocalHParams(NamedTuple):
-  """Focal Reward's hyper-parameters; these defaults (the bare formula of METHODS §4) are the
-  only place they are set. Training configs add a floor (w_min) as a preset."""
+  """Focal Reward's hyper-parameters; these defaults are the only place they are set. They are
+  METHODS §4's formula with the floor it asks training runs to set (w_min = 0.05, which every
+  shipped config and result trains with); w_min = 0 gives the bare formula."""
   temperature: float = 1.0  # softmax temperature of the inverse reward projection ([0, 1] scale)
   gamma: float = 3.0        # focusing exponent on (1 - saturation + eps); 0 = static weights
   eps: float = 0.05         # keeps fully saturated criteria off weight exactly 0
-  w_min: float = 0.0        # weight floor per criterion (K * w_min <= 1)
+  w_min: float = 0.05       # weight floor per criterion (K * w_min <= 1): prevents collapse
   w_max: float = 1.0        # weight cap per criterion
   ema: float = 0.0          # EMA of saturation across visits of a prompt; 0 = per visit
   saturation: str = "inverse_projection"  # or ema_headroom (focal_variants)
@@ -182,8 +183,7 @@ def saturation_factor(sat, gamma: float, eps: float):
   return jnp.power(jnp.maximum(1.0 - sat + eps, 0.0), gamma)
 
 
-def focal_coefficients(b, sat, mask, gamma: float, eps: float, w_min: float = 0.0,
-                       w_max: float = 1.0):
+def focal_coefficients(b, sat, mask, gamma: float, eps: float, w_min: float, w_max: float):
   """f [B, K]: static shares b tilted toward unsaturated criteria, summing to 1 over `mask`.
 
   The capped-simplex projection only runs when w_min > 0 or w_max < 1 (decided

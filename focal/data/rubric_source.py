@@ -26,7 +26,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from focal.data import sources
-from focal.data.records import user_turn
+from focal.data.records import RecordError, user_turn
 from focal.data.synthetic_source import batch_indices, host_copy, make_batch
 from focal.rubric import RubricBatch
 from focal.sampling import left_pad
@@ -64,8 +64,24 @@ def build_dataset(source: str, path: str, eval_path: str = "", cache_dir: str = 
   root = os.path.join(os.path.expanduser(cache_dir or "~/.cache/focal/datasets"), key)
   builder = cls(source_files=files, data_dir=root)
   if not os.path.exists(os.path.join(builder.data_dir, "dataset_info.json")):
-    build(builder)
+    try:
+      build(builder)
+    except RecordError as e:
+      raise _naming_the_field(e, source, files) from None
   return builder
+
+
+def _naming_the_field(error: RecordError, source: str, files: dict) -> RecordError:
+  """`error` led by the config field whose file it is: a preset's file (say a RaR eval file)
+  outlives a change of data.source on the command line, and only the field says where to look."""
+  if error.path == files.get("eval"):
+    field, fix = "data.eval_path", ("give a held-out file in that format, or "
+                                    "--config.data.eval_path='' to hold out data.eval_fraction "
+                                    "of data.path")
+  else:
+    field, fix = "data.path", "give a file in that format"
+  error.args = (f"{field}={error.path} read as data.source={source}: {error.args[0]} ({fix})",)
+  return error
 
 
 def _text(value) -> str:

@@ -65,8 +65,8 @@ class LoRAConfig:
 
 
 def from_fields(block) -> LoRAConfig:
-  """The LoRAConfig of a config's `model.lora` block (a dict, or None: a run saved before it)."""
-  return LoRAConfig(**dict(block or {}))
+  """The LoRAConfig of a config's `model.lora` block (a mapping)."""
+  return LoRAConfig(**dict(block))
 
 
 def targeted(model: nnx.Module, targets: str) -> list[tuple[str, Linear]]:

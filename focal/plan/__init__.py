@@ -31,8 +31,7 @@ def make_plan(config, topology: str, num_prompts: int = 5000, max_criteria: int 
   eval_rows = eval_prompts * max(1, config.eval.num_samples)
   programs, facts = compile_programs(config, spec, num_prompts, max_criteria, eval_rows,
                                      only=tuple(only), log=log)
-  settings = {k: int(config.grpo.get(k, 0)) for k in ("micro_batch_size",
-                                                      "rollout_micro_batch_size")}
+  settings = {k: int(config.grpo[k]) for k in ("micro_batch_size", "rollout_micro_batch_size")}
   plan = Plan(spec, programs, facts, settings)
   if search:
     for p in programs:

@@ -197,7 +197,7 @@ def compile_programs(config, spec: Slice, num_prompts: int, max_criteria: int,
                                            None) / GIB
                          for k in ("params", "opt_state", "ref_params")
                          + (("base",) if setup.state.base is not None else ())},
-           "ref_memory_kind": config.mesh.get("ref_memory_kind", "device")}
+           "ref_memory_kind": config.mesh.ref_memory_kind}
   if setup.state.base is not None:  # LoRA: what the optimizer sees
     facts["trainable"] = _count(setup.state.params)
   return programs, facts

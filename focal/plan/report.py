@@ -157,7 +157,7 @@ def search_sizes(config, program: str, plan: Plan, compile_fn) -> dict:
 
   whole = math.gcd(*(total[k] for k in knobs))
   # Only sizes below the one that did not fit (0 means the whole batch at once).
-  current = min(config.grpo.get(k, 0) or total[k] for k in knobs)
+  current = min(config.grpo[k] or total[k] for k in knobs)
   sizes = [s for s in candidates(whole, plan.facts["batch_shards"]) if s < current]
   best = largest_fitting(sizes, fits)
   return {k: best for k in knobs}

@@ -21,12 +21,15 @@ the others run each distinct setting once.
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from typing import Any, Mapping, Sequence
 
+import ml_collections
+
 from focal import aggregators
 from focal.advantages import make_estimator, registered_estimators
-from focal.sim.engine import SimSpec
+from focal.sim.engine import GRPO_FIELDS, OPTIMIZER_FIELDS, SimSpec
 from focal.sim.knobs import Knobs, check_knobs
 
 CRITERION_ESTIMATORS = ("gdpo", "dvao", "sa_mrpo", "gd2po")
@@ -34,6 +37,13 @@ SPEC_FIELDS = ("population", "num_prompts", "num_heldout", "max_criteria", "num_
                "num_features", "group_size", "steps", "log_every")
 # Sim fields a grid may vary: they leave the shapes of the logged metrics unchanged.
 STATIC_AXES = ("group_size", "num_prompts", "num_types", "num_features")
+
+
+def spec_block(fields) -> ml_collections.ConfigDict:
+  """A config block of SimSpec's `fields` at their defaults (SimSpec takes the GRPO and
+  optimizer ones from the real loop's GRPOSettings and make_optimizer)."""
+  defaults = {f.name: f.default for f in dataclasses.fields(SimSpec)}
+  return ml_collections.ConfigDict({f: defaults[f] for f in fields})
 
 
 def variant(config, method: str) -> tuple[str, dict[str, Any]]:
@@ -126,9 +136,8 @@ def method_spec(config, method: str, static: Mapping[str, Any] | None = None,
   return SimSpec(**sim, aggregator=aggregator,
                  aggregator_hparams=tuple(sorted(blocks["aggregator"].items())),
                  estimator=estimator, estimator_hparams=tuple(sorted(blocks["estimator"].items())),
-                 mu=config.grpo.mu, eps_low=config.grpo.eps_low, eps_high=config.grpo.eps_high,
-                 kl_beta=config.grpo.kl_beta, grad_clip=config.optimizer.grad_clip,
-                 weight_decay=config.optimizer.weight_decay)
+                 **{f: config.grpo[f] for f in GRPO_FIELDS},
+                 **{f: config.optimizer[f] for f in OPTIMIZER_FIELDS})
 
 
 def knob_values(config) -> dict[str, float]:

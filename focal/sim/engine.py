@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 from typing import Any
 
 import jax
@@ -44,14 +45,22 @@ from focal.sim.knobs import Knobs
 from focal.sim.metrics import expected_metrics
 from focal.sim.population import make_population
 from focal.sim.world import CLASS_NAMES, World, make_world, raw_pass_prob
-from focal.iteration import make_optimizer
+from focal.iteration import GRPOSettings, make_optimizer
+
+
+# The GRPO and optimizer settings a simulated run shares with a real one: the real loop's
+# defaults (focal.iteration), stated there only.
+_GRPO = GRPOSettings()
+_OPTIMIZER = {p.name: p.default for p in inspect.signature(make_optimizer).parameters.values()}
+GRPO_FIELDS = ("mu", "eps_low", "eps_high", "beta")
+OPTIMIZER_FIELDS = ("grad_clip", "weight_decay")
 
 
 @dataclasses.dataclass(frozen=True)
 class SimSpec:
   """Static settings of a simulation (shapes and code paths); one compiled program each."""
-  population: str = "synthetic"    # focal.sim.population name
-  num_prompts: int = 64            # P prompts, all visited every step
+  population: str = "healthbench"  # focal.sim.population name
+  num_prompts: int = 32            # P prompts, all visited every step
   num_heldout: int = 0             # held-out prompts, evaluated only (0: none)
   max_criteria: int = 16           # K criterion slots per prompt
   num_types: int = 32              # M latent response types (> K for make_world)
@@ -63,12 +72,12 @@ class SimSpec:
   aggregator_hparams: tuple = ()   # ((name, value), ...) passed to aggregators.make
   estimator: str = "grpo"          # focal.advantages name
   estimator_hparams: tuple = ()    # ((name, value), ...) passed to make_estimator
-  mu: int = 1                      # AdamW steps per rollout batch (full batch each)
-  eps_low: float = 0.2             # clip below 1
-  eps_high: float = 0.2            # clip above 1
-  kl_beta: float = 0.0             # k3 KL weight to the initial policy
-  grad_clip: float = 0.5           # global-norm clip before AdamW
-  weight_decay: float = 0.0        # AdamW weight decay
+  mu: int = _GRPO.mu               # AdamW steps per rollout batch (full batch each)
+  eps_low: float = _GRPO.eps_low   # clip below 1
+  eps_high: float = _GRPO.eps_high  # clip above 1
+  beta: float = _GRPO.beta         # k3 KL weight to the initial policy
+  grad_clip: float = _OPTIMIZER["grad_clip"]  # global-norm clip before AdamW
+  weight_decay: float = _OPTIMIZER["weight_decay"]  # AdamW weight decay
 
   def __post_init__(self):
     if self.steps < 1 or self.log_every < 1 or self.steps % self.log_every:
@@ -131,7 +140,7 @@ def _policy_update(spec: SimSpec, tx, world: World, knobs: Knobs, params, opt_st
   def loss_fn(p):
     logp = policy.type_logprobs(policy.policy_logits(p, world, knobs), types)
     return grpo.grpo_loss(logp.reshape(n, 1), old_logp, ref_logp, adv.reshape(n), token_mask,
-                          eps_low=spec.eps_low, eps_high=spec.eps_high, beta=spec.kl_beta,
+                          eps_low=spec.eps_low, eps_high=spec.eps_high, beta=spec.beta,
                           max_len=1)
 
   def inner(state, _):

@@ -16,7 +16,6 @@ import re
 from typing import Any, Mapping
 
 TEMPLATES = ("pow3r", "healthbench")
-PITFALL_MODES = ("flip", "signed")
 _ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]*")
 REDACTED = "[redacted]"
 _MIN_SECRET = 4  # shorter values would redact ordinary text
@@ -110,20 +109,16 @@ def check_blocks(config) -> None:
   into an unused block would be written there), and every field of `eval.judge` when it names
   an endpoint. (`grader.judge` in use is checked by its grader kind: `check_block`.)"""
   for name in ("grader", "eval"):
-    judge = _judge_block(config, name)
-    if judge is None:
-      continue
+    judge = config[name].judge
     _check_key_env(judge, name)
-    if name == "eval" and judge.get("base_url"):
+    if name == "eval" and judge.base_url:
       check_block(config, name)
 
 
 def check_block(config, name: str) -> None:
   """Every field of `<name>.judge`, a block in use (its api_key_env first, as `check_blocks`
   checks it); the errors name that block."""
-  judge = _judge_block(config, name)
-  if judge is None:
-    return
+  judge = config[name].judge
   _check_key_env(judge, name)
   try:
     JudgeConfig.from_mapping(judge.to_dict())
@@ -132,14 +127,10 @@ def check_block(config, name: str) -> None:
 
 
 def _check_key_env(judge, name: str) -> None:
-  problem = env_name_problem(judge.get("api_key_env", JudgeConfig.api_key_env))
+  problem = env_name_problem(judge.api_key_env)
   if problem:
     raise ValueError(f"{name}.judge.{problem}")
 
-
-def _judge_block(config, name: str):
-  block = config.get(name)
-  return None if block is None else block.get("judge")
 
 
 def secrets_of(env_names) -> list[str]:

@@ -22,7 +22,7 @@ import numpy as np
 
 from focal.graders.judge import templates
 from focal.graders.judge.cache import digest, verdict_key
-from focal.graders.judge.config import PITFALL_MODES
+from focal.rubric import PITFALL_MODES
 
 _CRITERION_FIELDS = ("text", "weight", "category", "title", "tags", "required")
 

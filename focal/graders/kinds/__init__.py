@@ -55,9 +55,8 @@ names = KINDS.names
 
 
 def kind_of(config) -> str:
-  """`grader.kind`; a run saved before the grader block existed trained the programmatic one."""
-  grader = config.get("grader")
-  return "programmatic" if grader is None else grader.kind
+  """`grader.kind`."""
+  return config.grader.kind
 
 
 def of(config) -> GraderKind:

@@ -28,8 +28,7 @@ def make(section, source, pitfall_mode: str):
 def evaluates_with_eval_judge(config) -> bool:
   """Whether `eval.judge` names an endpoint (the papers evaluate with a stronger judge than they
   train with); otherwise evaluation grades with the training grader."""
-  block = config.eval.get("judge")
-  return block is not None and bool(block.get("base_url"))
+  return bool(config.eval.judge.base_url)
 
 
 def make_eval(config, source, pitfall_mode: str):
