@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import jax
 
 from configs import base
-from focal import components, policy
+from focal import components, policy, state_init
 from focal.graders.stage import InJitGrader
 from focal.models.transformer import init_model
 
@@ -61,9 +61,9 @@ def engine_for(config, model_cfg, grade, *, num_prompts: int, max_criteria: int,
   `eos_id` None forces every response to full length."""
   settings = components.grpo_settings(config, eos_id, pad_id)
   graphdef, params = init_model(model_cfg, jax.random.key(config.seed))
-  graphdef, frozen, params = components.attach_adapters(config, graphdef, params)
+  graphdef, frozen, params = state_init.attach_adapters(config, graphdef, params)
   grader = InJitGrader(types.SimpleNamespace(grade=grade))
   tx, aggregator, engine = components.run_engine(config, graphdef, settings, grader)
-  state = components.initial_state(config, settings, params, tx, aggregator, num_prompts,
+  state = state_init.initial_state(config, settings, params, tx, aggregator, num_prompts,
                                    max_criteria, frozen)
   return Built(settings, graphdef, engine, state, aggregator, tx)

@@ -23,7 +23,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmarks.engine_build import run_config  # noqa: E402
-from focal import components, sharding  # noqa: E402
+from focal import components, sharding, state_init  # noqa: E402
 from focal.models.scales import SCALES, param_count  # noqa: E402
 from focal.models.transformer import abstract_model  # noqa: E402
 
@@ -34,14 +34,14 @@ MIB = 2 ** 20
 
 def abstract_state(config):
   """A TrainState of ShapeDtypeStructs for the model `config` as a run of configs/base.py with
-  the KL term on (beta > 0: the state holds the reference) builds it (`components.initial_state`
+  the KL term on (beta > 0: the state holds the reference) builds it (`state_init.initial_state`
   with the run's optimizer and aggregator)."""
   _, params = abstract_model(config)
   run = run_config(grpo__beta=0.04)
   settings = components.grpo_settings(run, eos_id=None, pad_id=0)
   tx, agg = components.optimizer(run), components.make_aggregator(run)
   return jax.eval_shape(
-      lambda p: components.initial_state(run, settings, p, tx, agg, num_prompts=1,
+      lambda p: state_init.initial_state(run, settings, p, tx, agg, num_prompts=1,
                                          max_criteria=1), params)
 
 

@@ -34,10 +34,8 @@ from focal.data import sources as data_sources
 from focal.graders import kinds as grader_kinds
 from focal.graders.judge.config import check_blocks as check_judge_blocks
 from focal.graders.kinds import judge as judge_kind
-from focal.graders.kinds.judge import evaluates_with_eval_judge  # noqa: F401 (a public name)
 from focal.iteration import GRPOSettings, make_engine, make_optimizer
-from focal.state_init import (attach_adapters, batch_shards, initial_state,  # noqa: F401
-                              reference_fields)
+from focal.state_init import attach_adapters, batch_shards, initial_state
 
 # GRPOSettings fields that come from the tokenizer, not from the config.
 _TOKEN_FIELDS = ("eos_id", "pad_id")
@@ -149,9 +147,6 @@ def data_fields(config):
   return config.data
 
 
-grader_kind = grader_kinds.kind_of
-
-
 def data_source(config, tokens: policy.Tokens, width: int | None = None):
   """The loop's data source `config.data.source` names (focal.data.sources)."""
   return data_sources.get(data_fields(config).source).make(config, tokens, width)
@@ -176,7 +171,7 @@ def eval_grader(config, source, train_grader=None):
 def check_policy_and_data(config) -> None:
   """The model, data and grader fields: all that evaluating a saved run builds from."""
   policy.check_model(config)
-  d, kind = data_fields(config), grader_kind(config)
+  d, kind = data_fields(config), grader_kinds.kind_of(config)
   source, grader = data_sources.get(d.source), grader_kinds.get(kind)
   source.check(config, policy.model_fields(config)["checkpoint"])
   if grader.in_jit and not source.in_jit_grader:

@@ -21,7 +21,7 @@ from typing import Any
 import jax
 import ml_collections
 
-from focal import components, policy
+from focal import components, policy, state_init
 from focal.iteration import GRPOSettings
 from focal.models import lora
 from focal.rundir import RunDir
@@ -55,7 +55,7 @@ def build(config, grader: bool = True) -> EvalSetup:
     # from its cache) policy, built as training built it; still no optimizer and no judge.
     graphdef, full, _ = policy.init_policy(config, source, settings.max_new_tokens,
                                            progress=False)
-    graphdef, base, adapters = components.attach_adapters(config, graphdef, full)
+    graphdef, base, adapters = state_init.attach_adapters(config, graphdef, full)
     params = jax.eval_shape(lambda: adapters)
   else:
     graphdef, params = policy.abstract_policy(config, source, settings.max_new_tokens)

@@ -12,7 +12,7 @@ import os
 import jax
 import numpy as np
 
-from focal import components, policy
+from focal import components, policy, state_init
 from focal.batch import PromptBatch
 from focal.models import scales
 from focal.models.hf_import import CONFIG_FILE, read_config
@@ -76,9 +76,9 @@ def abstract_setup(config, num_prompts: int, max_criteria: int) -> components.Se
     grader, eos = components.make_grader(config, source), scales.EOS_ID
   settings = components.grpo_settings(config, eos, pad_id=0)
   graphdef, params = abstract_model(model_cfg)
-  graphdef, base, params = components.attach_adapters(config, graphdef, params)
+  graphdef, base, params = state_init.attach_adapters(config, graphdef, params)
   tx, aggregator, engine = components.run_engine(config, graphdef, settings, grader)
-  state = jax.eval_shape(lambda p, b: components.initial_state(
+  state = jax.eval_shape(lambda p, b: state_init.initial_state(
       config, settings, p, tx, aggregator, source.num_prompts, source.max_criteria, b),
       params, base)
   return components.Setup(config, source, graphdef, engine, state, settings,
