@@ -13,7 +13,9 @@ if ROOT not in sys.path:
 # One persistent XLA compilation cache for this test session, fresh each session: tests build
 # the same tiny programs again and again (every loop.run makes new jitted functions, every CLI
 # test is a new process), and a cache hit is the same executable, so results do not change.
-# Subprocesses inherit it through the environment. It goes when the session ends.
+# Subprocesses inherit it through the environment, and so do pytest-xdist's workers: this runs
+# in the controller before it starts them, so they share its cache (one compile serves both).
+# It goes when the session ends.
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
   _CACHE = tempfile.mkdtemp(prefix="focal-tests-xla-")
   atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
@@ -26,6 +28,21 @@ jax.config.update("jax_persistent_cache_min_compile_time_secs",
                   float(os.environ.get("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")))
 
 DATA = os.path.join(ROOT, "tests", "data")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(config, items):
+  """Under `-n N --dist loadgroup` (pytest.ini), the tests that share a module-scoped fixture
+  (a trained run, a compiled engine) form one group on one worker, so it is built once; the
+  other tests are spread one by one."""
+  for item in items:
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+      continue
+    shared = any(defs[-1].scope in ("module", "class") for name, defs in
+                 info.name2fixturedefs.items() if name in item.fixturenames and defs)
+    if shared:
+      item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
 
 
 @pytest.fixture
