@@ -21,6 +21,13 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
   atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
   os.environ["JAX_COMPILATION_CACHE_DIR"] = _CACHE
   os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0.2"
+# Tests compile hundreds of tiny programs and run each for a few steps: LLVM's optimization
+# passes are most of the compile time (about half of it at level 0) and buy nothing here. The
+# programs' HLO, and so what they compute, is the same; only the machine code is less tuned.
+# Subprocesses inherit it (a test that sets its own XLA_FLAGS, for simulated devices, does not).
+if "--xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                             " --xla_backend_optimization_level=0").strip()
 import jax  # noqa: E402  (after the environment: a plugin may have imported it already)
 
 jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
