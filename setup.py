@@ -42,7 +42,7 @@ setup(
     # Experiment tracking (config.log.wandb).
     "wandb": ["wandb>=0.31"],
     # Everything the test suite imports, so that no test is skipped for a missing package.
-    "test": ["pytest>=8", "hypothesis>=6", "nbclient>=0.10", "nbformat>=5.10",
+    "test": ["pytest>=8", "pytest-xdist>=3.6", "hypothesis>=6", "nbclient>=0.10", "nbformat>=5.10",
              "ipykernel>=6.29", "wandb>=0.31"] + HF,
     # Mutation testing of the formula modules (tools/mutation.py; not part of the default suite).
     "mutation": ["cosmic-ray>=8.7"],

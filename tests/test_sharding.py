@@ -28,8 +28,9 @@ MESHES = ("1,1,1", "8,1,1", "2,4,1", "2,2,2")
 
 
 def run_runner(args, devices=8, timeout=600, wait=True):
-  env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
-             JAX_PLATFORMS="cpu")
+  # The session's own XLA_FLAGS (tests/conftest.py's optimization level) go along.
+  flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}"
+  env = dict(os.environ, XLA_FLAGS=flags.strip(), JAX_PLATFORMS="cpu")
   proc = subprocess.Popen([sys.executable, RUNNER, *args], env=env, cwd=ROOT,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
   return finish(proc, timeout) if wait else proc
