@@ -64,6 +64,20 @@ AGGREGATORS = aggregators.registered()
 ESTIMATORS = advantages.registered_estimators()
 
 
+@functools.lru_cache(maxsize=None)
+def _jitted_aggregator(name):
+  """The registered aggregator with its update jitted once per session: the tests below share
+  its compilations (shape [B, G, K] and the padded [B, G, K + PAD])."""
+  agg = aggregators.make(name)
+  return aggregators.Aggregator(agg.init, jax.jit(agg.update))
+
+
+@functools.lru_cache(maxsize=None)
+def _jitted_estimator(name):
+  est = advantages.make_estimator(name)
+  return jax.jit(lambda *a: _call_estimator(est, *a))
+
+
 def _two_visits(agg, rubric, verdicts):
   """Rewards of two successive visits (adaptive state must carry over) and the final state."""
   state = agg.init(NUM_PROMPTS, rubric.max_criteria)
@@ -81,23 +95,25 @@ def test_aggregator_jit_equals_eager_and_vmap_equals_loop(name):
   rubric = _rubric(rng)
   verdicts = [_verdicts(rng), _verdicts(rng)]
   eager = _two_visits(agg, rubric, verdicts)
-  jitted = _two_visits(aggregators.Aggregator(agg.init, jax.jit(agg.update)), rubric, verdicts)
-  _close(eager, jitted)
-  # Three seeds' batches stacked on a leading axis, one vmapped update, against a loop.
+  jitted_agg = _jitted_aggregator(name)
+  _close(eager, _two_visits(jitted_agg, rubric, verdicts))
+  # Three seeds' batches stacked on a leading axis, one vmapped update, against a loop. Both
+  # sides jitted (the loop reuses the update just checked against eager): op-by-op dispatch
+  # of the vmapped and looped updates was most of this test's time and checks nothing more.
   batches = [(_verdicts(rng), _rubric(rng)) for _ in range(3)]
   state = agg.init(NUM_PROMPTS, K)
   stack = lambda *xs: jax.tree.map(lambda *x: jnp.stack(x), *xs)
-  vm = jax.vmap(lambda s, v, r, st: _call_aggregator(agg, s, v, r, st))(
+  vm = jax.jit(jax.vmap(lambda s, v, r, st: _call_aggregator(agg, s, v, r, st)))(
       *stack(*[(s, v, r, state) for (s, v), r in batches]))
   for i, ((s, v), r) in enumerate(batches):
-    _close(jax.tree.map(lambda x: x[i], vm), _call_aggregator(agg, s, v, r, state))
+    _close(jax.tree.map(lambda x: x[i], vm), _call_aggregator(jitted_agg, s, v, r, state))
 
 
 @pytest.mark.parametrize("name", AGGREGATORS)
 def test_aggregator_ignores_padded_criterion_slots(name):
   """Slots with mask=False change nothing, whatever their verdicts say."""
   rng = np.random.default_rng(1)
-  agg = aggregators.make(name)
+  agg = _jitted_aggregator(name)  # jit == eager is checked above; this is about padding
   rubric = _rubric(np.random.default_rng(2))
   padded = _rubric(np.random.default_rng(2), pad=PAD)
   verdicts = [_verdicts(rng), _verdicts(rng)]
@@ -122,15 +138,18 @@ def test_estimator_jit_equals_eager_vmap_equals_loop_and_ignores_padding(name):
   scores, valid = _verdicts(rng)
   rewards = _rewards(rng)
   eager = _call_estimator(est, scores, valid, rubric, rewards)
-  _close(eager, jax.jit(lambda *a: _call_estimator(est, *a))(scores, valid, rubric, rewards))
+  jitted = _jitted_estimator(name)
+  _close(eager, jitted(scores, valid, rubric, rewards))
+  # vmap == loop and padding, both jitted (the loop reuses the function just checked against
+  # eager): op-by-op dispatch there checked nothing more and was most of the time.
   batches = [(*_verdicts(rng), _rubric(rng), _rewards(rng)) for _ in range(3)]
   stack = lambda *xs: jax.tree.map(lambda *x: jnp.stack(x), *xs)
-  vm = jax.vmap(lambda *a: _call_estimator(est, *a))(*stack(*batches))
+  vm = jax.jit(jax.vmap(lambda *a: _call_estimator(est, *a)))(*stack(*batches))
   for i, args in enumerate(batches):
-    _close(vm[i], _call_estimator(est, *args))
+    _close(vm[i], jitted(*args))
   padded = _rubric(np.random.default_rng(4), pad=PAD)
   pad = lambda a, value: jnp.concatenate([a, jnp.full((B, G, PAD), value, a.dtype)], -1)
-  _close(eager, _call_estimator(est, pad(scores, 1.0), pad(valid, True), padded, rewards))
+  _close(eager, jitted(pad(scores, 1.0), pad(valid, True), padded, rewards))
 
 
 def _registry_cases():
@@ -227,7 +246,7 @@ def test_unknown_names_fail_listing_the_registered_ones():
 POISONS = st.sampled_from([np.nan, np.inf, -np.inf, 1e30, -7.0])
 
 
-@functools.lru_cache(maxsize=None)  # one compilation per aggregator
+@functools.lru_cache(maxsize=None)
 def _component(kind: str, name: str):
   """`f(scores, valid, rubric, rewards)` -> the component's whole output.
 
@@ -235,9 +254,8 @@ def _component(kind: str, name: str):
   cheap, and under jit XLA happens to rewrite `x * float(mask)` into a select, which hides a
   0 x NaN that eager execution (or another backend) would produce."""
   if kind == "aggregator":
-    agg = aggregators.make(name)
-    update = jax.jit(agg.update)
-    return lambda s, v, r, _: update(s, v, r, agg.init(NUM_PROMPTS, K + PAD))
+    agg = _jitted_aggregator(name)
+    return lambda s, v, r, _: agg.update(s, v, r, agg.init(NUM_PROMPTS, K + PAD))
   estimate = advantages.make_estimator(name)
   return lambda s, v, r, rewards: estimate(rewards, s, v, r)
 

@@ -188,7 +188,7 @@ def test_a_verdict_exactly_on_the_threshold_is_met_everywhere():
   rubric = RubricBatch.from_lists([[{"weight": 2, "required": True}, {"weight": -1}]])
   scores = jnp.float32([[[0.5, 0.0], [0.5, 0.5]]])
   valid = jnp.ones((1, 2, 2), bool)
-  m = metrics_lib.compute_metrics(scores, valid, rubric, C)
+  m = metrics(scores, valid, rubric)  # jitted, shared (jit == eager: test_jit_equals_eager)
   assert float(m["strict_completion"]) == 1.0  # only the required criterion is a target
   np.testing.assert_allclose(m["criterion_pass_rate"][0], [1.0, 0.5])
   h = healthbench(np.asarray(scores), np.asarray(valid), rubric)
