@@ -96,13 +96,24 @@ def assert_same_rows(a, b):
         assert ra[key] == pytest.approx(rb[key], rel=1e-5, abs=1e-6), (ra["step"], key)
 
 
-def test_judged_path_equals_the_in_jit_grader(tmp_path, server):
-  judge = server()
+@pytest.fixture(scope="module")
+def judged(tmp_path_factory, rule_judge):
+  """tiny() graded by a healthy rule judge over HTTP (a fresh verdict cache): the run the
+  in-jit grader's run and an interrupted-then-resumed judged run must both reproduce. The judge
+  stays up for the module: rebuilding the run to read its parameters asks it first."""
+  tmp = tmp_path_factory.mktemp("judged")
+  judge = ChatServer(FlakyJudge(rule_judge)).start()
+  try:
+    loop.run(tiny(base_url=judge.url, cache_path=str(tmp / "verdicts.sqlite")), str(tmp / "run"),
+             progress=False)
+    yield str(tmp / "run")
+  finally:
+    judge.close()
+
+
+def test_judged_path_equals_the_in_jit_grader(tmp_path, judged):
   programmatic = str(tmp_path / "programmatic")
-  judged = str(tmp_path / "judged")
   loop.run(tiny(), programmatic, progress=False)
-  loop.run(tiny(base_url=judge.url, cache_path=str(tmp_path / "verdicts.sqlite")), judged,
-           progress=False)
   a, b = RunDir(programmatic).rows(), RunDir(judged).rows()
   assert [r["step"] for r in a] == [r["step"] for r in b] == [0, 1, 2, 3]
   assert_same_rows(a, b)  # verdicts (pass rates), rewards, losses, evaluations
@@ -118,13 +129,11 @@ def test_a_dead_endpoint_stops_the_run_before_training(tmp_path):
   assert not os.path.exists(tmp_path / "run" / "checkpoints")
 
 
-def test_a_judge_dying_mid_run_stops_after_saving_and_the_rerun_resumes(tmp_path, server):
+def test_a_judge_dying_mid_run_stops_after_saving_and_the_rerun_resumes(tmp_path, server,
+                                                                       judged):
   cache = str(tmp_path / "verdicts.sqlite")
   workdir = str(tmp_path / "run")
-  healthy = server()
-  uninterrupted = str(tmp_path / "uninterrupted")
-  loop.run(tiny(base_url=healthy.url, cache_path=str(tmp_path / "other.sqlite")), uninterrupted,
-           progress=False)
+  uninterrupted = judged  # the same config, never stopped, its own verdict cache
   # The preflight and the step-0 evaluation take about 85 answers, a step at most 112.
   dying = server(fail_after=250)
   with pytest.raises(TooManyInvalid, match=r"step \d+: .* invalid .*grader.judge.max_invalid_frac"

@@ -23,7 +23,10 @@ def _learn(mode: str, learning_rate: float = 1e-3):
   """A jitted learn_step of a one-layer policy under POW3R (its state is a per-prompt table)."""
   graphdef, params = init_model(CFG, jax.random.key(0))
   # optax directly: make_optimizer (and so a config) refuses a NaN learning rate up front.
-  tx = optax.chain(optax.clip_by_global_norm(0.5), optax.adamw(learning_rate))
+  # The rate lives in the optimizer state, not in the program: every rate compiles to the
+  # same step, so the NaN-rate engines reuse the finite ones' executables (the XLA cache).
+  tx = optax.chain(optax.clip_by_global_norm(0.5),
+                   optax.inject_hyperparams(optax.adamw)(learning_rate=learning_rate))
   agg = aggregators.make("pow3r")
   settings = GRPOSettings(group_size=G, max_new_tokens=L, eos_id=EOS, pad_id=PAD, nonfinite=mode)
   state = init_train_state(params, tx, agg, num_prompts=8, max_criteria=3, rng=jax.random.key(1))

@@ -108,9 +108,8 @@ def test_a_lock_left_by_a_dead_process_is_taken_over(tmp_path):
   run_dir.release_lock()
 
 
-def test_a_failed_restore_leaves_the_saved_config_alone(tmp_path):
-  workdir = str(tmp_path / "run")
-  loop.run(tiny(), workdir, progress=False)
+def test_a_failed_restore_leaves_the_saved_config_alone(tmp_path, trained):
+  workdir = _copy(trained, tmp_path)  # a finished 2-step run (training one took a run's time)
   config_before = open(os.path.join(workdir, "config.json")).read()
   for step in RunDir(workdir).checkpoint_steps():  # every checkpoint damaged: nothing to restore
     for root, _, files in os.walk(os.path.join(workdir, "checkpoints", str(step))):
