@@ -48,9 +48,17 @@ def setup(aggregator="category_balanced", settings=SETTINGS, seed=0):
   graphdef, params = init_model(CFG, jax.random.key(seed))
   tx = make_optimizer(1e-3)
   agg = aggregators.make(aggregator)
-  state = init_train_state(params, tx, agg, num_prompts=8, max_criteria=3, rng=jax.random.key(1))
+  state = committed(init_train_state(params, tx, agg, num_prompts=8, max_criteria=3,
+                                     rng=jax.random.key(1)))
   engine = make_engine(graphdef, tx, agg, settings, grader=grade)
   return state, engine
+
+
+def committed(tree):
+  """The tree placed on the device, as a jitted step's outputs are: jit keys its cache on
+  whether an input is committed, so a fresh (uncommitted) state would compile the step once
+  for the first call and again for the state it returns."""
+  return jax.device_put(tree, jax.devices()[0])
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +172,8 @@ def test_default_single_pass_trains():
   graphdef, params = init_model(CFG, jax.random.key(0))
   tx = make_optimizer(3e-2)
   agg = aggregators.make("category_balanced")
-  state = init_train_state(params, tx, agg, num_prompts=8, max_criteria=3, rng=jax.random.key(1))
+  state = committed(init_train_state(params, tx, agg, num_prompts=8, max_criteria=3,
+                                     rng=jax.random.key(1)))
   step = jax.jit(make_engine(graphdef, tx, agg, settings, grader=low_bytes).train_step)
   batch = make_batch()
   first, m = step(state, batch)

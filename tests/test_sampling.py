@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from focal.models import (ModelConfig, forward, get_scale, init_model, positions_from_mask,
+from focal.models import (ModelConfig, forward, init_model, positions_from_mask,
                           token_logprobs)
 from focal import sampling
 from focal.decode_plan import decode_buckets
@@ -294,10 +294,9 @@ def test_group_size_samples_like_repeated_prompts(model):
     sample(graphdef, state, tokens, mask, jax.random.key(0), group_size=0, **kw)
 
 
-def test_any_of_several_stop_ids_ends_a_row():
+def test_any_of_several_stop_ids_ends_a_row(model):
   """A chat model ends a turn on one of several ids (Qwen: <|im_end|> and <|endoftext|>)."""
-  cfg = get_scale("tiny")
-  graphdef, params = init_model(cfg, jax.random.key(0))
+  graphdef, params = model
   tokens, mask = left_pad([[1, 2, 3]] * 64, pad_id=0)
   free = sample(graphdef, params, tokens, mask, jax.random.key(1), max_new_tokens=12,
                 eos_id=None, pad_id=0)

@@ -68,10 +68,11 @@ def test_shrunk_phase_diagram(tmp_path):
 def test_hyper_parameter_axes_are_lanes_or_programs_and_equal_their_config_runs():
   """A traced hyper-parameter (Focal's gamma) runs as lanes of one program, one Focal
   branches on (ema: its state's structure) as one program per value; both equal runs
-  with the value set in the config, and the baseline runs each knob setting once."""
+  with the value set in the config, and the baseline runs each knob setting once.
+  (8 lanes a call, as in test_shrunk_phase_diagram: the baseline's program is the same one,
+  compiled once for both.)"""
   config = _config()
   config.num_seeds = 3
-  config.lanes_per_call = 4
   cells = {"aggregator.focal.gamma": (0.5, 2.0), "aggregator.focal.ema": (0.0, 0.5)}
   result = grid.run_grid(config, cells, progress=False)
   plans = {spec.aggregator_hparams: keys for spec, keys, _ in grid._programs(config, "focal",
@@ -82,7 +83,7 @@ def test_hyper_parameter_axes_are_lanes_or_programs_and_equal_their_config_runs(
   for c in (1, 2):   # one cell of each program: (gamma, ema) = (0.5, 0.5), (2.0, 0.0)
     cell = result.cells[c]
     alone = _config()
-    alone.num_seeds, alone.lanes_per_call = 3, 4
+    alone.num_seeds = 3
     alone.aggregator.focal.gamma = cell["aggregator.focal.gamma"]
     alone.aggregator.focal.ema = cell["aggregator.focal.ema"]
     single = grid.run_grid(alone, None, progress=False)
