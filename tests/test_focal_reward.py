@@ -11,7 +11,7 @@ from adaptive_reference import focal_reference, project_reference, random_batch
 from focal.advantages import make_estimator
 from focal.aggregators import make
 from focal.aggregators.focal_reward import (FocalState, focal_hparams, project_capped_simplex,
-                                            stateful)
+                                            saturation, stateful)
 from focal.rubric import RubricBatch
 
 B, G, K, P = 4, 6, 7, 10
@@ -535,3 +535,15 @@ def test_advantage_placement_fed_to_dr_grpo_is_the_branch_sum():
   adv, _ = jax.jit(make_estimator("dr_grpo"))(r, *args[:3])
   np.testing.assert_allclose(adv, r, atol=1e-5)
 
+
+
+def test_saturation_at_a_tiny_temperature_is_the_top_rollouts_verdicts():
+  """T -> 0 puts the softmax on the rollout with the highest static score: d = [.5, 1, 0] gives
+  rollout 1's verdicts [1, 1]. Each criterion subtracts its max before exp: at T = 1e-3 the
+  logits reach 1000, and exp of anything not shifted down overflows (a mutant adding the max
+  survived the sample)."""
+  s = jnp.asarray([[[1.0, 0.0], [1.0, 1.0], [0.0, 0.0]]])
+  present = jnp.ones((1, 3, 2), bool)
+  sat, evidence = saturation(s, present, jnp.asarray([[0.5, 0.5]]), 1e-3)
+  np.testing.assert_array_equal(np.asarray(sat), [[1.0, 1.0]])
+  assert bool(evidence.all())
