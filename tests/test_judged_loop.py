@@ -111,6 +111,7 @@ def judged(tmp_path_factory, rule_judge):
     judge.close()
 
 
+@pytest.mark.default_codegen  # the parameters are compared bit for bit across two programs
 def test_judged_path_equals_the_in_jit_grader(tmp_path, judged):
   programmatic = str(tmp_path / "programmatic")
   loop.run(tiny(), programmatic, progress=False)

@@ -123,6 +123,7 @@ def test_a_nan_learning_rate_never_yields_finite_looking_parameters(mode):
     _equal(new.params, state.params)
 
 
+@pytest.mark.default_codegen  # stop's and skip_update's programs, compared bit for bit
 def test_finite_steps_are_unchanged_by_the_mode():
   """skip_update is the identity on a finite step: same parameters as stop, bit for bit."""
   (s_stop, stop), (s_skip, skip) = _learn("stop"), _learn("skip_update")

@@ -11,6 +11,7 @@ from focal import components, loop
 from focal.checkpoint import CheckpointError
 from focal.rundir import (ConfigMismatch, MetricsLost, RunDir, RunDirError, RunLocked,
                           trajectory_diff)
+from conftest import xla_flags
 from test_loop import tiny_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -159,7 +160,7 @@ def test_a_mesh_that_does_not_divide_the_batch_fails_before_the_warm_start():
   code = ("from configs import base; from focal import components\n"
           "c = base.get_config(); c.mesh.shape = (1, 8, 1)\n"
           "components.validate(c)\n")
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
+  env = dict(os.environ, XLA_FLAGS=xla_flags(devices=8))
   out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True,
                        text=True, timeout=300)
   assert out.returncode != 0
