@@ -72,6 +72,7 @@ _LISTED = {
                                     ("healthbench_score", "_clipped_mean", "_category_onehot")),
     "focal/nonfinite.py": (["tests/test_nonfinite.py"], None),
     "focal/sampling.py": (["tests/test_sampling.py"], None),
+    "focal/decode_plan.py": (["tests/test_sampling.py"], None),  # sampling's CPU decode plan
 }
 # A module added to these packages is mutated too, with its own test file if it has one.
 PACKAGES = {"focal/aggregators": "tests/test_components.py",
