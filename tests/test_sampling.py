@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from focal.models import (ModelConfig, forward, init_model, positions_from_mask,
                           token_logprobs)
-from focal import sampling
+from focal import decode_plan, sampling
 from focal.decode_plan import decode_buckets
 from focal.sampling import (inverse_cdf_sample, left_pad, sample,
                             sampling_logits, top_k_filter, top_p_filter)
@@ -200,6 +200,27 @@ def test_sample_argument_errors(model):
   with pytest.raises(ValueError, match="exceeds the model context of 32"):
     sample(graphdef, state, tokens, mask, jax.random.key(0), max_new_tokens=30, eos_id=EOS,
            pad_id=PAD)
+  kw = dict(eos_id=EOS, pad_id=PAD)
+  with pytest.raises(ValueError, match="max_new_tokens must be >= 1"):
+    sample(graphdef, state, tokens, mask, jax.random.key(0), max_new_tokens=0, **kw)
+  for top_p in (0.0, -0.5, 1.5):
+    with pytest.raises(ValueError, match=r"top_p must be in \(0, 1\]"):
+      sample(graphdef, state, tokens, mask, jax.random.key(0), max_new_tokens=2, top_p=top_p, **kw)
+  with pytest.raises(ValueError, match="top_k must be >= 0"):
+    sample(graphdef, state, tokens, mask, jax.random.key(0), max_new_tokens=2, top_k=-1, **kw)
+
+
+def test_a_one_token_decode_is_the_first_token_of_a_longer_one(model):
+  """max_new_tokens=1 is a prefill and one draw: the first column of the same draw made longer."""
+  graphdef, state = model
+  tokens, mask = left_pad(PROMPTS, pad_id=PAD)
+  uniforms = decode_plan.draw_uniforms(jax.random.key(3), 4, len(PROMPTS))
+  kw = dict(eos_id=EOS, pad_id=PAD)
+  one = sample(graphdef, state, tokens, mask, None, max_new_tokens=1, uniforms=uniforms[:1], **kw)
+  four = sample(graphdef, state, tokens, mask, None, max_new_tokens=4, uniforms=uniforms, **kw)
+  assert one.tokens.shape == (len(PROMPTS), 1)
+  np.testing.assert_array_equal(one.tokens[:, 0], four.tokens[:, 0])
+  np.testing.assert_allclose(one.logprobs[:, 0], four.logprobs[:, 0], atol=1e-5)
 
 
 def test_bfloat16_sampling_tracks_recomputation(model):

@@ -72,7 +72,7 @@ _LISTED = {
                                     ("healthbench_score", "_clipped_mean", "_category_onehot")),
     "focal/nonfinite.py": (["tests/test_nonfinite.py"], None),
     "focal/sampling.py": (["tests/test_sampling.py"], None),
-    "focal/decode_plan.py": (["tests/test_sampling.py"], None),  # sampling's CPU decode plan
+    "focal/decode_plan.py": (["tests/test_decode_plan.py", "tests/test_sampling.py"], None),
 }
 # A module added to these packages is mutated too, with its own test file if it has one.
 PACKAGES = {"focal/aggregators": "tests/test_components.py",
@@ -128,6 +128,11 @@ EQUIVALENT: dict[tuple[str, str], str] = {
      "position / + prompt_len = jnp.repeat(prompt_mask.sum(1).astype(jnp.int32), group_size)  "
      "# first new position"):
     "prompt_mask is [B, P]: axis 1 is axis -1",
+    ("focal/sampling.py",
+     "- prompt_width: int, *, per_layer: bool, share_prefix: bool): / "
+     "+ prompt_width: int, /, per_layer: bool, share_prefix: bool):"):
+    "_generated_cache's one caller passes per_layer and share_prefix by name: keyword-only or "
+    "not, the same call binds the same values",
 }
 
 
