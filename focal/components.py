@@ -181,6 +181,12 @@ def check_policy_and_data(config) -> None:
   pitfall_mode(config)
   grader.check(config)
   check_judge_blocks(config)
+  if config.eval.judge.base_url and grader.make_eval is grader_kinds.like_training:
+    readers = [n for n in grader_kinds.names()
+               if grader_kinds.get(n).make_eval is not grader_kinds.like_training]
+    raise ValueError(f"eval.judge.base_url is set, but grader.kind={kind} evaluates with its own "
+                     f"grader and never reads eval.judge (grader.kind={' or '.join(readers)} "
+                     "does): clear eval.judge.base_url, or train with that kind")
 
 
 def validate(config) -> None:

@@ -222,6 +222,18 @@ def test_a_block_or_field_missing_from_a_saved_config_is_refused_naming_the_migr
     components.make_aggregator(old)
 
 
+def test_an_evaluation_judge_that_the_grader_kind_never_reads_is_refused():
+  """eval.judge was validated and then ignored under grader.kind=programmatic: held-out scores
+  came from the training grader while the config named a judge."""
+  c = base.get_config()
+  assert c.grader.kind == "programmatic"
+  components.validate(c)
+  c.eval.judge.base_url, c.eval.judge.model = "http://127.0.0.1:1/v1", "judge"
+  with pytest.raises(ValueError, match=r"eval\.judge\.base_url is set, but "
+                                       r"grader\.kind=programmatic .*grader\.kind=judge does"):
+    components.validate(c)
+
+
 def test_grpo_and_optimizer_defaults_live_in_one_place():
   """The config's grpo and optimizer blocks are GRPOSettings' and make_optimizer's own
   defaults: configs/base.py restates none of them."""

@@ -25,7 +25,8 @@ def _accept(config) -> None:
   del config
 
 
-def _like_training(config, source, pitfall_mode: str):
+def like_training(config, source, pitfall_mode: str):
+  """The default `make_eval`: evaluation grades like training, and no `eval.<block>` is read."""
   del config, source, pitfall_mode
 
 
@@ -42,7 +43,7 @@ class GraderKind:
   #                               `grader.<kind>` (None: it has none)
   check: Callable[[Any], None] = _accept  # (config) -> None; refuses, naming the field, a
   #                               config this kind cannot run, before anything is built
-  make_eval: Callable[..., Any] = _like_training  # (config, source, pitfall_mode) -> the grader
+  make_eval: Callable[..., Any] = like_training  # (config, source, pitfall_mode) -> the grader
   #                               evaluation uses, or None: one like the training grader
   invalid_limit: str = ""       # the field of config.grader (dotted) holding the share of
   #                               invalid verdicts above which a training step stops ("": none)
