@@ -8,9 +8,11 @@ checked by leaving it out and rebuilding every config variant that can see it.
 from __future__ import annotations
 
 import ast
+import functools
 import glob
 import importlib
 import importlib.util
+import inspect
 import io
 import json
 import os
@@ -20,7 +22,6 @@ import types
 import warnings
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-VARIANTS = (None, "tiny", "smoke", "full", "lora")
 # Reads a run's saved config; it sets nothing.
 NOT_PRESETS = ("configs.saved",)
 
@@ -40,6 +41,32 @@ def _as_json(value):
   return json.loads(json.dumps(value, default=str, sort_keys=True))
 
 
+@functools.lru_cache(maxsize=None)
+def variant_names() -> list:
+  """None and every string a config file compares `arg` with (`arg == "smoke"`, `arg in ("a",
+  "b")`), read from the sources, so a new variant is checked without being listed here. Every
+  file is tried with all of them: a file may hand `arg` on to the preset it starts from."""
+  names = set()
+  for module in config_modules():
+    names.update(variant_names_of_source(inspect.getsource(module))[1:])
+  return [None, *sorted(names)]
+
+
+def variant_names_of_source(source: str) -> list:
+  names = set()
+  for node in ast.walk(ast.parse(source)):
+    if not isinstance(node, ast.Compare):
+      continue
+    sides = [node.left, *node.comparators]
+    if not any(isinstance(s, ast.Name) and s.id == "arg" for s in sides):
+      continue
+    for side in sides:
+      consts = side.elts if isinstance(side, (ast.Tuple, ast.List, ast.Set)) else [side]
+      names.update(c.value for c in consts
+                   if isinstance(c, ast.Constant) and isinstance(c.value, str))
+  return [None, *sorted(names)]
+
+
 def variants(module) -> dict:
   """{"module.get_x:variant": output as JSON} of each `get_*` function the module defines
   (get_config, get_sweep, get_grid, ...), for every variant it accepts."""
@@ -48,7 +75,7 @@ def variants(module) -> dict:
     if not (name.startswith("get_") and callable(fn)
             and getattr(fn, "__module__", None) == module.__name__):
       continue
-    for arg in VARIANTS:
+    for arg in variant_names():
       try:
         with warnings.catch_warnings():
           warnings.simplefilter("ignore")
@@ -155,3 +182,10 @@ def test_a_planted_restatement_is_caught(tmp_path):
   # without a word; the paper's clip says whose it is.
   assert [f.split(": ", 1)[1] for f in found] == ["c.grpo.max_new_tokens = 40",
                                                   "c.data.prompts_per_step = 12"]
+
+
+def test_variants_are_read_from_each_configs_source():
+  """The shipped presets' variants, found without a list: a new variant is checked too."""
+  assert variant_names() == [None, "full", "lora", "smoke", "tiny"]
+  source = 'def get_config(arg=None):\n  if arg in ("wide", "deep") or arg == "x":\n    pass\n'
+  assert variant_names_of_source(source) == [None, "deep", "wide", "x"]
