@@ -49,6 +49,7 @@ def xla_flags(devices: int | None = None, codegen: dict = FAST_CODEGEN) -> str:
   return " ".join(flags)
 
 
+GIVEN_XLA_FLAGS = os.environ.get("XLA_FLAGS", "")  # the caller's, before the session's own
 if os.environ.get(CHILD) != "1":
   os.environ["XLA_FLAGS"] = xla_flags()
 import jax  # noqa: E402  (after the environment: a plugin may have imported it already)
