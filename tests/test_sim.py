@@ -66,6 +66,7 @@ def test_expected_reward_matches_closed_form():
 # A run is a pure function of its seed.
 # ----------------------------------------------------------------------------
 
+@pytest.mark.default_codegen  # the vmapped and the single-run programs, compared bit for bit
 def test_vmapped_seeds_equal_a_loop_of_single_runs():
   # POW3R: its per-prompt factors are state carried through the scan.
   spec = components.method_spec(SMOKE, "pow3r")
@@ -98,6 +99,7 @@ def _heldout_spec(method="pow3r", num_heldout=4):
   return dataclasses.replace(components.method_spec(SMOKE, method), num_heldout=num_heldout)
 
 
+@pytest.mark.default_codegen  # two programs (with and without held-out prompts), bit for bit
 def test_training_run_is_the_same_with_or_without_heldout_prompts():
   knobs = stack_knobs([_knobs(policy_sharing=0.5)] * 4, 8)
   plain = jax.device_get(run_lanes(components.method_spec(SMOKE, "pow3r"), SEEDS, knobs))
