@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import time
 
 import jax
 import ml_collections
@@ -30,6 +28,7 @@ import ml_collections
 from focal import provenance as prov, resume, tracking
 from focal.checkpoint import Checkpointer
 from focal.provenance import config_record
+from focal.run_lock import RunDirError, RunLock, RunLocked  # noqa: F401
 from focal.resume import (RESUMABLE, ConfigMismatch, DataChanged, MetricsLost, flat,  # noqa: F401
                           trajectory_diff)
 
@@ -207,48 +206,14 @@ class RunDir:
     return os.path.join(self.path, LOCK)
 
   def acquire_lock(self) -> None:
-    """Takes the run directory for this process (one trainer per run directory); a lock left
-    by a process that died on this host is taken over. A workdir that is a file, or cannot be
-    written, is a RunDirError naming it."""
-    self._created = not os.path.exists(self.path)
-    me = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()}
-    for _ in range(2):
-      try:
-        os.makedirs(self.path, exist_ok=True)
-        fd = os.open(self.lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-      except FileExistsError:
-        if not os.path.isdir(self.path):
-          raise RunDirError(f"workdir {self.path} is a file, not a directory; pass a "
-                            "directory (new or a run's) as --workdir") from None
-        holder = self._lock_holder()
-        if holder.get("host") == me["host"] and not _alive(int(holder.get("pid", -1))):
-          os.remove(self.lock_path)  # its trainer died (kill -9, a crash): stale
-          continue
-        raise RunLocked(
-            f"{self.path} is in use by pid {holder.get('pid')} on {holder.get('host')} (lock "
-            f"{self.lock_path}); two trainers on one run directory would interleave their "
-            "steps. Use another --workdir, or delete the lock if that trainer is gone.") from None
-      except OSError as e:
-        raise RunDirError(f"workdir {self.path} cannot be written ({type(e).__name__}: "
-                          f"{e.strerror or e}); pass a writable directory as --workdir") from None
-      with os.fdopen(fd, "w") as f:
-        json.dump(me, f)
-      return
-
-  def _lock_holder(self) -> dict:
-    try:
-      with open(self.lock_path) as f:
-        return json.load(f)
-    except (OSError, ValueError):
-      return {}
+    """Takes the run directory for this process (focal.run_lock: one trainer per run
+    directory; a dead trainer's lock on this host is taken over)."""
+    self._lock = RunLock(self.path, LOCK)
+    self._lock.acquire()
 
   def release_lock(self) -> None:
-    """Frees the directory; one this lock created and nothing else wrote goes too (a run
-    refused while building leaves no empty workdir behind)."""
-    if self._lock_holder().get("pid") == os.getpid():
-      os.remove(self.lock_path)
-      if getattr(self, "_created", False) and not os.listdir(self.path):
-        os.rmdir(self.path)
+    """Frees the directory; one the lock created and nothing else wrote goes too."""
+    (getattr(self, "_lock", None) or RunLock(self.path, LOCK)).release()
 
   def write_config(self, config, mesh_shape=None, data_changes=()) -> None:
     """config.json: the config and its provenance, with the data changes resumes allowed so
@@ -285,21 +250,3 @@ class RunDir:
     only, under its lock: a reader must never delete a live trainer's save in flight)."""
     return Checkpointer(self.checkpoint_dir, keep=keep, async_save=async_save,
                         cleanup_tmp=cleanup_tmp)
-
-
-class RunLocked(RuntimeError):
-  """Another live trainer holds the run directory."""
-
-
-class RunDirError(RuntimeError):
-  """The workdir cannot hold a run: a file, or not writable."""
-
-
-def _alive(pid: int) -> bool:
-  try:
-    os.kill(pid, 0)
-  except ProcessLookupError:
-    return False
-  except PermissionError:
-    return True
-  return True

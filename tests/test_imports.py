@@ -18,7 +18,7 @@ FLOORS = (
   # foundations: data types and helpers that know nothing of training
   ("focal.rubric", "focal.registry", "focal.tokenizers", "focal.partition_rules", "focal.batch",
    "focal.nonfinite", "focal.grpo", "focal.checkpoint", "focal.tracking", "focal.distributed",
-   "focal.cli", "focal.preemption", "focal.microbatch"),
+   "focal.cli", "focal.preemption", "focal.microbatch", "focal.run_lock"),
   # the method's and the model's parts
   ("focal.aggregators", "focal.advantages", "focal.models", "focal.tasks", "focal.graders",
    "focal.sampling", "focal.decode_plan", "focal.metrics", "focal.data", "focal.warm_start"),
