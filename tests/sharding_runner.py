@@ -219,7 +219,7 @@ def scenario_seeds(args):
       state, out = train_and_record(*plain_vmapped(setups), args.steps)
     else:
       shape = tuple(int(v) for v in text.split(","))
-      config = ml_collections.ConfigDict({"mesh": {"shape": shape},
+      config = ml_collections.ConfigDict({"mesh": {"shape": shape, "ref_memory_kind": "device"},
                                           "data": {"prompts_per_step": NUM_PROMPTS}})
       replicas = StackedSeeds(config, setups)
       state = replicas.combine([replicas.restore_target(s.state) for s in setups])

@@ -343,7 +343,7 @@ def test_vmapped_seeds_share_one_base():
                                    rng=jax.random.key(seed), base=base))
   setups = [types.SimpleNamespace(source=_Source(), engine=engine, state=s,
                                   grader=types.SimpleNamespace(fused=True)) for s in states]
-  config = ml_collections.ConfigDict({"mesh": {"shape": (1, 1, 1)},
+  config = ml_collections.ConfigDict({"mesh": {"shape": (1, 1, 1), "ref_memory_kind": "device"},
                                       "data": {"prompts_per_step": 3}})
   replicas = StackedSeeds(config, setups)
   assert replicas.shared_base

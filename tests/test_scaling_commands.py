@@ -442,6 +442,11 @@ def check_output(run: Run, argv: list[str], out: str, cwd) -> list[str]:
     return [problem for d in dirs for problem in check_run_dir(run, d, argv)]
   elif program == "experiments.eval":
     assert "mean rubric reward" in out, out[-2000:]
+  elif program == "experiments.demo_assets":
+    # The checkpoint and RaR files the demo's training command then reads, built under HOME.
+    paths = dict(line.strip().split(": ", 1) for line in out.splitlines() if ": /" in line)
+    assert set(paths) == {"checkpoint", "train", "eval"}, out[-2000:]
+    assert all(os.path.exists(p) for p in paths.values()), paths
   else:
     raise AssertionError(f"no check for {program}")
   return []
