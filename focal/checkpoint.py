@@ -235,9 +235,11 @@ def _fields(tree) -> dict:
 
 
 def _with_default_sharding(x):
+  """A target without a sharding is read whole onto this process's first device: the global
+  first device belongs to process 0, and another process cannot hold a shard there."""
   if isinstance(x, jax.ShapeDtypeStruct) and x.sharding is None:
-    return jax.ShapeDtypeStruct(x.shape, x.dtype,
-                                sharding=jax.sharding.SingleDeviceSharding(jax.devices()[0]))
+    return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=jax.sharding.SingleDeviceSharding(
+        jax.local_devices()[0]))
   return x
 
 
