@@ -16,6 +16,7 @@ from jax.sharding import PartitionSpec as P
 
 from focal import distributed, sharding
 from focal.models.transformer import ModelConfig, abstract_model
+from conftest import xla_flags
 from test_iteration import make_batch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -28,9 +29,8 @@ MESHES = ("1,1,1", "8,1,1", "2,4,1", "2,2,2")
 
 
 def run_runner(args, devices=8, timeout=600, wait=True):
-  # The session's own XLA_FLAGS (tests/conftest.py's optimization level) go along.
-  flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}"
-  env = dict(os.environ, XLA_FLAGS=flags.strip(), JAX_PLATFORMS="cpu")
+  # The session's own XLA_FLAGS (tests/conftest.py's code generation) go along.
+  env = dict(os.environ, XLA_FLAGS=xla_flags(devices=devices), JAX_PLATFORMS="cpu")
   proc = subprocess.Popen([sys.executable, RUNNER, *args], env=env, cwd=ROOT,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
   return finish(proc, timeout) if wait else proc

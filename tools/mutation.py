@@ -116,6 +116,11 @@ EQUIVALENT: dict[tuple[str, str], str] = {
     ("focal/aggregators/focal_reward.py",
      "- if w_min > 0.0 or w_max < 1.0: / + if w_min > 0.0 or w_max != 1.0:"):
     "focal_hparams keeps w_max in [w_min, 1]: w_max != 1 is w_max < 1",
+    ("focal/aggregators/focal_reward.py",
+     "- e = jnp.where(member, jnp.exp(logits - jnp.where(member, top, 0.0)), 0.0) / "
+     "+ e = jnp.where(member, jnp.exp(logits - jnp.where(member, top, 1.0)), 0.0)"):
+    "the fallback is read only off-member, where logits are -inf (exp gives 0 for any finite "
+    "fallback) and the outer where writes 0 anyway; it exists so that -inf - top is not NaN",
     ("focal/aggregators/pow3r_focal.py",
      "- f_hp = focal_reward.focal_hparams(temperature, gamma, focal_eps, 0.0, 1.0, ema) / "
      "+ f_hp = focal_reward.focal_hparams(temperature, gamma, focal_eps, 0.0, 0.0, ema)"):
